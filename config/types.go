@@ -1,0 +1,144 @@
+package config
+
+import (
+	"net/netip"
+	"time"
+)
+
+// The types in this file are the YAML contract with users, docs and examples: key names may be
+// extended, never renamed. Parse fills them from the file, applies defaults once and validates;
+// after that a Config is never mutated (it is the immutable snapshot the data path reads).
+
+// Config is the whole file.
+type Config struct {
+	TUN       TUN       `yaml:"tun"`
+	NAT       NAT       `yaml:"nat"`
+	NodePorts NodePorts `yaml:"node_ports"`
+	Services  []Service `yaml:"services"`
+	Egress    []Egress  `yaml:"egress"`
+	Conntrack Conntrack `yaml:"conntrack"`
+	Admin     Admin     `yaml:"admin"`
+	Log       Log       `yaml:"log"`
+	Ingress   *Ingress  `yaml:"ingress"`
+
+	// Source is the file the config was read from (for messages); not a YAML key.
+	Source string `yaml:"-"`
+}
+
+// TUN describes the device edgegate reads packets from.
+type TUN struct {
+	Name         string `yaml:"name"`          // default "edge0"
+	MTU          int    `yaml:"mtu"`           // default 1500
+	Queues       int    `yaml:"queues"`        // default 1; >1 opens a multi-queue device, one worker each
+	Offload      *bool  `yaml:"offload"`       // default true: IFF_VNET_HDR + TSO/USO offloads
+	ManageRoutes *bool  `yaml:"manage_routes"` // default true
+	TxQueueLen   int    `yaml:"txqueuelen"`    // default 10000
+	RouteTable   int    `yaml:"route_table"`   // policy routing table for egress/node ports, default 4242
+}
+
+// NAT configures masquerading toward backends.
+type NAT struct {
+	MasqueradeAddresses []netip.Addr `yaml:"masquerade_addresses"`
+	PortRange           PortRange    `yaml:"port_range"` // default 1024-65535
+}
+
+// NodePorts says on which node addresses node_port values are served.
+type NodePorts struct {
+	// Addresses are the node's own addresses on which node ports are steered into the TUN.
+	// Empty: every global unicast address of the namespace at start.
+	Addresses []netip.Addr `yaml:"addresses"`
+}
+
+// PortRange is "lo-hi" in YAML.
+type PortRange struct{ Lo, Hi uint16 }
+
+// Service is a set of virtual addresses and ports balanced over backends.
+type Service struct {
+	Name                   string        `yaml:"name"`
+	Addresses              []netip.Addr  `yaml:"addresses"`
+	Ports                  []ServicePort `yaml:"ports"`
+	Scheduler              string        `yaml:"scheduler"`                // default round_robin
+	SessionAffinity        string        `yaml:"session_affinity"`         // none (default) or client_ip
+	SessionAffinityTimeout Duration      `yaml:"session_affinity_timeout"` // default 3h (10800 s)
+	SourceNAT              string        `yaml:"source_nat"`               // masquerade (default) or none
+	MaglevTableSize        int           `yaml:"maglev_table_size"`        // prime, default 65537
+	Backends               []Backend     `yaml:"backends"`
+	HealthCheck            *HealthCheck  `yaml:"health_check"`
+}
+
+// ServicePort is one port of a service.
+type ServicePort struct {
+	Name       string `yaml:"name"`
+	Protocol   string `yaml:"protocol"` // tcp (default), udp
+	Port       uint16 `yaml:"port"`
+	TargetPort uint16 `yaml:"target_port"` // default Port
+	NodePort   uint16 `yaml:"node_port"`   // 0: none
+}
+
+// Backend is one endpoint of a service.
+type Backend struct {
+	Address netip.Addr `yaml:"address"`
+	Weight  *int       `yaml:"weight"` // default 1; 0 means no new flows
+	Drain   bool       `yaml:"drain"`  // draining: no new flows, existing ones continue
+}
+
+// HealthCheck probes each backend of a service.
+type HealthCheck struct {
+	Type               string   `yaml:"type"`                // tcp (default) or http
+	Port               uint16   `yaml:"port"`                // default: the first port's target_port
+	Path               string   `yaml:"path"`                // http only, default "/"
+	ExpectStatus       int      `yaml:"expect_status"`       // http only, default 200
+	Interval           Duration `yaml:"interval"`            // default 2s
+	Timeout            Duration `yaml:"timeout"`             // default 1s
+	HealthyThreshold   int      `yaml:"healthy_threshold"`   // default 2
+	UnhealthyThreshold int      `yaml:"unhealthy_threshold"` // default 2
+	// AllUnhealthy is the policy when no backend is healthy: fail_open (default: use all) or refuse.
+	AllUnhealthy string `yaml:"all_unhealthy"`
+}
+
+// Egress SNATs traffic from inside prefixes to the outside with a pool address.
+type Egress struct {
+	Name      string         `yaml:"name"`
+	Sources   []netip.Prefix `yaml:"sources"`
+	Addresses []netip.Addr   `yaml:"addresses"`
+	// Destinations, when set, limits SNAT to these prefixes; default: everything not a service.
+	Destinations []netip.Prefix `yaml:"destinations"`
+}
+
+// Conntrack bounds and times the flow table.
+type Conntrack struct {
+	MaxEntries int      `yaml:"max_entries"` // default 262144
+	Timeouts   Timeouts `yaml:"timeouts"`
+	// DrainTimeout bounds how long TCP flows to a removed backend continue (0: until they end).
+	DrainTimeout Duration `yaml:"drain_timeout"`
+}
+
+// Timeouts are netfilter's defaults unless set.
+type Timeouts struct {
+	TCPSynSent     Duration `yaml:"tcp_syn_sent"`    // 120s
+	TCPSynRecv     Duration `yaml:"tcp_syn_recv"`    // 60s
+	TCPEstablished Duration `yaml:"tcp_established"` // 432000s (5 days)
+	TCPFinWait     Duration `yaml:"tcp_fin_wait"`    // 120s
+	TCPCloseWait   Duration `yaml:"tcp_close_wait"`  // 60s
+	TCPLastAck     Duration `yaml:"tcp_last_ack"`    // 30s
+	TCPTimeWait    Duration `yaml:"tcp_time_wait"`   // 120s
+	TCPClose       Duration `yaml:"tcp_close"`       // 10s
+	UDP            Duration `yaml:"udp"`             // 30s
+	UDPStream      Duration `yaml:"udp_stream"`      // 120s
+	ICMP           Duration `yaml:"icmp"`            // 30s
+}
+
+// Admin is the loopback HTTP listener for metrics and the API.
+type Admin struct {
+	Listen string `yaml:"listen"` // default 127.0.0.1:9469; "" after defaults never; "off" disables
+	Pprof  bool   `yaml:"pprof"`
+}
+
+// Log configures log/slog.
+type Log struct {
+	Format string `yaml:"format"` // text (default) or json
+	Level  string `yaml:"level"`  // debug, info (default), warn, error
+}
+
+// Duration accepts Go durations ("30s", "3h") and plain integers as seconds.
+type Duration time.Duration
