@@ -1,0 +1,119 @@
+package tun
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// fileDevice batches reads and writes over a non-blocking TUN file descriptor through the runtime
+// poller: one Read parks until the fd is readable, then drains it until EAGAIN or the batch is full.
+type fileDevice struct {
+	f     *os.File
+	rc    syscall.RawConn
+	name  string
+	vnet  bool
+	owned bool // Close also closes f
+}
+
+func newFileDevice(f *os.File, name string, vnet bool) (*fileDevice, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("tun %s: raw conn: %w", name, err)
+	}
+	return &fileDevice{f: f, rc: rc, name: name, vnet: vnet, owned: true}, nil
+}
+
+func (d *fileDevice) hdr() int {
+	if d.vnet {
+		return VnetHdrLen
+	}
+	return 0
+}
+
+func (d *fileDevice) Read(bufs [][]byte, sizes []int) (int, error) {
+	n, hl := 0, d.hdr()
+	var rerr error
+	err := d.rc.Read(func(fd uintptr) bool {
+		for n < len(bufs) {
+			m, err := unix.Read(int(fd), bufs[n][Offset-hl:])
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				if err != unix.EAGAIN {
+					rerr = err
+				}
+				break
+			}
+			if m < hl {
+				continue // runt read: nothing usable
+			}
+			sizes[n] = m - hl
+			n++
+		}
+		return n > 0 || rerr != nil
+	})
+	if n > 0 {
+		return n, nil
+	}
+	if rerr != nil {
+		err = rerr
+	}
+	if errors.Is(err, os.ErrClosed) {
+		return 0, ErrClosed
+	}
+	if err != nil {
+		return 0, fmt.Errorf("tun %s: read: %w", d.name, err)
+	}
+	return 0, nil
+}
+
+func (d *fileDevice) Write(bufs [][]byte) (int, error) {
+	n, hl, failed := 0, d.hdr(), 0
+	var werr error
+	err := d.rc.Write(func(fd uintptr) bool {
+		for n < len(bufs) {
+			_, err := unix.Write(int(fd), bufs[n][Offset-hl:])
+			if err == unix.EINTR {
+				continue
+			}
+			if err == unix.EAGAIN {
+				return false // wait for room
+			}
+			if err != nil {
+				// A packet the kernel refuses (EINVAL for a bad GSO header, EIO) must not stall the
+				// batch: remember the first error and go on.
+				if werr == nil {
+					werr = err
+				}
+				failed++
+			}
+			n++
+		}
+		return true
+	})
+	n -= failed
+	if errors.Is(err, os.ErrClosed) {
+		return n, ErrClosed
+	}
+	if err != nil {
+		return n, fmt.Errorf("tun %s: write: %w", d.name, err)
+	}
+	if werr != nil {
+		return n, fmt.Errorf("tun %s: write: %w", d.name, werr)
+	}
+	return n, nil
+}
+
+func (d *fileDevice) VnetHdr() bool { return d.vnet }
+func (d *fileDevice) Name() string  { return d.name }
+func (d *fileDevice) Close() error {
+	if d.owned {
+		return d.f.Close()
+	}
+	return nil
+}

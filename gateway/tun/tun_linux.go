@@ -1,0 +1,145 @@
+//go:build linux
+
+package tun
+
+import (
+	"fmt"
+	"os"
+	"unsafe"
+
+	"github.com/songgao/water"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Config says how to open the device.
+type Config struct {
+	Name       string
+	MTU        int
+	Queues     int  // >1 opens a multi-queue device: one Device per queue
+	Offload    bool // IFF_VNET_HDR + TSO/USO/checksum offloads
+	TxQueueLen int
+}
+
+// TUN offload bits (include/uapi/linux/if_tun.h).
+const (
+	tunFCsum = 0x01
+	tunFTSO4 = 0x02
+	tunFTSO6 = 0x04
+	tunFUSO4 = 0x20
+	tunFUSO6 = 0x40
+)
+
+// Open creates the TUN device with cfg.Queues queues, configures the link (MTU, txqueuelen, up) and
+// returns one Device per queue.
+func Open(cfg Config) ([]Device, error) {
+	if cfg.Queues < 1 {
+		cfg.Queues = 1
+	}
+	devs := make([]Device, 0, cfg.Queues)
+	closeAll := func() {
+		for _, d := range devs {
+			d.Close()
+		}
+	}
+	name := cfg.Name
+	for q := 0; q < cfg.Queues; q++ {
+		var d Device
+		var err error
+		if cfg.Offload {
+			d, err = openVnet(name, cfg.Queues > 1)
+		} else {
+			d, err = openWater(name, cfg.Queues > 1)
+		}
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		name = d.Name()
+		devs = append(devs, d)
+	}
+	if err := configureLink(name, cfg); err != nil {
+		closeAll()
+		return nil, err
+	}
+	return devs, nil
+}
+
+func openWater(name string, multi bool) (Device, error) {
+	ifce, err := water.New(water.Config{
+		DeviceType:             water.TUN,
+		PlatformSpecificParams: water.PlatformSpecificParams{Name: name, MultiQueue: multi},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tun %s: open: %w", name, err)
+	}
+	f, ok := ifce.ReadWriteCloser.(*os.File)
+	if !ok {
+		ifce.Close()
+		return nil, fmt.Errorf("tun %s: water returned %T, want *os.File", name, ifce.ReadWriteCloser)
+	}
+	return newFileDevice(f, ifce.Name(), false)
+}
+
+// openVnet opens /dev/net/tun itself: water cannot pass IFF_VNET_HDR, and the flag can only be set by
+// the first TUNSETIFF of a device.
+func openVnet(name string, multi bool) (Device, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("tun %s: open /dev/net/tun: %w", name, err)
+	}
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("tun %s: %w", name, err)
+	}
+	flags := uint16(unix.IFF_TUN | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+	if multi {
+		flags |= unix.IFF_MULTI_QUEUE
+	}
+	ifr.SetUint16(flags)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("tun %s: TUNSETIFF: %w", name, err)
+	}
+	hdrSize := int32(VnetHdrLen)
+	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.TUNSETVNETHDRSZ, uintptr(unsafe.Pointer(&hdrSize))); e != 0 {
+		unix.Close(fd)
+		return nil, fmt.Errorf("tun %s: TUNSETVNETHDRSZ: %w", name, e)
+	}
+	// USO needs Linux 6.2; fall back to TCP offloads alone on older kernels.
+	offloads := []int{tunFCsum | tunFTSO4 | tunFTSO6 | tunFUSO4 | tunFUSO6, tunFCsum | tunFTSO4 | tunFTSO6}
+	var oerr error
+	for _, o := range offloads {
+		if oerr = unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, o); oerr == nil {
+			break
+		}
+	}
+	if oerr != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("tun %s: TUNSETOFFLOAD: %w", name, oerr)
+	}
+	got := ifr.Name()
+	return newFileDevice(os.NewFile(uintptr(fd), "/dev/net/tun"), got, true)
+}
+
+func configureLink(name string, cfg Config) error {
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("tun %s: find link: %w", name, err)
+	}
+	if cfg.MTU > 0 {
+		if err := netlink.LinkSetMTU(link, cfg.MTU); err != nil {
+			return fmt.Errorf("tun %s: set mtu %d: %w", name, cfg.MTU, err)
+		}
+	}
+	if cfg.TxQueueLen > 0 {
+		if err := netlink.LinkSetTxQLen(link, cfg.TxQueueLen); err != nil {
+			return fmt.Errorf("tun %s: set txqueuelen %d: %w", name, cfg.TxQueueLen, err)
+		}
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		return fmt.Errorf("tun %s: set up: %w", name, err)
+	}
+	return nil
+}
