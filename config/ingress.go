@@ -111,4 +111,7 @@ type BackendRef struct {
 	Service string `yaml:"service"`
 	Port    uint16 `yaml:"port"`   // the service port (its target_port is dialled on the backend)
 	Weight  *int   `yaml:"weight"` // default 1
+	// Protocol spoken to the backend: http (default, HTTP/1.1) or h2c (HTTP/2 with prior
+	// knowledge, needed for gRPC backends without TLS).
+	Protocol string `yaml:"protocol"`
 }

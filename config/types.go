@@ -23,6 +23,8 @@ type Config struct {
 
 	// Source is the file the config was read from (for messages); not a YAML key.
 	Source string `yaml:"-"`
+
+	services map[string]int // name -> index in Services, built once by Parse
 }
 
 // TUN describes the device edgegate reads packets from.

@@ -1,0 +1,317 @@
+package config
+
+import (
+	"errors"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// base is a minimal valid config that invalid cases extend or break.
+const base = `nat:
+  masquerade_addresses: [198.18.250.1]
+services:
+  - name: web
+    addresses: [198.18.200.10]
+    ports:
+      - port: 80
+    backends:
+      - address: 198.19.1.2
+`
+
+func TestParseValid(t *testing.T) {
+	tests := []struct {
+		name  string
+		yaml  string
+		check func(t *testing.T, c *Config)
+	}{
+		{"empty file", "", func(t *testing.T, c *Config) {
+			if c.TUN.Name != "edge0" || len(c.Services) != 0 {
+				t.Errorf("got %+v", c.TUN)
+			}
+		}},
+		{"minimal", base, func(t *testing.T, c *Config) {
+			s := c.ServiceByName("web")
+			if s == nil || s.Ports[0].TargetPort != 80 || s.Ports[0].Protocol != "tcp" {
+				t.Fatalf("service defaults not applied: %+v", s)
+			}
+		}},
+		{"durations as integers are seconds", base + `    session_affinity: client_ip
+    session_affinity_timeout: 60
+`, func(t *testing.T, c *Config) {
+			if got := c.Services[0].AffinityTimeout(); got != time.Minute {
+				t.Errorf("affinity timeout = %v, want 1m", got)
+			}
+		}},
+		{"source_nat none needs no masquerade address", `services:
+  - name: direct
+    addresses: [192.0.2.10]
+    source_nat: none
+    ports: [{port: 443, protocol: udp, target_port: 8443, node_port: 30443}]
+    backends: [{address: 198.51.100.7, weight: 0}]
+`, func(t *testing.T, c *Config) {
+			s := c.Services[0]
+			if s.Masquerade() || s.Ports[0].TargetPort != 8443 || *s.Backends[0].Weight != 0 {
+				t.Errorf("got %+v", s)
+			}
+		}},
+		{"yaml anchors and merge keys", `nat:
+  masquerade_addresses: [198.18.250.1]
+x-common: &common
+  addresses: [198.18.200.10]
+  ports: [{port: 80}]
+services:
+  - <<: *common
+    name: a
+    backends: &bk [{address: 198.19.1.2}]
+`, nil},
+		{"explicit zero txqueuelen kept", "tun: {txqueuelen: 0}\n", func(t *testing.T, c *Config) {
+			if c.TUN.TxQueueLen != 0 {
+				t.Errorf("txqueuelen = %d, want 0", c.TUN.TxQueueLen)
+			}
+		}},
+		{"offload false", "tun: {offload: false, manage_routes: false}\n", func(t *testing.T, c *Config) {
+			if c.TUN.OffloadEnabled() || c.TUN.ManageRoutesEnabled() {
+				t.Error("offload/manage_routes false not honoured")
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(tt.yaml), "t.yaml")
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if tt.check != nil {
+				tt.check(t, c)
+			}
+		})
+	}
+}
+
+func TestParseInvalid(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want string // one expected line of the error output (file:line:col: msg)
+	}{
+		{"unknown top-level key", "tunn: {}\n", `t.yaml:1:1: document: unknown key "tunn"`},
+		{"unknown nested key", "tun:\n  mut: 1500\n", `t.yaml:2:3: tun: unknown key "mut"`},
+		{"wrong type", "tun:\n  mtu: big\n", `t.yaml:2:8: tun.mtu: want an integer, got "big"`},
+		{"list for scalar", "tun:\n  name: [a]\n", `t.yaml:2:9: tun.name: want a string, got a list`},
+		{"bad duration", base + "    session_affinity_timeout: soon\n", `t.yaml:10:31: services[0].session_affinity_timeout: want a duration such as "30s" or an integer number of seconds, got "soon"`},
+		{"negative duration", "conntrack:\n  timeouts: {udp: -5s}\n", `t.yaml:2:19: conntrack.timeouts.udp: duration must not be negative`},
+		{"bad port range", "nat:\n  port_range: 2000-1000\n", `t.yaml:2:15: nat.port_range: port range "2000-1000": want 1 <= low <= high <= 65535`},
+		{"bad address", "nat:\n  masquerade_addresses: [198.18.250.300]\n", `t.yaml:2:26: nat.masquerade_addresses[0]: want an IP address, got "198.18.250.300"`},
+		{"duplicate key", "tun:\n  mtu: 1500\n  mtu: 9000\n", `t.yaml:3:3: tun.mtu: duplicate key (first at line 2)`},
+		{"two documents", "tun: {}\n---\nlog: {}\n", `only one YAML document is allowed`},
+		{"syntax error", "tun:\n  mtu: 1\n bad\n", `t.yaml:2: invalid YAML: did not find expected key`},
+		{"mtu too small", "tun:\n  mtu: 500\n", `t.yaml:2:8: tun.mtu: 500 out of range 576..65535`},
+		{"mtu too small for ipv6", "tun:\n  mtu: 1000\nnode_ports:\n  addresses: [2001:db8::1]\n", `t.yaml:2:8: tun.mtu: 1000 out of range 1280..65535 (IPv6 addresses are configured, so at least 1280)`},
+		{"queues", "tun: {queues: 65}\n", `t.yaml:1:15: tun.queues: 65 out of range 1..64`},
+		{"explicit zero queues", "tun: {queues: 0}\n", `t.yaml:1:15: tun.queues: 0 out of range 1..64`},
+		{"reserved route table", "tun: {route_table: 254}\n", `t.yaml:1:20: tun.route_table: 254 is a reserved table`},
+		{"long tun name", "tun: {name: abcdefghijklmnopq}\n", `t.yaml:1:13: tun.name: "abcdefghijklmnopq" is not a valid interface name`},
+		{"bad service name", strings.Replace(base, "name: web", "name: Web_1", 1), `t.yaml:4:11: services[0]: name "Web_1" must be a DNS label`},
+		{"missing service name", strings.Replace(base, "  - name: web\n    addresses", "  - addresses", 1), `t.yaml:4:5: services[0]: name is required`},
+		{"duplicate service name", base + strings.TrimPrefix(strings.Replace(base, "198.18.200.10", "198.18.200.11", 1), "nat:\n  masquerade_addresses: [198.18.250.1]\nservices:\n"), `t.yaml:10:11: services[1]: duplicate name "web" (first at line 4)`},
+		{"unknown scheduler", base + "    scheduler: fastest\n", `t.yaml:10:16: service "web": scheduler: unknown value "fastest" (want one of: random, round_robin, weighted_round_robin, least_conn, two_choices, source_hash, maglev)`},
+		{"maglev size not prime", base + "    scheduler: maglev\n    maglev_table_size: 65536\n", `t.yaml:11:24: service "web": maglev_table_size 65536 must be a prime`},
+		{"port zero", strings.Replace(base, "port: 80", "port: 0", 1), `t.yaml:7:15: service "web": ports[0].port: a port 1..65535 is required`},
+		{"port missing", strings.Replace(base, "- port: 80", "- name: http", 1), `t.yaml:7:9: service "web": ports[0].port: a port 1..65535 is required`},
+		{"bad protocol", strings.Replace(base, "port: 80", "port: 80\n        protocol: sctp", 1), `t.yaml:8:19: service "web": ports[0].protocol: unknown value "sctp" (want one of: tcp, udp)`},
+		{"same port twice", strings.Replace(base, "- port: 80", "- port: 80\n      - port: 80", 1), `t.yaml:8:15: service "web": ports[1].port: tcp/80 is already served by this service (line 7)`},
+		{"no addresses", strings.Replace(base, "    addresses: [198.18.200.10]\n", "", 1), `t.yaml:4:5: service "web": at least one address is required`},
+		{"empty backends", strings.Replace(base, "    backends:\n      - address: 198.19.1.2\n", "    backends: []\n", 1), `t.yaml:8:15: service "web": at least one backend is required`},
+		{"no masquerade address", strings.TrimPrefix(base, "nat:\n  masquerade_addresses: [198.18.250.1]\n"), `t.yaml:7:18: service "web": backends[0]: source_nat masquerade needs an IPv4 address in nat.masquerade_addresses for backend 198.19.1.2`},
+		{"backend is a service address", strings.Replace(base, "address: 198.19.1.2", "address: 198.18.200.10", 1), `t.yaml:9:18: service "web": backend 198.18.200.10 is the address of service "web" (line 5); traffic to it would loop into edgegate`},
+		{"backend is the masquerade address", strings.Replace(base, "address: 198.19.1.2", "address: 198.18.250.1", 1), `t.yaml:9:18: service "web": backend 198.18.250.1 is the masquerade address (line 2)`},
+		{"service address is masquerade address", strings.Replace(base, "[198.18.200.10]", "[198.18.250.1]", 1), `t.yaml:5:17: service "web": address 198.18.250.1 is already the masquerade address (line 2)`},
+		{"family mismatch", strings.Replace(base, "address: 198.19.1.2", "address: 2001:db8::2", 1), `t.yaml:9:18: service "web": backends[0]: IPv6 backend 2001:db8::2 but the service has no IPv6 address`},
+		{"duplicate backend", base + "      - address: 198.19.1.2\n", `t.yaml:10:18: service "web": backends[1]: duplicate backend 198.19.1.2 (first at line 9)`},
+		{"negative weight", base + "        weight: -1\n", `t.yaml:10:17: service "web": backends[0].weight: -1 out of range 0..65535`},
+		{"bad affinity", base + "    session_affinity: cookie\n", `t.yaml:10:23: service "web": session_affinity: unknown value "cookie" (want one of: none, client_ip)`},
+		{"bad source nat", base + "    source_nat: snat\n", `t.yaml:10:17: service "web": source_nat: unknown value "snat" (want one of: masquerade, none)`},
+		{"node port reused", base + `  - name: api
+    addresses: [198.18.200.11]
+    ports: [{port: 80, node_port: 30080}]
+    backends: [{address: 198.19.1.3}]
+  - name: api2
+    addresses: [198.18.200.12]
+    ports: [{port: 80, node_port: 30080}]
+    backends: [{address: 198.19.1.4}]
+`, `t.yaml:16:35: service "api2": ports[0].node_port: tcp node port 30080 is already used (line 12)`},
+		{"address shared across services", base + `  - name: api
+    addresses: [198.18.200.10]
+    ports: [{port: 81}]
+    backends: [{address: 198.19.1.3}]
+`, `t.yaml:11:17: service "api": address 198.18.200.10 is already the address of service "web" (line 5)`},
+		{"max entries", "conntrack: {max_entries: 8}\n", `t.yaml:1:26: conntrack.max_entries: 8 is below the minimum 16`},
+		{"log level", "log: {level: verbose}\n", `t.yaml:1:14: log.level: unknown value "verbose" (want one of: debug, info, warn, error)`},
+		{"log format", "log: {format: xml}\n", `t.yaml:1:15: log.format: unknown value "xml" (want one of: text, json)`},
+		{"admin listen", "admin: {listen: 'nohost'}\n", `t.yaml:1:17: admin.listen: "nohost" is not host:port (or "off")`},
+		{"egress without pool", "egress:\n  - name: pods\n    sources: [198.18.64.0/18]\n", `t.yaml:2:5: egress "pods": at least one pool address is required`},
+		{"egress host bits", "egress:\n  - name: pods\n    sources: [198.18.64.1/18]\n    addresses: [203.0.113.1]\n", `t.yaml:3:15: egress "pods": sources[0]: prefix 198.18.64.1/18 has host bits set (did you mean 198.18.64.0/18?)`},
+		{"egress family mismatch", "egress:\n  - name: pods\n    sources: [198.18.64.0/18]\n    addresses: [2001:db8::1]\n", `t.yaml:4:17: egress "pods": IPv6 pool address 2001:db8::1 but no IPv6 source`},
+		{"egress sources overlap", "egress:\n  - name: a\n    sources: [198.18.64.0/18]\n    addresses: [203.0.113.1]\n  - name: b\n    sources: [198.18.64.0/24]\n    addresses: [203.0.113.2]\n", `t.yaml:6:15: egress "b": source 198.18.64.0/24 overlaps 198.18.64.0/18 of egress "a" (line 3)`},
+		{"health check timeout", base + "    health_check: {interval: 1s, timeout: 2s}\n", `t.yaml:10:43: service "web": health_check.timeout: 2s is longer than the interval 1s`},
+		{"health check type", base + "    health_check: {type: icmp}\n", `t.yaml:10:26: service "web": health_check.type: unknown value "icmp" (want one of: tcp, http)`},
+		{"health check path without http", base + "    health_check: {path: /healthz}\n", `t.yaml:10:26: service "web": health_check.path: only used with type http`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(tt.yaml), "t.yaml")
+			if err == nil {
+				t.Fatalf("Parse succeeded (%+v), want error containing %q", c, tt.want)
+			}
+			var es Errors
+			if !errors.As(err, &es) || len(es) == 0 {
+				t.Fatalf("error %T is not a non-empty Errors: %v", err, err)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("errors:\n%v\nwant a line containing:\n%s", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestAllErrorsReported checks one run reports every problem, in file order.
+func TestAllErrorsReported(t *testing.T) {
+	_, err := Parse([]byte("tun:\n  mtu: 10\n  bogus: 1\nlog:\n  level: loud\n"), "f.yaml")
+	want := "f.yaml:2:8: tun.mtu: 10 out of range 576..65535\n" +
+		"f.yaml:3:3: tun: unknown key \"bogus\" (known: manage_routes, mtu, name, offload, queues, route_table, txqueuelen)\n" +
+		"f.yaml:5:10: log.level: unknown value \"loud\" (want one of: debug, info, warn, error)"
+	if err == nil || err.Error() != want {
+		t.Fatalf("got:\n%v\nwant:\n%s", err, want)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := Parse([]byte(base+"    health_check: {type: http}\n"), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tun := TUN{Name: "edge0", MTU: 1500, Queues: 1, Offload: ptr(true), ManageRoutes: ptr(true), TxQueueLen: 10000, RouteTable: 4242}
+	if !reflect.DeepEqual(c.TUN, tun) {
+		t.Errorf("tun = %+v, want %+v", c.TUN, tun)
+	}
+	if c.NAT.PortRange != (PortRange{1024, 65535}) {
+		t.Errorf("port_range = %v", c.NAT.PortRange)
+	}
+	s := c.Services[0]
+	if s.Scheduler != "round_robin" || s.SessionAffinity != "none" || s.SessionAffinityTimeout.D() != 3*time.Hour ||
+		s.SourceNAT != "masquerade" || s.MaglevTableSize != 65537 || s.Backends[0].EffectiveWeight() != 1 {
+		t.Errorf("service defaults: %+v", s)
+	}
+	h := *s.HealthCheck
+	wantH := HealthCheck{Type: "http", Port: 80, Path: "/", ExpectStatus: 200, Interval: Duration(2 * time.Second),
+		Timeout: Duration(time.Second), HealthyThreshold: 2, UnhealthyThreshold: 2, AllUnhealthy: "fail_open"}
+	if h != wantH {
+		t.Errorf("health check = %+v, want %+v", h, wantH)
+	}
+	if c.Conntrack.MaxEntries != 262144 || c.Conntrack.Timeouts != DefaultTimeouts ||
+		c.Conntrack.Timeouts.TCPEstablished.D() != 5*24*time.Hour {
+		t.Errorf("conntrack = %+v", c.Conntrack)
+	}
+	if c.Admin.Listen != "127.0.0.1:9469" || !c.Admin.Enabled() || c.Log != (Log{"text", "info"}) {
+		t.Errorf("admin/log = %+v %+v", c.Admin, c.Log)
+	}
+	if c.ServiceByName("nope") != nil || c.ServiceByName("web") != &c.Services[0] {
+		t.Error("ServiceByName")
+	}
+	if got := c.Services[0].Addresses[0]; got != netip.MustParseAddr("198.18.200.10") {
+		t.Errorf("address = %v", got)
+	}
+}
+
+// TestEffectiveRoundTrip checks the effective dump parses back to the same config.
+func TestEffectiveRoundTrip(t *testing.T) {
+	files, _ := filepath.Glob("../examples/*.yaml")
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			c, err := Load(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := c.Effective()
+			if err != nil {
+				t.Fatal(err)
+			}
+			c2, err := Parse(out, f)
+			if err != nil {
+				t.Fatalf("effective config does not parse: %v\n%s", err, out)
+			}
+			if !reflect.DeepEqual(c, c2) {
+				t.Errorf("round trip differs:\n%+v\n%+v", c, c2)
+			}
+		})
+	}
+}
+
+// TestExamples loads every example so new ones are covered automatically.
+func TestExamples(t *testing.T) {
+	files, err := filepath.Glob("../examples/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no examples found: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			if _, err := Load(f); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestDemo(t *testing.T) {
+	c, err := Load("../examples/demo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.ServiceByName("web")
+	if s == nil || s.Scheduler != "maglev" || len(s.Backends) != 3 || s.Port("tcp", 80).TargetPort != 8080 ||
+		s.Port("tcp", 5201) == nil || c.NAT.MasqueradeAddresses[0] != netip.MustParseAddr("198.18.250.1") {
+		t.Fatalf("demo config: %+v", s)
+	}
+}
+
+func TestLoadMissing(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "none.yaml"))
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("err = %v, want ErrNotExist", err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	files, _ := filepath.Glob("../examples/*.yaml")
+	for _, p := range files {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(base))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse(data, "fuzz.yaml")
+		if err != nil {
+			var es Errors
+			if !errors.As(err, &es) || len(es) == 0 {
+				t.Fatalf("error is not a non-empty Errors: %v", err)
+			}
+			return
+		}
+		// A valid config's effective form must be valid too.
+		out, err := c.Effective()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Parse(out, "fuzz.yaml"); err != nil {
+			t.Fatalf("effective config rejected: %v\n%s", err, out)
+		}
+	})
+}

@@ -1,0 +1,345 @@
+package config
+
+import (
+	"encoding"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+
+	"gopkg.in/yaml.v3"
+)
+
+// The decoder walks the yaml.Node tree alongside the Go types instead of calling yaml.v3's
+// Decode on the whole document: that way every unknown key, wrong type and invalid value is
+// reported with its line and column (yaml.v3 reports only lines, and stops at the first
+// TextUnmarshaler error), all problems are collected, and the node of every decoded value is
+// remembered so validation can point at it. Scalars are still converted by yaml.v3 itself.
+
+const (
+	maxNodes  = 1 << 20 // bounds work on alias-amplified documents
+	maxErrors = 200     // enough for any real file; bounds output on garbage
+)
+
+var (
+	unmarshalerType     = reflect.TypeFor[yaml.Unmarshaler]()
+	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
+)
+
+type decoder struct {
+	file   string
+	errs   Errors
+	pos    map[any]*yaml.Node // pointer to a decoded value -> its node
+	nodes  int
+	noPos  int // >0 while decoding into temporaries (map values) whose address is not kept
+	capped bool
+	// bad marks nodes that failed to decode; validation stays silent about them because the
+	// zero value left behind would only produce a second, misleading message.
+	bad        map[*yaml.Node]bool
+	validating bool
+}
+
+func newDecoder(file string) *decoder {
+	return &decoder{file: file, pos: make(map[any]*yaml.Node), bad: make(map[*yaml.Node]bool)}
+}
+
+func (d *decoder) errorf(n *yaml.Node, format string, args ...any) {
+	if d.validating && d.bad[n] {
+		return
+	}
+	if !d.validating && n != nil {
+		d.bad[n] = true
+	}
+	if len(d.errs) >= maxErrors {
+		if !d.capped {
+			d.capped = true
+			d.errs = append(d.errs, &Error{File: d.file, Msg: fmt.Sprintf("too many errors (more than %d), stopping", maxErrors)})
+		}
+		return
+	}
+	e := &Error{File: d.file, Msg: fmt.Sprintf(format, args...)}
+	if n != nil {
+		e.Line, e.Column = n.Line, n.Column
+	}
+	d.errs = append(d.errs, e)
+}
+
+// node returns the node a value was decoded from, or nil when it came from no YAML.
+func (d *decoder) node(ptr any) *yaml.Node { return d.pos[ptr] }
+
+// set says whether the YAML gave a (non-null) value for the field behind ptr.
+func (d *decoder) set(ptr any) bool {
+	n := d.pos[ptr]
+	return n != nil && n.ShortTag() != "!!null"
+}
+
+func resolveAlias(n *yaml.Node) *yaml.Node {
+	for i := 0; n != nil && n.Kind == yaml.AliasNode && i < 64; i++ {
+		n = n.Alias
+	}
+	return n
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		return fmt.Sprintf("%q", n.Value)
+	}
+	return "nothing"
+}
+
+func isLeaf(t reflect.Type) bool {
+	pt := reflect.PointerTo(t)
+	if pt.Implements(unmarshalerType) || pt.Implements(textUnmarshalerType) {
+		return true
+	}
+	switch t.Kind() {
+	case reflect.Struct, reflect.Slice, reflect.Map, reflect.Pointer, reflect.Interface:
+		return false
+	}
+	return true
+}
+
+// decode fills v (addressable) from n; path names the value in messages ("services[0].name").
+func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
+	n = resolveAlias(n)
+	if n == nil || n.Kind == yaml.AliasNode {
+		d.errorf(nil, "%s: unresolvable alias", path)
+		return
+	}
+	d.nodes++
+	if d.nodes > maxNodes {
+		if d.nodes == maxNodes+1 {
+			d.errorf(n, "document too large (more than %d nodes after alias expansion)", maxNodes)
+		}
+		return
+	}
+	if d.noPos == 0 {
+		d.pos[v.Addr().Interface()] = n
+	}
+	t := v.Type()
+	null := n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
+	if isLeaf(t) {
+		if n.Kind != yaml.ScalarNode {
+			d.errorf(n, "%s: want %s, got %s", path, typeDesc(t), kindName(n))
+			return
+		}
+		if err := n.Decode(v.Addr().Interface()); err != nil {
+			d.errorf(n, "%s: %s", path, leafError(err, t, n))
+		}
+		return
+	}
+	switch t.Kind() {
+	case reflect.Pointer:
+		if null {
+			v.SetZero()
+			return
+		}
+		nv := reflect.New(t.Elem())
+		d.decode(n, nv.Elem(), path)
+		v.Set(nv)
+	case reflect.Struct:
+		if null {
+			return
+		}
+		if n.Kind != yaml.MappingNode {
+			d.errorf(n, "%s: want a mapping, got %s", orRoot(path), kindName(n))
+			return
+		}
+		d.decodeStruct(n, v, path, 0)
+	case reflect.Slice:
+		if null || (n.Kind == yaml.SequenceNode && len(n.Content) == 0) {
+			v.SetZero() // [] and null both mean "none": one representation keeps Effective round-trips exact
+			return
+		}
+		if n.Kind != yaml.SequenceNode {
+			d.errorf(n, "%s: want a list, got %s", path, kindName(n))
+			return
+		}
+		s := reflect.MakeSlice(t, len(n.Content), len(n.Content))
+		for i, c := range n.Content {
+			d.decode(c, s.Index(i), fmt.Sprintf("%s[%d]", path, i))
+		}
+		v.Set(s)
+	case reflect.Map:
+		if null {
+			v.SetZero()
+			return
+		}
+		if n.Kind != yaml.MappingNode {
+			d.errorf(n, "%s: want a mapping, got %s", path, kindName(n))
+			return
+		}
+		m := reflect.MakeMapWithSize(t, len(n.Content)/2)
+		seen := make(map[string]*yaml.Node)
+		d.noPos++
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			kn, vn := resolveAlias(n.Content[i]), n.Content[i+1]
+			if kn == nil || kn.Kind != yaml.ScalarNode {
+				d.errorf(n.Content[i], "%s: keys must be scalars", path)
+				continue
+			}
+			if first, dup := seen[kn.Value]; dup {
+				d.errorf(kn, "%s: duplicate key %q (first at line %d)", path, kn.Value, first.Line)
+				continue
+			}
+			seen[kn.Value] = kn
+			k := reflect.New(t.Key()).Elem()
+			d.decode(kn, k, path)
+			e := reflect.New(t.Elem()).Elem()
+			d.decode(vn, e, path+"."+kn.Value)
+			m.SetMapIndex(k, e)
+		}
+		d.noPos--
+		v.Set(m)
+	default:
+		d.errorf(n, "%s: unsupported type %s", path, t)
+	}
+}
+
+func orRoot(path string) string {
+	if path == "" {
+		return "document"
+	}
+	return path
+}
+
+// decodeStruct fills the fields of struct v from mapping n. Merge keys ("<<") are applied first
+// so explicit keys override them, as YAML specifies.
+func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string, depth int) {
+	fi := fieldsOf(v.Type())
+	seen := make(map[string]*yaml.Node)
+	prefix := path
+	if prefix != "" {
+		prefix += "."
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		kn := n.Content[i]
+		if kn.Kind == yaml.ScalarNode && kn.ShortTag() == "!!merge" {
+			if depth > 8 {
+				d.errorf(kn, "%s: merge keys nested too deeply", orRoot(path))
+				continue
+			}
+			vn := resolveAlias(n.Content[i+1])
+			var srcs []*yaml.Node
+			if vn != nil && vn.Kind == yaml.SequenceNode {
+				srcs = vn.Content
+			} else {
+				srcs = []*yaml.Node{vn}
+			}
+			for _, s := range srcs {
+				s = resolveAlias(s)
+				if s == nil || s.Kind != yaml.MappingNode {
+					d.errorf(kn, "%s: merge key value must be a mapping or a list of mappings", orRoot(path))
+					continue
+				}
+				d.decodeStruct(s, v, path, depth+1)
+			}
+		}
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		kn, vn := resolveAlias(n.Content[i]), n.Content[i+1]
+		if kn == nil || kn.Kind != yaml.ScalarNode {
+			d.errorf(n.Content[i], "%s: keys must be strings", orRoot(path))
+			continue
+		}
+		if kn.ShortTag() == "!!merge" {
+			continue
+		}
+		if first, dup := seen[kn.Value]; dup {
+			d.errorf(kn, "%s%s: duplicate key (first at line %d)", prefix, kn.Value, first.Line)
+			continue
+		}
+		seen[kn.Value] = kn
+		idx, ok := fi.index[kn.Value]
+		if !ok && depth == 0 && path == "" && strings.HasPrefix(kn.Value, "x-") {
+			continue // top-level "x-" keys hold YAML anchors for reuse, as in Compose files
+		}
+		if !ok {
+			d.errorf(kn, "%s: unknown key %q (known: %s)", orRoot(path), kn.Value, strings.Join(fi.names, ", "))
+			continue
+		}
+		d.decode(vn, v.Field(idx), prefix+kn.Value)
+	}
+}
+
+type fieldInfo struct {
+	index map[string]int
+	names []string
+}
+
+var fieldCache sync.Map // reflect.Type -> *fieldInfo
+
+func fieldsOf(t reflect.Type) *fieldInfo {
+	if fi, ok := fieldCache.Load(t); ok {
+		return fi.(*fieldInfo)
+	}
+	fi := &fieldInfo{index: make(map[string]int)}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "-" {
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		fi.index[name] = i
+		fi.names = append(fi.names, name)
+	}
+	slices.Sort(fi.names)
+	fieldCache.Store(t, fi)
+	return fi
+}
+
+func typeDesc(t reflect.Type) string {
+	switch t {
+	case reflect.TypeFor[Duration]():
+		return "a duration such as \"30s\""
+	case reflect.TypeFor[PortRange]():
+		return "a port range such as \"1024-65535\""
+	}
+	if t.PkgPath() == "net/netip" {
+		switch t.Name() {
+		case "Addr":
+			return "an IP address"
+		case "Prefix":
+			return "an IP prefix such as \"192.0.2.0/24\""
+		}
+	}
+	switch t.Kind() {
+	case reflect.Bool:
+		return "true or false"
+	case reflect.String:
+		return "a string"
+	case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uint:
+		return fmt.Sprintf("an integer 0..%d", uint64(1)<<(t.Bits())-1)
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	}
+	return t.String()
+}
+
+// leafError turns a scalar conversion error into a message without yaml.v3's "line N:" prefix.
+func leafError(err error, t reflect.Type, n *yaml.Node) string {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		return fmt.Sprintf("want %s, got %q", typeDesc(t), n.Value)
+	}
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if t.PkgPath() == "net/netip" {
+		return fmt.Sprintf("want %s, got %q", typeDesc(t), n.Value)
+	}
+	return msg
+}

@@ -1,0 +1,5 @@
+package config
+
+func (v *validator) ingressDefaults() {}
+
+func (v *validator) validateIngress() {}
