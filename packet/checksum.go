@@ -1,0 +1,82 @@
+package packet
+
+import (
+	"encoding/binary"
+	"net/netip"
+)
+
+// Checksum returns the ones'-complement sum of b added to initial, folded to 16 bits
+// and NOT inverted, so it can be chained (pseudo-header, header, payload) and used for
+// CHECKSUM_PARTIAL fields. An odd trailing byte is padded with zero as RFC 1071 says.
+func Checksum(b []byte, initial uint32) uint16 {
+	acc := uint64(initial)
+	for len(b) >= 8 {
+		acc += uint64(binary.BigEndian.Uint32(b)) + uint64(binary.BigEndian.Uint32(b[4:]))
+		b = b[8:]
+	}
+	if len(b) >= 4 {
+		acc += uint64(binary.BigEndian.Uint32(b))
+		b = b[4:]
+	}
+	if len(b) >= 2 {
+		acc += uint64(binary.BigEndian.Uint16(b))
+		b = b[2:]
+	}
+	if len(b) == 1 {
+		acc += uint64(b[0]) << 8
+	}
+	for acc > 0xffff {
+		acc = acc&0xffff + acc>>16
+	}
+	return uint16(acc)
+}
+
+// PseudoHeaderSum returns the unfolded ones'-complement sum of the TCP/UDP/ICMPv6
+// pseudo-header (RFC 793, RFC 8200 section 8.1) for an L4 segment of length bytes.
+// Pass it as initial to Checksum; src and dst must be of the same family.
+func PseudoHeaderSum(proto uint8, src, dst netip.Addr, length int) uint32 {
+	var s uint32
+	if src.Is4() {
+		a, b := src.As4(), dst.As4()
+		s = uint32(a[0])<<8 | uint32(a[1])
+		s += uint32(a[2])<<8 | uint32(a[3])
+		s += uint32(b[0])<<8 | uint32(b[1])
+		s += uint32(b[2])<<8 | uint32(b[3])
+	} else {
+		a, b := src.As16(), dst.As16()
+		for i := 0; i < 16; i += 2 {
+			s += uint32(a[i])<<8 | uint32(a[i+1])
+			s += uint32(b[i])<<8 | uint32(b[i+1])
+		}
+	}
+	l := uint32(length)
+	return s + uint32(proto) + l>>16 + l&0xffff
+}
+
+// ChecksumUpdate16 returns the inverted checksum csum updated for one 16-bit word
+// changing from old to new, per RFC 1624 equation 3: HC' = ~(~HC + ~m + m').
+func ChecksumUpdate16(csum, old, new uint16) uint16 {
+	return applyInverted(csum, uint32(^old)+uint32(new))
+}
+
+// fold reduces a ones'-complement accumulator to 16 bits.
+func fold(x uint32) uint16 {
+	for x > 0xffff {
+		x = x&0xffff + x>>16
+	}
+	return uint16(x)
+}
+
+// wordDelta is the ones'-complement contribution of a word changing from old to new.
+func wordDelta(old, new uint16) uint32 { return uint32(^old) + uint32(new) }
+
+// applyInverted applies an accumulated word delta to a transmitted (inverted) checksum.
+func applyInverted(csum uint16, delta uint32) uint16 {
+	return ^fold(uint32(^csum) + delta)
+}
+
+// applySum applies an accumulated word delta to a non-inverted sum, as held in the
+// checksum field of a CHECKSUM_PARTIAL packet (the pseudo-header sum).
+func applySum(sum uint16, delta uint32) uint16 {
+	return fold(uint32(sum) + delta)
+}
