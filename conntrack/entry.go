@@ -1,0 +1,183 @@
+package conntrack
+
+import (
+	"sync/atomic"
+
+	"github.com/edgegate/edgegate/packet"
+)
+
+// Entry is one flow. Tuple[Original] is what the client sent (client -> service); Tuple[Reply]
+// is the reply expected after NAT, as it arrives (backend -> masquerade address). Translation
+// follows from the two tuples alone (as in netfilter): Original-direction packets get
+// src=Reply.Dst, dst=Reply.Src; Reply-direction packets get src=Original.Dst,
+// dst=Original.Src. Immutable after Insert except the atomics; an Entry is inserted at most
+// once (never reused after removal, the GC frees it), which is what lets readers walk hash
+// chains without locks. 128 bytes (one allocation per flow).
+type Entry struct {
+	Tuple   [2]Tuple      // must stay the first field: chain links point into its first bytes
+	Service uint32        // opaque label of the caller (service id), for filters and metrics
+	Load    *atomic.Int64 // optional: decremented once when the entry is removed (least_conn counts)
+
+	// next are the hash chain links of the two directions. A link is a pointer to byte d of
+	// the entry it leads to (d = that node's direction), so one pointer names both the entry
+	// and which of its tuples the chain holds (see link and entryOf).
+	next [2]atomic.Pointer[byte]
+	// word packs expiry (unix ns, rounded down to 256 ns) with state and flags in the low
+	// byte, so one CAS moves state, flags and timeout together.
+	word atomic.Int64
+	sh   *shared // timeouts and counters of the table (defaultShared before Insert)
+
+	Kind uint8 // opaque label: service flow, egress flow, ...
+}
+
+// Low byte of Entry.word.
+const (
+	wState     = 0x0f // State
+	wAssured   = 0x10
+	wSeenReply = 0x20
+	wDead      = 0x40 // removed from the table (set under the writer lock, exactly once)
+	wLowMask   = 0xff
+)
+
+func pack(exp int64, st State, flags int64) int64 { return exp&^wLowMask | flags | int64(st) }
+
+// State is the flow's current TCP state, or StateUnreplied/StateReplied for UDP and ICMP.
+func (e *Entry) State() State { return State(e.word.Load() & wState) }
+
+// Assured reports a flow that proved itself (TCP: handshake completed; UDP: traffic both
+// ways). Assured flows are never evicted to make room.
+func (e *Entry) Assured() bool { return e.word.Load()&wAssured != 0 }
+
+// SeenReply reports whether a valid reply-direction packet was seen.
+func (e *Entry) SeenReply() bool { return e.word.Load()&wSeenReply != 0 }
+
+// Expires is the unix-ns time after which the entry counts as absent (Lookup) and is removed
+// (Sweep); rounded down to 256 ns.
+func (e *Entry) Expires() int64 { return e.word.Load() &^ wLowMask }
+
+// Removed reports an entry already removed from its table (expired, evicted or deleted).
+func (e *Entry) Removed() bool { return e.word.Load()&wDead != 0 }
+
+func (e *Entry) shared() *shared {
+	if e.sh == nil {
+		return defaultShared
+	}
+	return e.sh
+}
+
+// Init sets the initial state and timeout from the flow's first packet (one for which
+// NewFlowOK is true): TCP SYN_SENT, UDP and ICMP echo unreplied. Timeouts are netfilter's
+// defaults until Insert, which re-applies its table's timeouts. A packet that cannot start a
+// flow leaves the entry uninitialised, and Insert refuses it.
+func (e *Entry) Init(p *packet.Packet, now int64) {
+	var st State
+	var timeout int64
+	sh := e.shared()
+	switch {
+	case p.Proto == ProtoTCP && tcpKind(p.TCPFlags) == kindSYN:
+		st, timeout = StateSynSent, sh.tcp[StateSynSent]
+	case p.Proto == ProtoUDP:
+		st, timeout = StateUnreplied, sh.udp
+	case NewFlowOK(p): // ICMP echo request
+		st, timeout = StateUnreplied, sh.icmp
+	default:
+		e.word.Store(0)
+		return
+	}
+	e.word.Store(pack(now+timeout, st, 0))
+}
+
+// timeoutOf is the idle timeout of state st for protocol proto.
+func (sh *shared) timeoutOf(proto uint8, st State) int64 {
+	switch proto {
+	case ProtoTCP:
+		return sh.tcp[st]
+	case ProtoUDP:
+		if st == StateReplied {
+			return sh.udpStream
+		}
+		return sh.udp
+	}
+	return sh.icmp
+}
+
+// refreshSlack is how much an unchanged state's expiry may lag before Update rewrites it:
+// skipping tiny refreshes keeps the entry's cache line from bouncing between workers on
+// every packet, at the cost of expiring up to 134 ms early.
+const refreshSlack = 1 << 27
+
+// Update advances the state machine for a packet of this flow in direction d and refreshes
+// the timeout; false means the packet is INVALID for this flow (count and drop it, do not
+// translate). ICMP errors quoting the flow are RELATED: accepted, no state change. Safe for
+// concurrent use (CAS on one word); 0 allocs.
+func (e *Entry) Update(d Dir, p *packet.Packet, now int64) bool {
+	if p.IsICMPError {
+		return true
+	}
+	proto := e.Tuple[Original].Proto
+	if p.Proto != proto {
+		e.shared().invalid.Add(1)
+		return false
+	}
+	sh := e.shared()
+	for {
+		w := e.word.Load()
+		old := State(w & wState)
+		flags := w & (wAssured | wSeenReply | wDead)
+		var st State
+		kill := false
+		switch proto {
+		case ProtoTCP:
+			st = tcpTransitions[d][tcpKind(p.TCPFlags)][old]
+			switch {
+			case st == sIV:
+				sh.invalid.Add(1)
+				return false
+			case st == sIG:
+				return true
+			case st == StateSynSent && old >= StateTimeWait:
+				// A new SYN re-opens a closed flow (port reuse, RFC 1122), as netfilter
+				// does; it starts over unassured.
+				flags &^= wAssured | wSeenReply
+			case flags&wSeenReply == 0 && p.TCPFlags&flagRST != 0:
+				// RST before any reply (e.g. connection refused): netfilter kills the
+				// flow at once rather than keeping it for the CLOSE timeout.
+				kill = true
+			case flags&wSeenReply != 0 && st == StateEstablished &&
+				(old == StateSynRecv || old == StateEstablished):
+				flags |= wAssured
+			}
+		case ProtoUDP:
+			st = old
+			if d == Reply {
+				st = StateReplied
+				flags |= wAssured
+			}
+		default: // ICMP echo: requests one way, replies the other
+			if (d == Original && !isEchoRequest(p)) || (d == Reply && !isEchoReply(p)) {
+				sh.invalid.Add(1)
+				return false
+			}
+			st = old
+			if d == Reply {
+				st = StateReplied
+			}
+		}
+		if d == Reply {
+			flags |= wSeenReply
+		}
+		exp := now + sh.timeoutOf(proto, st)
+		if kill {
+			exp = now
+		}
+		nw := pack(exp, st, flags)
+		if nw&wLowMask == w&wLowMask {
+			if delta := (nw &^ wLowMask) - (w &^ wLowMask); delta < refreshSlack {
+				return true // same state, expiry (nearly) current: no write
+			}
+		}
+		if e.word.CompareAndSwap(w, nw) {
+			return true
+		}
+	}
+}

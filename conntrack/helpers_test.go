@@ -1,0 +1,94 @@
+package conntrack
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/edgegate/edgegate/packet"
+)
+
+// Documentation-range addresses used by the tests.
+var (
+	client  = netip.MustParseAddr("198.51.100.10")
+	vip     = netip.MustParseAddr("203.0.113.5")
+	backend = netip.MustParseAddr("198.18.0.20")
+	masq    = netip.MustParseAddr("198.18.0.1")
+	client6 = netip.MustParseAddr("2001:db8:1::10")
+	vip6    = netip.MustParseAddr("2001:db8:2::5")
+)
+
+const sec = int64(1e9)
+
+// t0 is an arbitrary start time (unix ns) far from zero.
+const t0 = 1_700_000_000 * sec
+
+// Flag shorthands.
+const (
+	fSYN    = flagSYN
+	fSYNACK = flagSYN | flagACK
+	fACK    = flagACK
+	fFINACK = flagFIN | flagACK
+	fRST    = flagRST
+	fPSHACK = flagPSH | flagACK
+)
+
+// pkt fills a packet.Packet by hand, as the parser would for these headers.
+func pkt(proto uint8, src, dst netip.Addr, sport, dport uint16) *packet.Packet {
+	v := uint8(4)
+	if src.Is6() {
+		v = 6
+	}
+	return &packet.Packet{Version: v, Proto: proto, Src: src, Dst: dst, SrcPort: sport, DstPort: dport}
+}
+
+func tcpPkt(flags uint8) *packet.Packet {
+	p := pkt(ProtoTCP, client, vip, 40000, 80)
+	p.TCPFlags = flags
+	return p
+}
+
+// tcpDirPkt is a TCP segment of the test flow in direction d (addresses as seen on the wire
+// after NAT for replies).
+func tcpDirPkt(d Dir, flags uint8) *packet.Packet {
+	p := pkt(ProtoTCP, client, vip, 40000, 80)
+	if d == Reply {
+		p = pkt(ProtoTCP, backend, masq, 8080, 50000)
+	}
+	p.TCPFlags = flags
+	return p
+}
+
+func udpPkt(src, dst netip.Addr, sport, dport uint16) *packet.Packet {
+	return pkt(ProtoUDP, src, dst, sport, dport)
+}
+
+func echoPkt(reply bool, id uint16) *packet.Packet {
+	if reply {
+		p := pkt(ProtoICMP, vip, client, 0, id)
+		p.ICMPType = 0
+		return p
+	}
+	p := pkt(ProtoICMP, client, vip, id, 0)
+	p.ICMPType = 8
+	return p
+}
+
+// natEntry builds the entry of a client -> vip flow DNATed to backend and masqueraded to
+// masq:mport, initialised from its first packet p.
+func natEntry(p *packet.Packet, mport uint16, now int64) *Entry {
+	o := TupleOf(p)
+	e := &Entry{Tuple: [2]Tuple{o, MakeTuple(o.Proto, backend, masq, 8080, mport)}, Service: 7}
+	if o.Proto == ProtoICMP {
+		e.Tuple[Reply] = MakeTuple(o.Proto, backend, masq, 0, mport)
+	}
+	e.Init(p, now)
+	return e
+}
+
+// mustInsert inserts e or fails the test.
+func mustInsert(t testing.TB, tb *Table, e *Entry, now int64) {
+	t.Helper()
+	if got, err := tb.Insert(e, now); err != nil || got != e {
+		t.Fatalf("Insert(%v) = %p, %v; want %p, nil", e.Tuple[Original], got, err, e)
+	}
+}

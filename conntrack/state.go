@@ -1,0 +1,257 @@
+package conntrack
+
+import (
+	"time"
+
+	"github.com/edgegate/edgegate/packet"
+)
+
+// State is a flow's protocol state: netfilter's TCP states (same names and order as
+// nf_conntrack_proto_tcp) and, for UDP and ICMP echo, whether a reply was seen.
+type State uint8
+
+// States. The TCP values mirror enum tcp_conntrack so they read the same in both tools.
+const (
+	StateNone        State = iota // not initialised (never seen on a live entry)
+	StateSynSent                  // TCP: SYN seen from the client
+	StateSynRecv                  // TCP: SYN-ACK seen from the server
+	StateEstablished              // TCP: handshake completed
+	StateFinWait                  // TCP: FIN seen from one side
+	StateCloseWait                // TCP: that FIN acknowledged
+	StateLastAck                  // TCP: FIN seen from both sides
+	StateTimeWait                 // TCP: last ACK seen
+	StateClose                    // TCP: RST seen
+	StateSynSent2                 // TCP: simultaneous open (SYN from both sides)
+	StateUnreplied                // UDP, ICMP echo: no reply seen yet
+	StateReplied                  // UDP, ICMP echo: traffic seen both ways
+	numStates
+)
+
+var stateNames = [numStates]string{
+	"none", "syn_sent", "syn_recv", "established", "fin_wait", "close_wait", "last_ack",
+	"time_wait", "close", "syn_sent2", "unreplied", "replied",
+}
+
+// String is a stable snake_case label for metrics and the API, e.g. "syn_sent".
+func (s State) String() string {
+	if s < numStates {
+		return stateNames[s]
+	}
+	return "invalid"
+}
+
+// Timeouts are the idle timeouts per state; a zero field takes netfilter's default (see
+// DefaultTimeouts). SYN_SENT2 (simultaneous open) uses TCPSynSent, as in netfilter.
+type Timeouts struct {
+	TCPSynSent     time.Duration // 120 s
+	TCPSynRecv     time.Duration // 60 s
+	TCPEstablished time.Duration // 432000 s (5 days)
+	TCPFinWait     time.Duration // 120 s
+	TCPCloseWait   time.Duration // 60 s
+	TCPLastAck     time.Duration // 30 s
+	TCPTimeWait    time.Duration // 120 s
+	TCPClose       time.Duration // 10 s
+	UDP            time.Duration // 30 s: until a reply is seen
+	UDPStream      time.Duration // 120 s: once traffic was seen both ways
+	ICMP           time.Duration // 30 s
+}
+
+// DefaultTimeouts are netfilter's defaults (net.netfilter.nf_conntrack_*_timeout*).
+func DefaultTimeouts() Timeouts {
+	return Timeouts{
+		TCPSynSent:     120 * time.Second,
+		TCPSynRecv:     60 * time.Second,
+		TCPEstablished: 432000 * time.Second,
+		TCPFinWait:     120 * time.Second,
+		TCPCloseWait:   60 * time.Second,
+		TCPLastAck:     30 * time.Second,
+		TCPTimeWait:    120 * time.Second,
+		TCPClose:       10 * time.Second,
+		UDP:            30 * time.Second,
+		UDPStream:      120 * time.Second,
+		ICMP:           30 * time.Second,
+	}
+}
+
+// withDefaults fills zero (or negative) fields from DefaultTimeouts.
+func (t Timeouts) withDefaults() Timeouts {
+	d := DefaultTimeouts()
+	for _, f := range []struct{ v, def *time.Duration }{
+		{&t.TCPSynSent, &d.TCPSynSent}, {&t.TCPSynRecv, &d.TCPSynRecv},
+		{&t.TCPEstablished, &d.TCPEstablished}, {&t.TCPFinWait, &d.TCPFinWait},
+		{&t.TCPCloseWait, &d.TCPCloseWait}, {&t.TCPLastAck, &d.TCPLastAck},
+		{&t.TCPTimeWait, &d.TCPTimeWait}, {&t.TCPClose, &d.TCPClose}, {&t.UDP, &d.UDP},
+		{&t.UDPStream, &d.UDPStream}, {&t.ICMP, &d.ICMP},
+	} {
+		if *f.v <= 0 {
+			*f.v = *f.def
+		}
+	}
+	return t
+}
+
+// shared is what entries of one table reference: resolved timeouts in nanoseconds and the
+// INVALID counter, so Entry.Update needs no table argument.
+type shared struct {
+	tcp       [numStates]int64 // by TCP state
+	udp       int64
+	udpStream int64
+	icmp      int64
+	invalid   paddedCounter
+}
+
+func newShared(t Timeouts) *shared {
+	t = t.withDefaults()
+	s := &shared{udp: int64(t.UDP), udpStream: int64(t.UDPStream), icmp: int64(t.ICMP)}
+	s.tcp[StateSynSent] = int64(t.TCPSynSent)
+	s.tcp[StateSynSent2] = int64(t.TCPSynSent)
+	s.tcp[StateSynRecv] = int64(t.TCPSynRecv)
+	s.tcp[StateEstablished] = int64(t.TCPEstablished)
+	s.tcp[StateFinWait] = int64(t.TCPFinWait)
+	s.tcp[StateCloseWait] = int64(t.TCPCloseWait)
+	s.tcp[StateLastAck] = int64(t.TCPLastAck)
+	s.tcp[StateTimeWait] = int64(t.TCPTimeWait)
+	s.tcp[StateClose] = int64(t.TCPClose)
+	return s
+}
+
+// defaultShared serves entries not (yet) inserted in a table.
+var defaultShared = newShared(Timeouts{})
+
+// TCP flag bits as in the header (and packet.Packet.TCPFlags).
+const (
+	flagFIN = 0x01
+	flagSYN = 0x02
+	flagRST = 0x04
+	flagPSH = 0x08
+	flagACK = 0x10
+	flagURG = 0x20
+	flagECE = 0x40
+	flagCWR = 0x80
+)
+
+// Packet kinds, the rows of the transition table (netfilter's enum tcp_bit_set).
+const (
+	kindSYN = iota
+	kindSYNACK
+	kindFIN
+	kindACK
+	kindRST
+	kindInvalid // a flag combination netfilter's tcp_error refuses
+	numKinds
+)
+
+// tcpValidFlags is netfilter's tcp_valid_flags: the combinations of FIN, SYN, RST, ACK and URG
+// a real stack sends (PSH, ECE and CWR are ignored). Anything else (SYN+FIN, no flags, a FIN
+// without ACK, ...) is INVALID.
+var tcpValidFlags = [64]bool{
+	flagSYN:                     true,
+	flagSYN | flagURG:           true,
+	flagSYN | flagACK:           true,
+	flagRST:                     true,
+	flagRST | flagACK:           true,
+	flagFIN | flagACK:           true,
+	flagFIN | flagACK | flagURG: true,
+	flagACK:                     true,
+	flagACK | flagURG:           true,
+}
+
+// tcpKind classifies a segment's flags like netfilter's tcp_error + get_conntrack_index.
+func tcpKind(flags uint8) int {
+	f := flags &^ (flagPSH | flagECE | flagCWR)
+	if !tcpValidFlags[f&0x3f] {
+		return kindInvalid
+	}
+	switch {
+	case f&flagRST != 0:
+		return kindRST
+	case f&flagSYN != 0:
+		if f&flagACK != 0 {
+			return kindSYNACK
+		}
+		return kindSYN
+	case f&flagFIN != 0:
+		return kindFIN
+	}
+	return kindACK // tcpValidFlags leaves only ACK (+URG) here
+}
+
+// Pseudo-states of the transition table.
+const (
+	sIV = numStates     // INVALID: drop the packet, state unchanged
+	sIG = numStates + 1 // IGNORE: accept the packet, state and timeout unchanged
+)
+
+// tcpTransitions is netfilter's tcp_conntracks[dir][kind][state] (Linux
+// net/netfilter/nf_conntrack_proto_tcp.c), with our extra "invalid flags" row. Columns are
+// NONE, SYN_SENT, SYN_RECV, ESTABLISHED, FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT, CLOSE,
+// SYN_SENT2. One change: a reply-direction SYN on TIME_WAIT is INVALID here (netfilter
+// re-opens the flow with the roles switched, which a NAT mapping cannot follow).
+var tcpTransitions = func() (t [2][numKinds][numStates]State) {
+	const (
+		sNO = StateNone
+		sSS = StateSynSent
+		sSR = StateSynRecv
+		sES = StateEstablished
+		sFW = StateFinWait
+		sCW = StateCloseWait
+		sLA = StateLastAck
+		sTW = StateTimeWait
+		sCL = StateClose
+		sS2 = StateSynSent2
+	)
+	_ = sNO
+	rows := [2][numKinds][10]State{
+		{ // ORIGINAL
+			//          sNO  sSS  sSR  sES  sFW  sCW  sLA  sTW  sCL  sS2
+			kindSYN:     {sSS, sSS, sIG, sIG, sIG, sIG, sIG, sSS, sSS, sS2},
+			kindSYNACK:  {sIV, sIV, sSR, sIV, sIV, sIV, sIV, sIV, sIV, sSR},
+			kindFIN:     {sIV, sIV, sFW, sFW, sLA, sLA, sLA, sTW, sCL, sIV},
+			kindACK:     {sIV, sIV, sES, sES, sCW, sCW, sTW, sTW, sCL, sIV}, // sNO: no loose pick-up
+			kindRST:     {sIV, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL},
+			kindInvalid: {sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV},
+		},
+		{ // REPLY
+			//          sNO  sSS  sSR  sES  sFW  sCW  sLA  sTW  sCL  sS2
+			kindSYN:     {sIV, sS2, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sS2}, // sTW: see above
+			kindSYNACK:  {sIV, sSR, sIG, sIG, sIG, sIG, sIG, sIG, sIG, sSR},
+			kindFIN:     {sIV, sIV, sFW, sFW, sLA, sLA, sLA, sTW, sCL, sIV},
+			kindACK:     {sIV, sIG, sSR, sES, sCW, sCW, sTW, sTW, sCL, sIG},
+			kindRST:     {sIV, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL},
+			kindInvalid: {sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV},
+		},
+	}
+	for d := range rows {
+		for k := range rows[d] {
+			for s := range t[d][k] {
+				t[d][k][s] = sIV // UDP/ICMP pseudo-states are never TCP states
+			}
+			copy(t[d][k][:], rows[d][k][:])
+		}
+	}
+	return t
+}()
+
+// isEchoRequest reports an ICMP/ICMPv6 echo request, the only ICMP that creates a flow.
+func isEchoRequest(p *packet.Packet) bool {
+	return (p.Proto == ProtoICMP && p.ICMPType == 8) || (p.Proto == ProtoICMPv6 && p.ICMPType == 128)
+}
+
+func isEchoReply(p *packet.Packet) bool {
+	return (p.Proto == ProtoICMP && p.ICMPType == 0) || (p.Proto == ProtoICMPv6 && p.ICMPType == 129)
+}
+
+// NewFlowOK says whether a packet with no entry may create one: TCP only for a SYN without
+// ACK/RST/FIN (netfilter without loose pick-up), UDP always, ICMP only an echo request (an
+// ICMP error belongs to the flow it quotes). Everything else is INVALID.
+func NewFlowOK(p *packet.Packet) bool {
+	switch p.Proto {
+	case ProtoTCP:
+		return tcpKind(p.TCPFlags) == kindSYN
+	case ProtoUDP:
+		return true
+	case ProtoICMP, ProtoICMPv6:
+		return !p.IsICMPError && isEchoRequest(p)
+	}
+	return false
+}
