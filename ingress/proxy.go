@@ -1,0 +1,527 @@
+package ingress
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Upstreams resolves a service port to a backend address for one request (shared L4/L7 backend
+// model: same schedulers, same health state). Implementations must be safe for concurrent use and
+// should not allocate: Pick runs once per request (more on retries).
+type Upstreams interface {
+	Pick(service string, port uint16, client netip.Addr) (netip.AddrPort, bool)
+}
+
+// The proxy below is written against http.Transport directly instead of httputil.ReverseProxy
+// (which serves only Upgrade requests here, see proxyUpgrade). Divergences, and why:
+//   - retries: ReverseProxy has no retry loop; we re-pick a backend (avoiding the failed one) on
+//     connection failure, and on 502/503 for idempotent requests, bounded by the rule;
+//   - the inbound header map is edited in place to form the outbound one (ReverseProxy clones it):
+//     the handler owns the request and net/http does not read these headers after the handler
+//     starts, so the clone is a pure cost (about a dozen allocations per request);
+//   - one pooled 32 KiB copy buffer, and flushes only for responses of unknown length (streaming,
+//     gRPC, server-sent events) instead of a flush interval.
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// Hop-by-hop headers (RFC 9110 7.6.1 plus the legacy ones ReverseProxy removes).
+var hopHeaders = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+	"Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+var (
+	protoHTTP    = []string{"http"}
+	protoHTTPS   = []string{"https"}
+	emptyUA      = []string{""} // present but empty: Transport then sends no User-Agent of its own
+	teTrailers   = []string{"trailers"}
+	errNoBackend = errors.New("no backend available")
+)
+
+// removeHopByHop deletes hop-by-hop headers, including those named in Connection, keeping
+// "TE: trailers" on requests (gRPC needs it end to end).
+func removeHopByHop(h http.Header, request bool) {
+	for _, v := range h["Connection"] {
+		for tok := range strings.SplitSeq(v, ",") {
+			if tok = textTrim(tok); tok != "" {
+				delete(h, http.CanonicalHeaderKey(tok))
+			}
+		}
+	}
+	keepTE := request && hasToken(h["Te"], "trailers")
+	for _, k := range hopHeaders {
+		delete(h, k)
+	}
+	if keepTE {
+		h["Te"] = teTrailers
+	}
+}
+
+func textTrim(s string) string { return strings.Trim(s, " \t") }
+
+func hasToken(vs []string, token string) bool {
+	for _, v := range vs {
+		for tok := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(textTrim(tok), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func isUpgrade(h http.Header) bool {
+	return len(h["Upgrade"]) > 0 && hasToken(h["Connection"], "upgrade")
+}
+
+func idempotent(method string) bool {
+	switch method {
+	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
+		return true
+	}
+	return false
+}
+
+// guardBody lets a request body be offered to more than one attempt: Transport closes the body of a
+// failed attempt, which the guard ignores (net/http closes the real body after the handler), and it
+// records whether any byte was consumed (then the body cannot be replayed).
+type guardBody struct {
+	rc   io.ReadCloser
+	read bool
+}
+
+func (g *guardBody) Read(p []byte) (int, error) {
+	n, err := g.rc.Read(p)
+	if n > 0 {
+		g.read = true
+	}
+	return n, err
+}
+
+func (g *guardBody) Close() error { return nil }
+
+// recorder wraps the client's ResponseWriter to learn the status and byte count for the access log
+// and metrics. Unwrap lets http.ResponseController reach Flush and Hijack of the real writer.
+type recorder struct {
+	w       http.ResponseWriter
+	status  int
+	bytes   int64
+	aborted bool
+}
+
+func (r *recorder) Header() http.Header { return r.w.Header() }
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
+		r.status = code
+	}
+	r.w.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := r.w.Write(b)
+	r.bytes += int64(n)
+	return n, err
+}
+
+func (r *recorder) Flush() {
+	if f, ok := r.w.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (r *recorder) Unwrap() http.ResponseWriter { return r.w }
+
+var recorderPool = sync.Pool{New: func() any { return new(recorder) }}
+
+// handler serves one listener: route, filter, proxy, then log and count.
+type handler struct {
+	s *Server
+	l *listener
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	st := h.l.state.Load()
+	rw := recorderPool.Get().(*recorder)
+	*rw = recorder{w: w}
+	route, upstream := "", ""
+	var m *routeMetrics
+	if e := st.table.match(r.Host, r.Method, r.URL.Path, r.Header, r.URL); e != nil {
+		route, m = e.rule.route, e.rule.m
+		upstream = h.s.serve(rw, r, e, st, h.l)
+	} else {
+		m = st.notFound
+		http.Error(rw, "404 no route", http.StatusNotFound)
+	}
+	status := rw.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	d := time.Since(start)
+	m.observe(status, d.Seconds())
+	if st.accessLog {
+		h.s.log.LogAttrs(r.Context(), slog.LevelInfo, "http",
+			slog.String("host", r.Host), slog.String("method", r.Method),
+			slog.String("path", r.URL.Path), slog.Int("status", status),
+			slog.Int64("bytes", rw.bytes), slog.Duration("duration", d),
+			slog.String("route", route), slog.String("upstream", upstream),
+			slog.String("client", r.RemoteAddr), slog.String("listener", h.l.name))
+	}
+	aborted := rw.aborted
+	*rw = recorder{}
+	recorderPool.Put(rw)
+	if aborted {
+		// The response was cut mid-body: make net/http drop the connection (or reset the HTTP/2
+		// stream) so the client cannot take a truncated body for a complete one.
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// statusClientClosed is logged (never sent) when the client went away before the response.
+const statusClientClosed = 499
+
+// serve handles a matched request and returns the upstream address used ("" for none).
+func (s *Server) serve(rw *recorder, r *http.Request, e *matchEntry, st *lstate, l *listener) string {
+	ru := e.rule
+	matched := e.path
+	if e.kind == pathRegex {
+		matched = ""
+	}
+	if ru.redirect != nil {
+		ru.reqHdr.apply(r.Header)
+		rw.Header()["Location"] = []string{ru.redirect.location(r, l.tls, l.port, matched)}
+		ru.respHdr.apply(rw.Header())
+		rw.WriteHeader(ru.redirect.status)
+		return ""
+	}
+	if ru.total == 0 {
+		// Gateway API: every backend weight 0 means 500.
+		http.Error(rw, "500 no backend with weight", http.StatusInternalServerError)
+		return ""
+	}
+	ctx := r.Context()
+	if ru.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, ru.timeout)
+		defer cancel()
+	}
+	client, _ := netip.ParseAddrPort(r.RemoteAddr)
+	clientIP := client.Addr().Unmap()
+
+	ru.reqHdr.apply(r.Header)
+	path, rawPath := r.URL.Path, r.URL.RawPath
+	if ru.rewrite != nil && ru.rewrite.path != nil {
+		path, rawPath = ru.rewrite.path.apply(r.URL.Path, matched), ""
+	}
+	host := r.Host
+	if ru.rewrite != nil && ru.rewrite.host != "" {
+		host = ru.rewrite.host
+	}
+	if len(ru.mirrors) > 0 {
+		s.mirror(r, ru, st, clientIP, host, path, rawPath, l.tls)
+	}
+	if isUpgrade(r.Header) {
+		return s.proxyUpgrade(rw, r, ru, st, clientIP, host, path, rawPath)
+	}
+
+	// Outbound headers: the inbound map edited in place (see the note at the top of the file).
+	h := r.Header
+	removeHopByHop(h, true)
+	if ip := hostOnly(r.RemoteAddr); ip != "" {
+		if prior := h["X-Forwarded-For"]; len(prior) > 0 {
+			h["X-Forwarded-For"] = []string{strings.Join(prior, ", ") + ", " + ip}
+		} else {
+			h["X-Forwarded-For"] = []string{ip}
+		}
+	}
+	if l.tls {
+		h["X-Forwarded-Proto"] = protoHTTPS
+	} else {
+		h["X-Forwarded-Proto"] = protoHTTP
+	}
+	h["X-Forwarded-Host"] = []string{r.Host}
+	if _, ok := h["User-Agent"]; !ok {
+		h["User-Agent"] = emptyUA
+	}
+
+	out := new(http.Request)
+	*out = *r // shallow copy keeps the context and the (edited) header map
+	if ctx != r.Context() {
+		out = out.WithContext(ctx)
+	}
+	out.URL = &url.URL{Scheme: "http", Path: path, RawPath: rawPath, RawQuery: r.URL.RawQuery}
+	out.Host = host
+	out.RequestURI = ""
+	out.Close = false
+	out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/1.1", 1, 1
+	var guard *guardBody
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		guard = &guardBody{rc: r.Body}
+		out.Body = guard
+	} else {
+		out.Body = nil
+	}
+	replayable := func() bool { return guard == nil || !guard.read }
+
+	var tried [8]netip.AddrPort
+	for attempt := 0; ; attempt++ {
+		ref, addr, ok := s.pick(st.ups, ru, clientIP, tried[:min(attempt, len(tried))])
+		if !ok {
+			ru.m.upstreamError("no_backend")
+			http.Error(rw, "503 "+errNoBackend.Error(), http.StatusServiceUnavailable)
+			return ""
+		}
+		if attempt < len(tried) {
+			tried[attempt] = addr
+		}
+		out.URL.Host = addr.String()
+		req := out
+		var cancel context.CancelFunc = func() {}
+		if ru.backendTimeout > 0 {
+			var actx context.Context
+			actx, cancel = context.WithTimeout(ctx, ru.backendTimeout)
+			req = out.WithContext(actx)
+		}
+		tr := s.h1
+		if ref.h2c {
+			tr = s.h2c
+		}
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			timedOut := req.Context().Err() == context.DeadlineExceeded
+			cancel()
+			switch {
+			case r.Context().Err() != nil:
+				rw.status = statusClientClosed
+				return out.URL.Host
+			case timedOut:
+				ru.m.upstreamError("timeout")
+				http.Error(rw, "504 upstream timeout", http.StatusGatewayTimeout)
+				return out.URL.Host
+			case isDialError(err):
+				ru.m.upstreamError("connect")
+				if attempt < ru.retries && replayable() {
+					s.log.Debug("ingress retry after connect error", "upstream", out.URL.Host, "err", err)
+					continue
+				}
+			default:
+				ru.m.upstreamError("protocol")
+			}
+			s.log.Warn("ingress upstream error", "route", ru.route, "upstream", out.URL.Host, "err", err)
+			http.Error(rw, "502 bad gateway", http.StatusBadGateway)
+			return out.URL.Host
+		}
+		if (resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusServiceUnavailable) &&
+			attempt < ru.retries && idempotent(r.Method) && replayable() {
+			ru.m.upstreamError("status_5xx")
+			_, _ = io.CopyN(io.Discard, resp.Body, 64<<10) // lets a small body free the connection
+			resp.Body.Close()
+			cancel()
+			continue
+		}
+		s.copyResponse(rw, resp, ru)
+		cancel()
+		return out.URL.Host
+	}
+}
+
+// isDialError reports a failure to connect (nothing was sent, so a retry elsewhere is safe).
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// pick chooses a weighted backend reference and asks the upstreams for an address, avoiding the
+// addresses already tried when another is available.
+func (s *Server) pick(ups Upstreams, ru *rule, client netip.Addr, tried []netip.AddrPort) (backendRef, netip.AddrPort, bool) {
+	var fbRef backendRef
+	var fb netip.AddrPort
+	for range 8 {
+		ref := ru.chooseRef()
+		addr, ok := ups.Pick(ref.service, ref.port, client)
+		if !ok {
+			continue
+		}
+		if !slices.Contains(tried, addr) {
+			return ref, addr, true
+		}
+		fbRef, fb = ref, addr
+	}
+	return fbRef, fb, fb.IsValid()
+}
+
+// chooseRef draws a backend reference in proportion to the weights.
+func (ru *rule) chooseRef() backendRef {
+	if len(ru.refs) == 1 {
+		return ru.refs[0]
+	}
+	n := rand.IntN(ru.total)
+	for _, ref := range ru.refs {
+		if n < ref.cum {
+			return ref
+		}
+	}
+	return ru.refs[len(ru.refs)-1]
+}
+
+// copyResponse streams the backend response to the client.
+func (s *Server) copyResponse(rw *recorder, resp *http.Response, ru *rule) {
+	defer resp.Body.Close()
+	dst := rw.Header()
+	removeHopByHop(resp.Header, false)
+	for k, vv := range resp.Header {
+		dst[k] = vv
+	}
+	ru.respHdr.apply(dst)
+	rw.WriteHeader(resp.StatusCode)
+	streaming := resp.ContentLength == -1
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	for {
+		n, rerr := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := rw.Write(buf[:n]); werr != nil {
+				return // client gone; nothing more to do
+			}
+			if streaming {
+				rw.Flush()
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			ru.m.upstreamError("body")
+			rw.aborted = true
+			return
+		}
+	}
+	for k, vv := range resp.Trailer {
+		dst[http.TrailerPrefix+k] = vv
+	}
+}
+
+// proxyUpgrade hands Upgrade requests (WebSocket, ...) to httputil.ReverseProxy, which hijacks the
+// connection and copies both ways. No retries (the handshake is not replayed) and the rule's timeout
+// does not apply: the tunnel lives until either side closes or the listener is shut down.
+func (s *Server) proxyUpgrade(rw *recorder, r *http.Request, ru *rule, st *lstate, client netip.Addr, host, path, rawPath string) string {
+	_, addr, ok := s.pick(st.ups, ru, client, nil)
+	if !ok {
+		ru.m.upstreamError("no_backend")
+		http.Error(rw, "503 "+errNoBackend.Error(), http.StatusServiceUnavailable)
+		return ""
+	}
+	target := addr.String()
+	s.upgrades.Add(1)
+	defer s.upgrades.Done()
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme, pr.Out.URL.Host = "http", target
+			pr.Out.URL.Path, pr.Out.URL.RawPath = path, rawPath
+			pr.Out.Host = host
+			pr.SetXForwarded()
+		},
+		Transport: s.h1,
+		ModifyResponse: func(resp *http.Response) error {
+			ru.respHdr.apply(resp.Header)
+			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+			if isDialError(err) {
+				ru.m.upstreamError("connect")
+			} else {
+				ru.m.upstreamError("protocol")
+			}
+			s.log.Warn("ingress upgrade error", "route", ru.route, "upstream", target, "err", err)
+			w.WriteHeader(http.StatusBadGateway)
+		},
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	rp.ServeHTTP(rw, r)
+	return target
+}
+
+// mirror sends a copy of the request to each mirror backend, fire and forget. Bodies up to
+// mirrorBodyMax with a known length are buffered (and then also replayable for retries); larger or
+// streamed bodies are not mirrored (counted as reason mirror_skipped) so mirroring never turns a
+// streaming request into a buffered one. In-flight mirrors are bounded; excess ones are dropped.
+func (s *Server) mirror(r *http.Request, ru *rule, st *lstate, client netip.Addr, host, path, rawPath string, tls bool) {
+	var body []byte
+	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+		if r.ContentLength < 0 || r.ContentLength > mirrorBodyMax {
+			ru.m.upstreamError("mirror_skipped")
+			return
+		}
+		b, err := io.ReadAll(io.LimitReader(r.Body, r.ContentLength))
+		if err != nil {
+			return // the main request will fail on the same body
+		}
+		body = b
+		r.Body = io.NopCloser(bytes.NewReader(b))
+	}
+	for _, ref := range ru.mirrors {
+		addr, ok := st.ups.Pick(ref.service, ref.port, client)
+		if !ok {
+			ru.m.upstreamError("mirror_no_backend")
+			continue
+		}
+		select {
+		case s.mirrorSem <- struct{}{}:
+		default:
+			ru.m.upstreamError("mirror_dropped")
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), mirrorTimeout)
+		mr := r.Clone(ctx)
+		removeHopByHop(mr.Header, true)
+		mr.URL = &url.URL{Scheme: "http", Host: addr.String(), Path: path, RawPath: rawPath, RawQuery: r.URL.RawQuery}
+		mr.Host = host
+		mr.RequestURI = ""
+		mr.Body = nil
+		if body != nil {
+			mr.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		if _, ok := mr.Header["User-Agent"]; !ok {
+			mr.Header["User-Agent"] = emptyUA
+		}
+		tr := s.h1
+		if ref.h2c {
+			tr = s.h2c
+		}
+		go func() {
+			defer func() { <-s.mirrorSem }()
+			defer cancel()
+			resp, err := tr.RoundTrip(mr)
+			if err != nil {
+				ru.m.upstreamError("mirror")
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}()
+	}
+}
+
+const (
+	mirrorBodyMax = 64 << 10
+	mirrorTimeout = 10 * time.Second
+	maxMirrors    = 256
+)

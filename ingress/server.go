@@ -1,0 +1,442 @@
+// Package ingress is edgegate's L7 HTTP(S) router: listeners (plain HTTP with h2c, HTTPS with
+// per-SNI certificates, HTTP/2 via ALPN), routes modelled on Gateway API HTTPRoute, filters, and a
+// reverse proxy to the backends of the services section, balanced by the same backend model (lb)
+// as the L4 data path.
+//
+// Concurrency: the route table, certificates and upstreams of a listener form an immutable
+// snapshot behind an atomic pointer; requests read it without locks and Reload swaps it.
+package ingress
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edgegate/edgegate/config"
+)
+
+// Options are the ingress's collaborators.
+type Options struct {
+	Logger     *slog.Logger          // nil: slog.Default()
+	Registerer prometheus.Registerer // nil: no metrics
+}
+
+// Defaults for zero values in config.Ingress (the config package applies the same ones; they are
+// repeated here so a Config built in code works too).
+const (
+	defaultReadHeaderTimeout = 10 * time.Second
+	defaultIdleTimeout       = 120 * time.Second
+	defaultMaxHeaderBytes    = 64 << 10
+	defaultDrainTimeout      = 10 * time.Second
+)
+
+// Server is the L7 ingress: one http.Server per configured listener sharing route tables,
+// transports and metrics.
+type Server struct {
+	log       *slog.Logger
+	metrics   *metrics
+	h1, h2c   *http.Transport
+	mirrorSem chan struct{}
+	upgrades  sync.WaitGroup // hijacked (Upgrade) connections in flight
+
+	mu        sync.Mutex // serialises Start, Reload and Shutdown
+	listeners map[string]*listener
+	lim       limits
+	started   bool
+	closed    bool
+}
+
+// limits are the listener settings that apply at listener creation.
+type limits struct {
+	readHeader, idle, drain time.Duration
+	maxHeader               int
+}
+
+// listener is one configured listener and its live snapshot.
+type listener struct {
+	name  string
+	addr  string // configured host:port
+	tls   bool
+	port  uint16 // actual port once listening (redirects default to it)
+	state atomic.Pointer[lstate]
+	certs atomic.Pointer[certSet]
+
+	srv        *http.Server
+	ln         net.Listener
+	baseCancel context.CancelFunc // cancels every request context (ends tunnels) after the drain
+}
+
+// lstate is the immutable per-listener snapshot the request path reads.
+type lstate struct {
+	table     *table
+	ups       Upstreams
+	accessLog bool
+	notFound  *routeMetrics
+}
+
+// New compiles cfg.Ingress (routes, filters, certificates) without listening yet.
+func New(cfg *config.Config, ups Upstreams, opt Options) (*Server, error) {
+	if cfg == nil || cfg.Ingress == nil {
+		return nil, errors.New("ingress: config has no ingress section")
+	}
+	if ups == nil {
+		return nil, errors.New("ingress: nil Upstreams")
+	}
+	s := &Server{
+		log:       opt.Logger,
+		mirrorSem: make(chan struct{}, maxMirrors),
+		listeners: map[string]*listener{},
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	var err error
+	if s.metrics, err = newMetrics(opt.Registerer); err != nil {
+		return nil, fmt.Errorf("ingress: metrics: %w", err)
+	}
+	s.h1, s.h2c = newTransports()
+	next, err := s.compile(cfg, ups)
+	if err != nil {
+		return nil, err
+	}
+	s.lim = limitsOf(cfg.Ingress)
+	for _, nl := range next {
+		s.listeners[nl.name] = nl
+	}
+	return s, nil
+}
+
+// newTransports returns the HTTP/1.1 and h2c transports to backends, tuned for a proxy: many idle
+// connections per backend (a 64-connection load must not churn connections), no transparent
+// compression (bodies pass through untouched), no HTTP/2 upgrade attempts on h1 backends.
+func newTransports() (h1, h2c *http.Transport) {
+	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	h1 = &http.Transport{
+		DialContext:           dialer.DialContext,
+		MaxIdleConns:          8192,
+		MaxIdleConnsPerHost:   1024,
+		IdleConnTimeout:       90 * time.Second,
+		DisableCompression:    true,
+		ForceAttemptHTTP2:     false,
+		ExpectContinueTimeout: time.Second,
+		ReadBufferSize:        16 << 10,
+		WriteBufferSize:       16 << 10,
+	}
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	h2c = &http.Transport{
+		DialContext:        dialer.DialContext,
+		MaxIdleConns:       1024,
+		IdleConnTimeout:    90 * time.Second,
+		DisableCompression: true,
+		Protocols:          &p,
+	}
+	return h1, h2c
+}
+
+func limitsOf(ing *config.Ingress) limits {
+	l := limits{
+		readHeader: time.Duration(ing.ReadHeaderTimeout),
+		idle:       time.Duration(ing.IdleTimeout),
+		drain:      time.Duration(ing.DrainTimeout),
+		maxHeader:  ing.MaxHeaderBytes,
+	}
+	if l.readHeader <= 0 {
+		l.readHeader = defaultReadHeaderTimeout
+	}
+	if l.idle <= 0 {
+		l.idle = defaultIdleTimeout
+	}
+	if l.drain <= 0 {
+		l.drain = defaultDrainTimeout
+	}
+	if l.maxHeader <= 0 {
+		l.maxHeader = defaultMaxHeaderBytes
+	}
+	return l
+}
+
+// compile builds a listener (not yet listening) with its snapshot for each configured listener.
+func (s *Server) compile(cfg *config.Config, ups Upstreams) ([]*listener, error) {
+	ing := cfg.Ingress
+	rules := make([][]*rule, len(ing.Routes))
+	for ri := range ing.Routes {
+		rt := &ing.Routes[ri]
+		for ki := range rt.Rules {
+			r, err := compileRule(rt, &rt.Rules[ki], s.metrics)
+			if err != nil {
+				return nil, fmt.Errorf("ingress: route %q rule %d: %w", rt.Name, ki, err)
+			}
+			rules[ri] = append(rules[ri], r)
+		}
+	}
+	accessLog := ing.AccessLog == nil || *ing.AccessLog
+	seen := map[string]bool{}
+	var out []*listener
+	for i := range ing.Listeners {
+		cl := &ing.Listeners[i]
+		name := listenerName(cl)
+		if seen[name] {
+			return nil, fmt.Errorf("ingress: duplicate listener %q", name)
+		}
+		seen[name] = true
+		t, err := compileTable(ing, name, rules)
+		if err != nil {
+			return nil, fmt.Errorf("ingress: listener %q: %w", name, err)
+		}
+		l := &listener{name: name, addr: cl.Address}
+		switch cl.Protocol {
+		case "", "http":
+		case "https":
+			l.tls = true
+			cs, err := loadCerts(cl.TLS)
+			if err != nil {
+				return nil, fmt.Errorf("ingress: listener %q: %w", name, err)
+			}
+			l.certs.Store(cs)
+		default:
+			return nil, fmt.Errorf("ingress: listener %q: unknown protocol %q", name, cl.Protocol)
+		}
+		l.state.Store(&lstate{table: t, ups: ups, accessLog: accessLog, notFound: s.metrics.route("")})
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+func listenerName(cl *config.Listener) string {
+	if cl.Name != "" {
+		return cl.Name
+	}
+	return cl.Address
+}
+
+// Start listens on every listener (kernel sockets) and serves them.
+func (s *Server) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("ingress: server shut down")
+	}
+	if s.started {
+		return errors.New("ingress: already started")
+	}
+	var opened []*listener
+	for _, l := range s.listeners {
+		if err := s.listen(l); err != nil {
+			for _, o := range opened {
+				o.ln.Close()
+			}
+			return err
+		}
+		opened = append(opened, l)
+	}
+	for _, l := range opened {
+		s.serveListener(l)
+	}
+	s.started = true
+	return nil
+}
+
+func (s *Server) listen(l *listener) error {
+	ln, err := net.Listen("tcp", l.addr)
+	if err != nil {
+		return fmt.Errorf("ingress: listener %q: %w", l.name, err)
+	}
+	l.ln = ln
+	if ta, ok := ln.Addr().(*net.TCPAddr); ok {
+		l.port = uint16(ta.Port)
+	}
+	var baseCtx context.Context
+	baseCtx, l.baseCancel = context.WithCancel(context.Background())
+	var p http.Protocols
+	p.SetHTTP1(true)
+	if l.tls {
+		p.SetHTTP2(true)
+	} else {
+		p.SetUnencryptedHTTP2(true) // h2c with prior knowledge (gRPC without TLS)
+	}
+	l.srv = &http.Server{
+		Handler:           &handler{s: s, l: l},
+		ReadHeaderTimeout: s.lim.readHeader,
+		IdleTimeout:       s.lim.idle,
+		MaxHeaderBytes:    s.lim.maxHeader,
+		Protocols:         &p,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return baseCtx },
+	}
+	if l.tls {
+		l.srv.TLSConfig = &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+				return l.certs.Load().get(hello.ServerName)
+			},
+		}
+	}
+	return nil
+}
+
+func (s *Server) serveListener(l *listener) {
+	s.log.Info("ingress listening", "listener", l.name, "addr", l.ln.Addr().String(), "tls", l.tls)
+	go func() {
+		var err error
+		if l.tls {
+			err = l.srv.ServeTLS(l.ln, "", "")
+		} else {
+			err = l.srv.Serve(l.ln)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("ingress listener stopped", "listener", l.name, "err", err)
+		}
+	}()
+}
+
+// Addrs returns the actual listening addresses (port 0 resolved), in no particular order; empty
+// before Start.
+func (s *Server) Addrs() []net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []net.Addr
+	for _, l := range s.listeners {
+		if l.ln != nil {
+			out = append(out, l.ln.Addr())
+		}
+	}
+	return out
+}
+
+// Addr returns the listening address of the named listener (name, or address when unnamed).
+func (s *Server) Addr(name string) (net.Addr, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l, ok := s.listeners[name]
+	if !ok || l.ln == nil {
+		return nil, false
+	}
+	return l.ln.Addr(), true
+}
+
+// Reload swaps every listener's route table, certificates and upstreams atomically (requests in
+// flight finish on the snapshot they started with). Listeners that are new or whose address or
+// protocol changed are opened; removed or changed ones stop accepting at once and drain in the
+// background for drain_timeout. Limits (timeouts, header size) apply to listeners opened afterwards.
+// On error nothing changes.
+func (s *Server) Reload(cfg *config.Config, ups Upstreams) error {
+	if cfg == nil || cfg.Ingress == nil {
+		return errors.New("ingress: config has no ingress section")
+	}
+	if ups == nil {
+		return errors.New("ingress: nil Upstreams")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("ingress: server shut down")
+	}
+	next, err := s.compile(cfg, ups)
+	if err != nil {
+		return err
+	}
+	keep := map[string]*listener{}
+	var fresh []*listener
+	for _, nl := range next {
+		if old, ok := s.listeners[nl.name]; ok && old.addr == nl.addr && old.tls == nl.tls {
+			keep[nl.name] = old
+			old.certs.Store(nl.certs.Load())
+			old.state.Store(nl.state.Load())
+			continue
+		}
+		fresh = append(fresh, nl)
+	}
+	// Stop removed and changed listeners first: a changed one may reuse its address.
+	drain := s.lim.drain
+	for name, old := range s.listeners {
+		if keep[name] == old {
+			continue
+		}
+		delete(s.listeners, name)
+		if old.ln == nil {
+			continue
+		}
+		old.ln.Close()
+		go s.drainListener(old, drain)
+	}
+	s.lim = limitsOf(cfg.Ingress)
+	for _, nl := range fresh {
+		if s.started {
+			if err := s.listen(nl); err != nil {
+				// The old table is gone for this listener; report it but keep the rest running.
+				s.log.Error("ingress reload: listener not opened", "listener", nl.name, "err", err)
+				continue
+			}
+			s.serveListener(nl)
+		}
+		s.listeners[nl.name] = nl
+	}
+	for name, l := range keep {
+		s.listeners[name] = l
+	}
+	return nil
+}
+
+func (s *Server) drainListener(l *listener, d time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	if err := l.srv.Shutdown(ctx); err != nil {
+		l.srv.Close()
+	}
+	l.baseCancel()
+}
+
+// Shutdown stops accepting, lets requests in flight (and Upgrade tunnels) finish until ctx ends,
+// then closes what is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	ls := make([]*listener, 0, len(s.listeners))
+	for _, l := range s.listeners {
+		if l.srv != nil {
+			ls = append(ls, l)
+		}
+	}
+	s.mu.Unlock()
+
+	var wg sync.WaitGroup
+	errs := make([]error, len(ls))
+	for i, l := range ls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := l.srv.Shutdown(ctx); err != nil {
+				errs[i] = fmt.Errorf("ingress: listener %q: %w", l.name, err)
+				l.srv.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	tunnels := make(chan struct{})
+	go func() { s.upgrades.Wait(); close(tunnels) }()
+	select {
+	case <-tunnels:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("ingress: upgraded connections still open: %w", ctx.Err()))
+	}
+	for _, l := range ls {
+		l.baseCancel()
+	}
+	s.h1.CloseIdleConnections()
+	s.h2c.CloseIdleConnections()
+	return errors.Join(errs...)
+}
