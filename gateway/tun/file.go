@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -12,11 +13,12 @@ import (
 // fileDevice batches reads and writes over a non-blocking TUN file descriptor through the runtime
 // poller: one Read parks until the fd is readable, then drains it until EAGAIN or the batch is full.
 type fileDevice struct {
-	f     *os.File
-	rc    syscall.RawConn
-	name  string
-	vnet  bool
-	owned bool // Close also closes f
+	f      *os.File
+	rc     syscall.RawConn
+	name   string
+	vnet   bool
+	owned  bool // Close also closes f
+	closed atomic.Bool
 }
 
 func newFileDevice(f *os.File, name string, vnet bool) (*fileDevice, error) {
@@ -63,7 +65,7 @@ func (d *fileDevice) Read(bufs [][]byte, sizes []int) (int, error) {
 	if rerr != nil {
 		err = rerr
 	}
-	if errors.Is(err, os.ErrClosed) {
+	if d.closed.Load() || errors.Is(err, os.ErrClosed) {
 		return 0, ErrClosed
 	}
 	if err != nil {
@@ -97,7 +99,7 @@ func (d *fileDevice) Write(bufs [][]byte) (int, error) {
 		return true
 	})
 	n -= failed
-	if errors.Is(err, os.ErrClosed) {
+	if d.closed.Load() || errors.Is(err, os.ErrClosed) {
 		return n, ErrClosed
 	}
 	if err != nil {
@@ -112,6 +114,7 @@ func (d *fileDevice) Write(bufs [][]byte) (int, error) {
 func (d *fileDevice) VnetHdr() bool { return d.vnet }
 func (d *fileDevice) Name() string  { return d.name }
 func (d *fileDevice) Close() error {
+	d.closed.Store(true)
 	if d.owned {
 		return d.f.Close()
 	}

@@ -1,0 +1,158 @@
+package gateway
+
+import (
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/edgegate/edgegate/config"
+	"github.com/edgegate/edgegate/lb"
+	"github.com/edgegate/edgegate/nat"
+)
+
+// HealthView answers whether a backend of a service is considered healthy; nil means all are.
+type HealthView func(service string, backend netip.Addr) bool
+
+// ruleBuilder turns validated configurations into nat.Rules. It remembers service ids and the
+// previous lb sets so a reload keeps ids stable and carries over affinity and active-flow counters.
+type ruleBuilder struct {
+	mu     sync.Mutex
+	ids    map[string]uint32
+	nextID uint32
+	sets   map[string]*lb.Set // "name/4", "name/6"
+}
+
+func newRuleBuilder() *ruleBuilder {
+	return &ruleBuilder{ids: make(map[string]uint32), nextID: 1, sets: make(map[string]*lb.Set)}
+}
+
+// serviceID returns the stable id of a service name.
+func (rb *ruleBuilder) serviceID(name string) uint32 {
+	id, ok := rb.ids[name]
+	if !ok {
+		id = rb.nextID
+		rb.nextID++
+		rb.ids[name] = id
+	}
+	return id
+}
+
+// ServiceName maps an id back to its name (for listings).
+func (rb *ruleBuilder) ServiceName(id uint32) string {
+	rb.mu.Lock()
+	defer rb.mu.Unlock()
+	for n, i := range rb.ids {
+		if i == id {
+			return n
+		}
+	}
+	return ""
+}
+
+func protoNum(s string) uint8 {
+	if s == "udp" {
+		return nat.ProtoUDP
+	}
+	return nat.ProtoTCP
+}
+
+// build makes the rules for cfg; nodeAddrs are the addresses node ports are served on.
+func (rb *ruleBuilder) build(cfg *config.Config, nodeAddrs []netip.Addr, health HealthView) (*nat.Rules, error) {
+	rb.mu.Lock()
+	defer rb.mu.Unlock()
+	spec := nat.Spec{
+		NodeAddrs:  nodeAddrs,
+		Masquerade: cfg.NAT.MasqueradeAddresses,
+		PortLo:     cfg.NAT.PortRange.Lo,
+		PortHi:     cfg.NAT.PortRange.Hi,
+	}
+	sets := make(map[string]*lb.Set)
+	for i := range cfg.Services {
+		s := &cfg.Services[i]
+		svc := nat.Service{
+			ID:         rb.serviceID(s.Name),
+			Name:       s.Name,
+			Addrs:      s.Addresses,
+			Masquerade: s.SourceNAT != "none",
+		}
+		if s.HealthCheck != nil && s.HealthCheck.AllUnhealthy == "refuse" {
+			svc.RefuseWhenEmpty = true
+		}
+		for _, p := range s.Ports {
+			tp := p.TargetPort
+			if tp == 0 {
+				tp = p.Port
+			}
+			svc.Ports = append(svc.Ports, nat.Port{Name: p.Name, Proto: protoNum(p.Protocol), Port: p.Port, TargetPort: tp, NodePort: p.NodePort})
+		}
+		for _, fam := range []int{4, 6} {
+			var bs []lb.Backend
+			for _, b := range s.Backends {
+				if b.Address.Is4() != (fam == 4) {
+					continue
+				}
+				w := 1
+				if b.Weight != nil {
+					w = *b.Weight
+				}
+				st := lb.Active
+				switch {
+				case b.Drain:
+					st = lb.Draining
+				case health != nil && !health(s.Name, b.Address):
+					st = lb.Unhealthy
+				}
+				bs = append(bs, lb.Backend{Addr: b.Address, Weight: w, State: st})
+			}
+			if len(bs) == 0 {
+				continue
+			}
+			if failOpen(s, bs) {
+				for j := range bs {
+					if bs[j].State == lb.Unhealthy {
+						bs[j].State = lb.Active
+					}
+				}
+			}
+			var aff time.Duration
+			if s.SessionAffinity == "client_ip" {
+				aff = time.Duration(s.SessionAffinityTimeout)
+				if aff <= 0 {
+					aff = 3 * time.Hour
+				}
+			}
+			key := fmt.Sprintf("%s/%d", s.Name, fam)
+			set, err := lb.Build(lb.Spec{Scheduler: s.Scheduler, Backends: bs, Affinity: aff, MaglevSize: s.MaglevTableSize}, rb.sets[key])
+			if err != nil {
+				return nil, fmt.Errorf("service %s: %w", s.Name, err)
+			}
+			sets[key] = set
+			if fam == 4 {
+				svc.Set4 = set
+			} else {
+				svc.Set6 = set
+			}
+		}
+		spec.Services = append(spec.Services, svc)
+	}
+	for _, e := range cfg.Egress {
+		spec.Egress = append(spec.Egress, nat.Egress{Name: e.Name, Sources: e.Sources, Destinations: e.Destinations, Pool: e.Addresses})
+	}
+	rb.sets = sets
+	return nat.NewRules(spec), nil
+}
+
+// failOpen reports whether every backend that would otherwise serve is unhealthy and the service's
+// policy is to keep using them (the default, as kube-proxy does without endpoints readiness).
+func failOpen(s *config.Service, bs []lb.Backend) bool {
+	if s.HealthCheck == nil || s.HealthCheck.AllUnhealthy == "refuse" {
+		return false
+	}
+	for _, b := range bs {
+		if b.State == lb.Active {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,107 @@
+package gateway
+
+import (
+	"errors"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgegate/edgegate/gateway/tun"
+	"github.com/edgegate/edgegate/nat"
+	"github.com/edgegate/edgegate/packet"
+)
+
+// BatchSize is how many packets a worker reads and writes per device call.
+const BatchSize = 64
+
+// Worker runs the packet path for one device queue. It owns its buffers and counters: nothing per
+// packet is allocated, locked or logged.
+type Worker struct {
+	dev   tun.Device
+	tr    *nat.Translator
+	rules *atomic.Pointer[nat.Rules]
+	C     Counters
+
+	bufs  [][]byte
+	sizes []int
+	out   [][]byte
+	pkt   packet.Packet
+}
+
+// NewWorker allocates the worker's buffers once.
+func NewWorker(dev tun.Device, tr *nat.Translator, rules *atomic.Pointer[nat.Rules]) *Worker {
+	w := &Worker{dev: dev, tr: tr, rules: rules, sizes: make([]int, BatchSize), out: make([][]byte, 0, BatchSize)}
+	size := tun.BufSize
+	if !dev.VnetHdr() {
+		size = tun.Offset + 65535 // a plain TUN still returns up to the MTU; keep room for jumbo MTUs
+	}
+	w.bufs = make([][]byte, BatchSize)
+	for i := range w.bufs {
+		w.bufs[i] = make([]byte, size)
+	}
+	return w
+}
+
+// Run processes batches until the device is closed.
+func (w *Worker) Run(log *slog.Logger) error {
+	for {
+		if err := w.Step(); err != nil {
+			if errors.Is(err, tun.ErrClosed) {
+				return nil
+			}
+			log.Error("worker stopped", "dev", w.dev.Name(), "err", err)
+			return err
+		}
+	}
+}
+
+// Step reads one batch, translates it and writes back what is to be forwarded.
+func (w *Worker) Step() error {
+	n, err := w.dev.Read(w.bufs, w.sizes)
+	if err != nil {
+		return err
+	}
+	rules := w.rules.Load()
+	now := time.Now().UnixNano() // once per batch
+	vnet := w.dev.VnetHdr()
+	out := w.out[:0]
+	for i := 0; i < n; i++ {
+		buf := w.bufs[i]
+		size := w.sizes[i]
+		w.C.RxPackets.add(1)
+		w.C.RxBytes.add(uint64(size))
+		partial := false
+		if vnet {
+			partial = tun.VnetHdr(buf[tun.Offset-tun.VnetHdrLen : tun.Offset]).PartialCsum()
+		}
+		p := &w.pkt
+		if r := p.Parse(buf[tun.Offset : tun.Offset+size]); r != packet.OK {
+			w.C.Malformed[r].add(1)
+			continue
+		}
+		v, why := w.tr.Translate(p, rules, now, partial)
+		switch v {
+		case nat.Forward:
+			w.C.Forwarded.add(1)
+		case nat.Local:
+			w.C.Local.add(1)
+		default:
+			w.C.Dropped[why].add(1)
+			continue
+		}
+		w.C.TxBytes.add(uint64(len(p.B)))
+		out = append(out, buf[:tun.Offset+len(p.B)])
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	m, err := w.dev.Write(out)
+	w.C.TxPackets.add(uint64(m))
+	if m < len(out) {
+		w.C.WriteErrors.add(uint64(len(out) - m))
+	}
+	if errors.Is(err, tun.ErrClosed) {
+		return err
+	}
+	return nil
+}

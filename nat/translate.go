@@ -1,0 +1,228 @@
+package nat
+
+import (
+	"errors"
+	"math/rand/v2"
+	"net/netip"
+
+	"github.com/edgegate/edgegate/conntrack"
+	"github.com/edgegate/edgegate/lb"
+	"github.com/edgegate/edgegate/packet"
+)
+
+// Verdict is what the caller does with the packet after Translate.
+type Verdict uint8
+
+const (
+	// Drop: count Reason and discard.
+	Drop Verdict = iota
+	// Forward: the packet was translated in place; write it back to the device.
+	Forward
+	// Local: the gateway answered in place (echo reply to a service address); write it back.
+	Local
+)
+
+// Reason says why a packet was dropped; labels for metrics come from String.
+type Reason uint8
+
+const (
+	OK            Reason = iota
+	Invalid              // conntrack INVALID: fits no state of its flow, or cannot start one
+	TableFull            // no room in the flow table even after early drop
+	NoBackend            // the service has no eligible backend
+	PortExhausted        // no free source port on the SNAT address after bounded tries
+	NoRule               // not a service, not a flow, not egress traffic
+	NoFlowICMP           // ICMP error quoting a packet of no known flow
+	NoMasquerade         // masquerade needed but no address of the flow's family configured
+	NumReasons
+)
+
+var reasonNames = [NumReasons]string{"ok", "invalid_state", "table_full", "no_backend", "port_exhausted", "no_rule", "icmp_no_flow", "no_masquerade_address"}
+
+func (r Reason) String() string {
+	if r < NumReasons {
+		return reasonNames[r]
+	}
+	return "unknown"
+}
+
+// Kinds of conntrack entries created here.
+const (
+	KindService uint8 = 1
+	KindEgress  uint8 = 2
+)
+
+// portTries bounds the random port search (RFC 6056 algorithm 1 with a bounded number of tries),
+// so a nearly exhausted pool costs a bounded amount of work per new flow.
+const portTries = 64
+
+// Translator applies NAT using a shared flow table.
+type Translator struct {
+	CT *conntrack.Table
+}
+
+// Translate looks the packet up, creates its flow when it is new and allowed, and rewrites it in
+// place. partial says the L4 checksum field holds only the pseudo-header sum (offload path).
+func (t *Translator) Translate(p *packet.Packet, r *Rules, now int64, partial bool) (Verdict, Reason) {
+	if p.IsICMPError {
+		return t.translateICMPError(p, now)
+	}
+	k := conntrack.TupleOf(p)
+	e, d := t.CT.Lookup(&k, now)
+	if e == nil {
+		return t.newFlow(p, &k, r, now, partial)
+	}
+	if !e.Update(d, p, now) {
+		return Drop, Invalid
+	}
+	apply(p, e, d, partial)
+	return Forward, OK
+}
+
+// apply rewrites p as a packet of e travelling in direction d (netfilter's rule: the translation
+// follows from the two tuples alone).
+func apply(p *packet.Packet, e *conntrack.Entry, d conntrack.Dir, partial bool) {
+	var to *conntrack.Tuple
+	if d == conntrack.Original {
+		to = &e.Tuple[conntrack.Reply]
+	} else {
+		to = &e.Tuple[conntrack.Original]
+	}
+	// The packet must leave as the reverse of the other direction's tuple.
+	src, dst := to.DstAddr(), to.SrcAddr()
+	if src != p.Src || to.DstPort != p.SrcPort {
+		p.SetSrc(src, to.DstPort, partial)
+	}
+	if dst != p.Dst || to.SrcPort != p.DstPort {
+		p.SetDst(dst, to.SrcPort, partial)
+	}
+}
+
+func (t *Translator) newFlow(p *packet.Packet, k *conntrack.Tuple, r *Rules, now int64, partial bool) (Verdict, Reason) {
+	if !conntrack.NewFlowOK(p) {
+		return Drop, Invalid
+	}
+	if tg, ok := r.lookupService(p.Proto, p.Dst, p.DstPort); ok {
+		return t.newServiceFlow(p, k, r, tg, now, partial)
+	}
+	if isEchoRequest(p) && r.IsVIP(p.Dst) {
+		p.MakeEchoReply()
+		return Local, OK
+	}
+	if eg := r.egressFor(p.Src, p.Dst); eg != nil {
+		h := lb.FlowHash(0, p.Src, netip.Addr{}, 0, 0)
+		pool, ok := poolFor(eg.Pool, p.Src, h)
+		if !ok {
+			return Drop, NoMasquerade
+		}
+		e := &conntrack.Entry{Kind: KindEgress}
+		v, why, _ := t.insertAndApply(p, k, e, pool, p.Dst, p.DstPort, true, r, now, partial)
+		return v, why
+	}
+	return Drop, NoRule
+}
+
+func isEchoRequest(p *packet.Packet) bool {
+	return (p.Proto == ProtoICMP && p.ICMPType == 8) || (p.Proto == ProtoICMPv6 && p.ICMPType == 128)
+}
+
+func (t *Translator) newServiceFlow(p *packet.Packet, k *conntrack.Tuple, r *Rules, tg Target, now int64, partial bool) (Verdict, Reason) {
+	set := tg.Svc.Set4
+	if p.Version == 6 {
+		set = tg.Svc.Set6
+	}
+	if set == nil {
+		return Drop, NoBackend
+	}
+	h := lb.FlowHash(p.Proto, p.Src, p.Dst, p.SrcPort, p.DstPort)
+	b, ok := set.Pick(p.Src, h, now)
+	if !ok {
+		return Drop, NoBackend
+	}
+	e := &conntrack.Entry{Kind: KindService, Service: tg.Svc.ID, Load: b.Active}
+	tport := tg.Port.TargetPort
+	if p.Proto == ProtoICMP || p.Proto == ProtoICMPv6 {
+		tport = 0
+	}
+	// Hairpin: a backend reaching its own service must be masqueraded, or it would answer itself.
+	masq := tg.Svc.Masquerade || b.Addr == p.Src
+	var src netip.Addr
+	if masq {
+		src, ok = r.masqFor(p.Src, lb.FlowHash(0, p.Src, netip.Addr{}, 0, 0))
+		if !ok {
+			return Drop, NoMasquerade
+		}
+	} else {
+		src = p.Src
+	}
+	// Count the flow before it becomes visible: the table decrements Load when it deletes the entry,
+	// which may happen as soon as it is inserted.
+	b.Active.Add(1)
+	v, why, inserted := t.insertAndApply(p, k, e, src, b.Addr, tport, masq, r, now, partial)
+	if !inserted {
+		b.Active.Add(-1)
+	}
+	return v, why
+}
+
+// insertAndApply completes e (original tuple k, reply tuple from dst:dport back to src:port) and
+// inserts it. With newPort it searches a free source port (for ICMP echo: identifier); otherwise it
+// keeps the client's. inserted reports whether e itself went into the table.
+func (t *Translator) insertAndApply(p *packet.Packet, k *conntrack.Tuple, e *conntrack.Entry, src, dst netip.Addr, dport uint16, newPort bool, r *Rules, now int64, partial bool) (v Verdict, why Reason, inserted bool) {
+	e.Tuple[conntrack.Original] = *k
+	e.Init(p, now)
+	tries := 1
+	if newPort {
+		tries = portTries
+	}
+	lo, span := uint32(r.portLo), uint32(r.portHi)-uint32(r.portLo)+1
+	for i := 0; i < tries; i++ {
+		// For ICMP echo the identifier is the request tuple's SrcPort, so the reply tuple carries
+		// it as its DstPort, exactly like a source port (dport is 0 for echo).
+		sport := p.SrcPort
+		if newPort {
+			sport = uint16(lo + rand.Uint32N(span))
+		}
+		e.Tuple[conntrack.Reply] = conntrack.MakeTuple(p.Proto, dst, src, dport, sport)
+		got, err := t.CT.Insert(e, now)
+		switch {
+		case err == nil:
+			apply(p, e, conntrack.Original, partial)
+			return Forward, OK, true
+		case errors.Is(err, conntrack.ErrExists):
+			// Lost the insert race (two packets of one new flow at once): follow the winner so the
+			// flow has one entry and one backend.
+			if !got.Update(conntrack.Original, p, now) {
+				return Drop, Invalid, false
+			}
+			apply(p, got, conntrack.Original, partial)
+			return Forward, OK, false
+		case errors.Is(err, conntrack.ErrReplyTaken):
+			continue
+		default:
+			return Drop, TableFull, false
+		}
+	}
+	return Drop, PortExhausted, false
+}
+
+// translateICMPError rewrites an ICMP error about a tracked flow (RFC 5508): the quoted packet is
+// put back into the form its sender knows and the outer header is addressed to that sender.
+func (t *Translator) translateICMPError(p *packet.Packet, now int64) (Verdict, Reason) {
+	in, why := p.Inner()
+	if why != packet.OK {
+		return Drop, NoFlowICMP
+	}
+	k := conntrack.TupleOf(&in).Reverse()
+	e, d := t.CT.Lookup(&k, now)
+	if e == nil {
+		return Drop, NoFlowICMP
+	}
+	// The quoted packet travelled in direction !d after translation; restore its form before it.
+	q := &e.Tuple[d^1]
+	p.SetInnerSrc(q.SrcAddr(), q.SrcPort)
+	p.SetInnerDst(q.DstAddr(), q.DstPort)
+	p.SetSrc(q.DstAddr(), 0, false)
+	p.SetDst(q.SrcAddr(), 0, false)
+	return Forward, OK
+}
