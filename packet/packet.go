@@ -36,7 +36,7 @@ func (p *Packet) Parse(b []byte) Reason { return p.parse(b, false) }
 // aliases p.B. An inner packet of another IP version than p is refused (ErrBadVersion).
 func (p *Packet) Inner() (Packet, Reason) {
 	var in Packet
-	if !p.IsICMPError {
+	if !p.IsICMPError || p.L4Off+ICMPLen > len(p.B) {
 		return in, ErrUnsupportedProto
 	}
 	r := in.parse(p.B[p.L4Off+ICMPLen:], true)
@@ -136,6 +136,11 @@ func (p *Packet) parse6(b []byte, lenient bool) Reason {
 				return ErrBadExtHeader // RFC 8200 4.1: hop-by-hop only right after the header
 			}
 			if off+8 > len(b) {
+				return ErrBadExtHeader
+			}
+			if next == ipv6Routing && b[off+3] != 0 {
+				// Segments left: Dst is not the final destination, which is what the
+				// L4 pseudo-header (and so any NAT of it) would have to use.
 				return ErrBadExtHeader
 			}
 			l := (int(b[off+1]) + 1) * 8

@@ -151,6 +151,8 @@ func TestParseRefused(t *testing.T) {
 			binary.BigEndian.PutUint16(b[4:], 4)
 			return b[:44]
 		}), ErrBadExtHeader},
+		{"v6 routing header with segments left", build(t, pk{src: c6, dst: s6, proto: ProtoUDP, sport: 1, dport: 2,
+			exts: []ext{{43, []byte{0, 2, 0, 1, 0, 0, 0, 0, 0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9}}}}), ErrBadExtHeader},
 		{"v6 two fragment headers", build(t, pk{src: c6, dst: s6, proto: ProtoUDP, sport: 1, dport: 2, exts: []ext{frag(0, true), frag(0, true)}}), ErrBadExtHeader},
 		{"v4 unsupported proto (GRE)", corrupt(t, v4tcp, func(b []byte) []byte { b[9] = 47; return b }), ErrUnsupportedProto},
 		{"v4 carrying icmpv6", corrupt(t, v4tcp, func(b []byte) []byte { b[9] = ProtoICMPv6; return b }), ErrUnsupportedProto},

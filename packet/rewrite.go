@@ -77,6 +77,9 @@ func put16(b []byte, v uint16, acc *uint32) {
 // (IP header lengths are multiples of 4), so *outer can accumulate plain word deltas.
 // For quoted packets b may end inside the L4 header: only quoted fields are touched.
 func (p *Packet) rewrite(b []byte, version, proto uint8, l4off int, dst bool, a netip.Addr, port uint16, partial bool, outer *uint32) bool {
+	if l4off < IPv4MinLen || l4off+8 > len(b) || version == 6 && l4off < IPv6Len {
+		return false // not a parsed packet: touch nothing
+	}
 	var d uint32 // pseudo-header / IPv4 header delta of the address words
 	switch {
 	case version == 4 && a.Unmap().Is4():
@@ -121,6 +124,8 @@ func (p *Packet) rewrite(b []byte, version, proto uint8, l4off int, dst bool, a 
 		if s := echoSide(proto, l4[0]); s == sideSrc && !dst || s == sideDst && dst {
 			portOff = 4
 		}
+	default:
+		return true // no L4 checksum known to cover the addresses
 	}
 	if portOff == 0 && dst {
 		portOff = 2
@@ -160,10 +165,10 @@ func (p *Packet) rewrite(b []byte, version, proto uint8, l4off int, dst bool, a 
 // It is a no-op for anything but an echo request. The ICMP checksum must be complete
 // (not CHECKSUM_PARTIAL).
 func (p *Packet) MakeEchoReply() {
-	if echoSide(p.Proto, p.ICMPType) != sideSrc {
+	b := p.B
+	if echoSide(p.Proto, p.ICMPType) != sideSrc || p.L4Off < IPv4MinLen || p.L4Off+ICMPLen > len(b) {
 		return
 	}
-	b := p.B
 	reply := ICMPv4EchoReply
 	if p.Version == 4 {
 		var s, d [4]byte

@@ -223,3 +223,31 @@ func TestZeroAlloc(t *testing.T) {
 		t.Fatalf("%v allocations per packet, want 0", n)
 	}
 }
+
+// TestRewriteUnparsed: rewriting a Packet that did not parse (or a literal) must neither
+// panic nor change bytes outside what it can account for.
+func TestRewriteUnparsed(t *testing.T) {
+	var zero Packet
+	zero.SetSrc(c4, 1, false)
+	zero.SetDst(c6, 1, true)
+	zero.MakeEchoReply()
+	zero.SetInnerSrc(c4, 1)
+	if _, r := zero.Inner(); r == OK {
+		t.Fatal("Inner of zero Packet OK")
+	}
+	b := build(t, pk{src: c4, dst: s4, proto: ProtoTCP, sport: 1, dport: 2})
+	b[9] = 47 // GRE: refused
+	orig := append([]byte(nil), b...)
+	var p Packet
+	if p.Parse(b) != ErrUnsupportedProto {
+		t.Fatal("setup")
+	}
+	p.SetSrc(m4, 1, false)
+	p.SetDst(m4, 1, false)
+	p.MakeEchoReply()
+	equalBytes(t, b, orig)
+	lit := Packet{B: b[:30], Version: 4, Proto: ProtoTCP, L4Off: 24, IsICMPError: true}
+	lit.SetSrc(m4, 1, false)
+	lit.SetInnerDst(m4, 1)
+	equalBytes(t, b, orig)
+}
