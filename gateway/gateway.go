@@ -27,6 +27,7 @@ type Gateway struct {
 	tr      nat.Translator
 	builder *ruleBuilder
 	health  atomic.Pointer[HealthView]
+	tap     atomic.Pointer[Tap]
 
 	mu        sync.Mutex // serialises Start, Reload and Close
 	devs      []tun.Device
@@ -140,7 +141,7 @@ func (g *Gateway) Start() error {
 		}
 	}
 	for _, d := range devs {
-		w := NewWorker(d, &g.tr, &g.rules)
+		w := NewWorker(d, &g.tr, &g.rules, &g.tap)
 		g.workers = append(g.workers, w)
 		g.wg.Add(1)
 		go func() {
@@ -259,6 +260,15 @@ func (g *Gateway) SetHealth(h HealthView) error {
 	}
 	g.rules.Store(rules)
 	return nil
+}
+
+// SetTap starts (t != nil) or stops (nil) packet capture on every worker.
+func (g *Gateway) SetTap(t Tap) {
+	if t == nil {
+		g.tap.Store(nil)
+		return
+	}
+	g.tap.Store(&t)
 }
 
 // Counters sums the workers' counters.

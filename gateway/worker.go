@@ -20,6 +20,7 @@ type Worker struct {
 	dev   tun.Device
 	tr    *nat.Translator
 	rules *atomic.Pointer[nat.Rules]
+	tap   *atomic.Pointer[Tap]
 	C     Counters
 
 	bufs  [][]byte
@@ -28,9 +29,28 @@ type Worker struct {
 	pkt   packet.Packet
 }
 
-// NewWorker allocates the worker's buffers once.
-func NewWorker(dev tun.Device, tr *nat.Translator, rules *atomic.Pointer[nat.Rules]) *Worker {
-	w := &Worker{dev: dev, tr: tr, rules: rules, sizes: make([]int, BatchSize), out: make([][]byte, 0, BatchSize)}
+// Stage says where in the path a tapped packet was seen.
+type Stage uint8
+
+const (
+	// BeforeNAT: as read from the TUN.
+	BeforeNAT Stage = iota
+	// AfterNAT: as written back (translated or answered).
+	AfterNAT
+)
+
+// Tap receives packets for capture. It is called on the packet path only while a capture runs and
+// must copy b before returning.
+type Tap interface {
+	Packet(stage Stage, b []byte)
+}
+
+// NewWorker allocates the worker's buffers once. tap may be nil.
+func NewWorker(dev tun.Device, tr *nat.Translator, rules *atomic.Pointer[nat.Rules], tap *atomic.Pointer[Tap]) *Worker {
+	if tap == nil {
+		tap = new(atomic.Pointer[Tap])
+	}
+	w := &Worker{dev: dev, tr: tr, rules: rules, tap: tap, sizes: make([]int, BatchSize), out: make([][]byte, 0, BatchSize)}
 	size := tun.BufSize
 	if !dev.VnetHdr() {
 		size = tun.Offset + 65535 // a plain TUN still returns up to the MTU; keep room for jumbo MTUs
@@ -64,6 +84,10 @@ func (w *Worker) Step() error {
 	rules := w.rules.Load()
 	now := time.Now().UnixNano() // once per batch
 	vnet := w.dev.VnetHdr()
+	var tap Tap
+	if t := w.tap.Load(); t != nil {
+		tap = *t
+	}
 	out := w.out[:0]
 	for i := 0; i < n; i++ {
 		buf := w.bufs[i]
@@ -75,6 +99,9 @@ func (w *Worker) Step() error {
 			partial = tun.VnetHdr(buf[tun.Offset-tun.VnetHdrLen : tun.Offset]).PartialCsum()
 		}
 		p := &w.pkt
+		if tap != nil {
+			tap.Packet(BeforeNAT, buf[tun.Offset:tun.Offset+size])
+		}
 		if r := p.Parse(buf[tun.Offset : tun.Offset+size]); r != packet.OK {
 			w.C.Malformed[r].add(1)
 			continue
@@ -88,6 +115,9 @@ func (w *Worker) Step() error {
 		default:
 			w.C.Dropped[why].add(1)
 			continue
+		}
+		if tap != nil {
+			tap.Packet(AfterNAT, p.B)
 		}
 		w.C.TxBytes.add(uint64(len(p.B)))
 		out = append(out, buf[:tun.Offset+len(p.B)])
