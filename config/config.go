@@ -129,11 +129,39 @@ func parseNode(data []byte) (n *yaml.Node, err error) {
 // Effective returns the config with every default applied, as YAML (for the admin /config
 // endpoint and "what is really running" questions). It parses back to an equal Config.
 func (c *Config) Effective() ([]byte, error) {
-	b, err := yaml.Marshal(c)
+	var n yaml.Node
+	if err := n.Encode(c); err != nil {
+		return nil, fmt.Errorf("config: marshal effective config: %w", err)
+	}
+	prune(&n)
+	b, err := yaml.Marshal(&n)
 	if err != nil {
 		return nil, fmt.Errorf("config: marshal effective config: %w", err)
 	}
 	return b, nil
+}
+
+// prune drops mapping entries that carry nothing: null, "", [] and {}. Each of them decodes to
+// the same value as an absent key, so the dump stays exact while showing only what matters.
+// (Zero numbers stay: for some keys an explicit 0 differs from the default.)
+func prune(n *yaml.Node) {
+	if n.Kind == yaml.MappingNode {
+		kept := n.Content[:0]
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			v := n.Content[i+1]
+			prune(v)
+			empty := (v.Kind == yaml.ScalarNode && (v.ShortTag() == "!!null" || (v.ShortTag() == "!!str" && v.Value == ""))) ||
+				((v.Kind == yaml.SequenceNode || v.Kind == yaml.MappingNode) && len(v.Content) == 0)
+			if !empty {
+				kept = append(kept, n.Content[i], v)
+			}
+		}
+		n.Content = kept
+		return
+	}
+	for _, c := range n.Content {
+		prune(c)
+	}
 }
 
 // ServiceByName returns the named service, or nil.

@@ -93,6 +93,19 @@ services:
 	}
 }
 
+// ingressBase appends to base: an ingress with one plain listener; more listener keys may follow.
+const ingressBase = `ingress:
+  listeners:
+    - name: plain
+      address: :8080
+`
+
+// routeBase is a routes section with route "r": routeKeys go under the route, ruleKeys under its
+// first rule, which already has a backend.
+func routeBase(routeKeys, ruleKeys string) string {
+	return "  routes:\n    - name: r\n" + routeKeys + "      rules:\n        - backends: [{service: web}]\n" + ruleKeys
+}
+
 func TestParseInvalid(t *testing.T) {
 	tests := []struct {
 		name string
@@ -160,6 +173,37 @@ func TestParseInvalid(t *testing.T) {
 		{"egress sources overlap", "egress:\n  - name: a\n    sources: [198.18.64.0/18]\n    addresses: [203.0.113.1]\n  - name: b\n    sources: [198.18.64.0/24]\n    addresses: [203.0.113.2]\n", `t.yaml:6:15: egress "b": source 198.18.64.0/24 overlaps 198.18.64.0/18 of egress "a" (line 3)`},
 		{"health check timeout", base + "    health_check: {interval: 1s, timeout: 2s}\n", `t.yaml:10:43: service "web": health_check.timeout: 2s is longer than the interval 1s`},
 		{"health check type", base + "    health_check: {type: icmp}\n", `t.yaml:10:26: service "web": health_check.type: unknown value "icmp" (want one of: tcp, http)`},
+		{"ingress without listeners", base + "ingress: {}\n", `t.yaml:10:10: ingress: at least one listener is required`},
+		{"listener address", base + ingressBase + "    - name: bad\n      address: example.com:80\n", `t.yaml:15:16: listener "bad": address "example.com:80": host must be an IP address, localhost or empty`},
+		{"listener address conflicts with admin", base + ingressBase + "    - name: adm\n      address: 127.0.0.1:9469\n", `t.yaml:15:16: listener "adm": address 127.0.0.1:9469 conflicts with admin.listen (default)`},
+		{"listener wildcard conflict", base + ingressBase + "    - name: any\n      address: :8080\n", `t.yaml:15:16: listener "any": address :8080 conflicts with listener "plain" (line 13)`},
+		{"listener protocol", base + ingressBase + "      protocol: spdy\n", `t.yaml:14:17: listener "plain": protocol: unknown value "spdy" (want one of: http, https)`},
+		{"https without certs", base + ingressBase + "      protocol: https\n", `t.yaml:14:17: listener "plain": https needs at least one tls certificate`},
+		{"missing cert file", base + ingressBase + "      protocol: https\n      tls: [{cert_file: nope.crt, key_file: nope.key}]\n", `t.yaml:15:25: listener "plain": tls[0]: load certificate `},
+		{"tls on http", base + ingressBase + "      tls: [{cert_file: a, key_file: b}]\n", `t.yaml:14:12: listener "plain": tls is only used with protocol https`},
+		{"route unknown listener", base + ingressBase + routeBase("      listeners: [nope]\n", ""), `t.yaml:16:19: route "r": listeners[0]: no listener named "nope"`},
+		{"route bad hostname", base + ingressBase + routeBase("      hostnames: [\"foo.*.com\"]\n", ""), `t.yaml:16:19: route "r": hostnames[0]: "foo.*.com" must be lowercase DNS labels separated by dots, optionally with a leading "*."`},
+		{"route ip hostname", base + ingressBase + routeBase("      hostnames: [192.0.2.1]\n", ""), `t.yaml:16:19: route "r": hostnames[0]: "192.0.2.1" must be a host name, not an IP address`},
+		{"path type", base + ingressBase + routeBase("", "          matches: [{path: {type: glob, value: /x}}]\n"), `t.yaml:18:35: route "r": rules[0].matches[0].path.type: unknown value "glob" (want one of: exact, prefix, regex)`},
+		{"path must start with slash", base + ingressBase + routeBase("", "          matches: [{path: {type: exact, value: x}}]\n"), `t.yaml:18:49: route "r": rules[0].matches[0].path.value: "x" must start with '/'`},
+		{"regex does not compile", base + ingressBase + routeBase("", "          matches: [{path: {type: regex, value: \"/(\"}}]\n"), `t.yaml:18:49: route "r": rules[0].matches[0].path.value: error parsing regexp: missing closing ): ` + "`/(`"},
+		{"bad method", base + ingressBase + routeBase("", "          matches: [{method: FETCH}]\n"), `t.yaml:18:30: route "r": rules[0].matches[0].method: unknown method "FETCH" (want one of: GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, TRACE, PATCH)`},
+		{"header match type", base + ingressBase + routeBase("", "          matches: [{headers: [{name: x-a, type: glob, value: b}]}]\n"), `t.yaml:18:50: route "r": rules[0].matches[0].headers[0].type: unknown value "glob" (want one of: exact, regex)`},
+		{"header match name", base + ingressBase + routeBase("", "          matches: [{headers: [{name: \"a b\", value: b}]}]\n"), `t.yaml:18:39: route "r": rules[0].matches[0].headers[0].name: "a b" is not a valid header name`},
+		{"query regex", base + ingressBase + routeBase("", "          matches: [{query_params: [{name: q, type: regex, value: \"[\"}]}]\n"), `t.yaml:18:67: route "r": rules[0].matches[0].query_params[0].value: error parsing regexp: missing closing ]: ` + "`[`"},
+		{"empty filter", base + ingressBase + routeBase("", "          filters: [{}]\n"), `t.yaml:18:21: route "r": rules[0].filters[0]: a filter needs exactly one of request_headers, response_headers, redirect, url_rewrite, mirror`},
+		{"two fields in a filter", base + ingressBase + routeBase("", "          filters: [{request_headers: {remove: [x]}, response_headers: {remove: [y]}}]\n"), `t.yaml:18:21: route "r": rules[0].filters[0]: a filter has exactly one field, got request_headers and response_headers`},
+		{"redirect status", base + ingressBase + "  routes:\n    - name: r\n      rules:\n        - filters: [{redirect: {status_code: 303}}]\n", `t.yaml:17:46: route "r": rules[0].filters[0].redirect.status_code: 303 is not a redirect status (want 301, 302, 307 or 308)`},
+		{"redirect with backends", base + ingressBase + routeBase("", "          filters: [{redirect: {scheme: https}}]\n"), `t.yaml:17:21: route "r": rules[0]: backends are never used by a rule with a redirect filter`},
+		{"rule without backends", base + ingressBase + "  routes:\n    - name: r\n      rules:\n        - timeout: 1s\n", `t.yaml:17:11: route "r": rules[0]: at least one backend (or a redirect filter) is required`},
+		{"prefix rewrite needs prefix match", base + ingressBase + routeBase("", "          matches: [{path: {type: exact, value: /a}}]\n          filters: [{url_rewrite: {path: {type: prefix, value: /b}}}]\n"), `t.yaml:19:49: route "r": rules[0].filters[0].url_rewrite.path.type: prefix rewrite needs every match of the rule to be a prefix path match`},
+		{"rewrite type", base + ingressBase + routeBase("", "          filters: [{url_rewrite: {path: {type: regex, value: /b}}}]\n"), `t.yaml:18:49: route "r": rules[0].filters[0].url_rewrite.path.type: unknown value "regex" (want one of: full, prefix)`},
+		{"backend unknown service", base + ingressBase + "  routes:\n    - name: r\n      rules:\n        - backends: [{service: nope}]\n", `t.yaml:17:32: route "r": rules[0].backends[0].service: no service named "nope"`},
+		{"backend unknown port", base + ingressBase + "  routes:\n    - name: r\n      rules:\n        - backends: [{service: web, port: 81}]\n", `t.yaml:17:43: route "r": rules[0].backends[0].port: service "web" has no TCP port 81`},
+		{"backend weight", base + ingressBase + "  routes:\n    - name: r\n      rules:\n        - backends: [{service: web, weight: -2}]\n", `t.yaml:17:45: route "r": rules[0].backends[0].weight: -2 out of range 0..65535`},
+		{"backend protocol", base + ingressBase + "  routes:\n    - name: r\n      rules:\n        - backends: [{service: web, protocol: grpc}]\n", `t.yaml:17:47: route "r": rules[0].backends[0].protocol: unknown value "grpc" (want one of: http, h2c)`},
+		{"retries", base + ingressBase + routeBase("", "          retries: 6\n"), `t.yaml:18:20: route "r": rules[0].retries: 6 out of range 0..5`},
+		{"duplicate route", base + ingressBase + routeBase("", "") + "    - name: r\n      rules: [{backends: [{service: web}]}]\n", `t.yaml:18:13: ingress.routes[1]: duplicate name "r" (first at line 15)`},
 		{"health check path without http", base + "    health_check: {path: /healthz}\n", `t.yaml:10:26: service "web": health_check.path: only used with type http`},
 	}
 	for _, tt := range tests {
@@ -172,6 +216,7 @@ func TestParseInvalid(t *testing.T) {
 			if !errors.As(err, &es) || len(es) == 0 {
 				t.Fatalf("error %T is not a non-empty Errors: %v", err, err)
 			}
+			t.Log(err)
 			if !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("errors:\n%v\nwant a line containing:\n%s", err, tt.want)
 			}

@@ -168,7 +168,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		}
 		v.Set(s)
 	case reflect.Map:
-		if null {
+		if null || (n.Kind == yaml.MappingNode && len(n.Content) == 0) {
 			v.SetZero()
 			return
 		}

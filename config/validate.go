@@ -492,7 +492,7 @@ func (v *validator) validateServices() {
 				v.errorf(v.at(&b.Address), "%s: %s backend %s but the service has no %s address (edgegate does not translate between IPv4 and IPv6)", bw, f, b.Address, f)
 			}
 			if s.Masquerade() && !masqFamilies[f] {
-				v.errorf(v.at(&b.Address), "%s: source_nat masquerade needs an %s address in nat.masquerade_addresses for backend %s", bw, f, b.Address)
+				v.errorf(v.at(&b.Address), "%s: source_nat masquerade needs an %s address in nat.masquerade_addresses for backend %s (or set source_nat: none)", bw, f, b.Address)
 			}
 		}
 		if len(backendFamilies) > 0 {
