@@ -270,7 +270,7 @@ func TestConcurrentReadersWriters(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var missed atomic.Int64
-	for range 4 { // readers
+	for range 2 { // readers
 		wg.Go(func() {
 			for n := 0; ; n++ {
 				select {
@@ -290,7 +290,7 @@ func TestConcurrentReadersWriters(t *testing.T) {
 	var writers sync.WaitGroup
 	for w := range 2 { // churn writers
 		writers.Go(func() {
-			for i := range 3000 {
+			for i := range 2000 {
 				port := uint16(i%1000 + 1)
 				e := natEntry(udpPkt(other, vip, port, uint16(100+w)), uint16(30000+w*5000+i%1000), t0)
 				if _, err := tb.Insert(e, t0); err == nil && i%3 == 0 {
@@ -300,7 +300,7 @@ func TestConcurrentReadersWriters(t *testing.T) {
 		})
 	}
 	writers.Go(func() { // filters, sweeps, listing
-		for range 50 {
+		for range 20 {
 			tb.DeleteMatching(Filter{Addr: other, Port: 7})
 			tb.Sweep(t0 + sec)
 			n := 0
