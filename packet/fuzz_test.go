@@ -173,12 +173,17 @@ func fuzzAddr(v uint8, raw []byte) netip.Addr {
 
 func FuzzRewrite(f *testing.F) {
 	for i, b := range seedPackets(f) {
-		f.Add(b, []byte{198, 18, byte(i), 1, 0x20, 1, 0xd, 0xb8}, []byte{203, 0, 113, byte(i)}, uint16(i), uint16(1000+i))
+		f.Add(b, []byte{198, 18, byte(i), 1, 0x20, 1, 0xd, 0xb8}, []byte{203, 0, 113, byte(i)}, uint16(i), uint16(1000+i), i%3 != 0)
 	}
-	f.Fuzz(func(t *testing.T, data, a1, a2 []byte, port1, port2 uint16) {
+	f.Fuzz(func(t *testing.T, data, a1, a2 []byte, port1, port2 uint16, fix bool) {
 		var p Packet
 		if p.Parse(data) != OK {
 			return
+		}
+		if fix {
+			// Make every checksum valid so the properties below apply to any
+			// mutated shape, not only to the seeds.
+			fixChecksums(&p)
 		}
 		src, dst := fuzzAddr(p.Version, a1), fuzzAddr(p.Version, a2)
 		hdrOK, l4OK := validChecksums(&p)
@@ -243,6 +248,51 @@ func FuzzRewrite(f *testing.F) {
 	})
 }
 
+// fixChecksums recomputes from scratch (naive sums) every checksum of p, the quote of an
+// ICMP error first: inner IPv4 header, inner L4 if wholly quoted, then the outer ones.
+// An IPv4 UDP checksum of 0 is left as "none".
+func fixChecksums(p *Packet) {
+	if in, r := p.Inner(); r == OK {
+		var whole Packet
+		if whole.Parse(in.B) == OK {
+			fixChecksums(&whole)
+		} else if in.Version == 4 {
+			fixIPv4Header(in.B)
+		}
+	}
+	if p.Version == 4 {
+		fixIPv4Header(p.B)
+	}
+	if p.IsFragment {
+		return
+	}
+	seg := p.B[p.L4Off:]
+	var s uint32
+	switch p.Proto {
+	case ProtoUDP:
+		seg = seg[:binary.BigEndian.Uint16(seg[4:])]
+		if p.Version == 4 && binary.BigEndian.Uint16(seg[6:]) == 0 {
+			return
+		}
+		fallthrough
+	case ProtoTCP, ProtoICMPv6:
+		s = naivePseudo(p.Proto, p.Src, p.Dst, len(seg))
+	}
+	cs := seg[l4csOff(p)-p.L4Off:]
+	binary.BigEndian.PutUint16(cs, 0)
+	v := ^naiveFold(naiveSum(seg, s))
+	if v == 0 && p.Proto == ProtoUDP {
+		v = 0xffff
+	}
+	binary.BigEndian.PutUint16(cs, v)
+}
+
+func fixIPv4Header(b []byte) {
+	h := b[:b[0]&0x0f*4]
+	binary.BigEndian.PutUint16(h[10:], 0)
+	binary.BigEndian.PutUint16(h[10:], ^naiveFold(naiveSum(h, 0)))
+}
+
 // fuzzInner rewrites the quote of an ICMP error and checks that every checksum that was
 // valid before (outer ICMP, inner IPv4 header, inner L4 if fully quoted) still is.
 func fuzzInner(t *testing.T, p *Packet, src, dst netip.Addr, port1, port2 uint16) {
@@ -294,7 +344,7 @@ func TestWriteFuzzSeeds(t *testing.T) {
 			must(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("seed-%02d", i)), []byte("go test fuzz v1\n"+body), 0o644))
 		}
 		write("FuzzParse", fmt.Sprintf("[]byte(%q)\n", b))
-		write("FuzzRewrite", fmt.Sprintf("[]byte(%q)\n[]byte(%q)\n[]byte(%q)\nuint16(%d)\nuint16(%d)\n",
-			b, []byte{198, 18, byte(i), 1, 0x20, 1, 0xd, 0xb8}, []byte{203, 0, 113, byte(i)}, i, 1000+i))
+		write("FuzzRewrite", fmt.Sprintf("[]byte(%q)\n[]byte(%q)\n[]byte(%q)\nuint16(%d)\nuint16(%d)\nbool(%v)\n",
+			b, []byte{198, 18, byte(i), 1, 0x20, 1, 0xd, 0xb8}, []byte{203, 0, 113, byte(i)}, i, 1000+i, i%3 != 0))
 	}
 }
