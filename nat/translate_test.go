@@ -1,12 +1,12 @@
 package nat
 
 import (
-	"net"
 	"net/netip"
 	"sync"
 	"testing"
 
 	"github.com/edgegate/edgegate/conntrack"
+	"github.com/edgegate/edgegate/internal/pkttest"
 	"github.com/edgegate/edgegate/lb"
 	"github.com/edgegate/edgegate/packet"
 	"github.com/google/gopacket"
@@ -28,124 +28,6 @@ var (
 	b6      = netip.MustParseAddr("2001:db8:19:1::2")
 	router  = netip.MustParseAddr("198.18.3.1")
 )
-
-// pk describes a test packet; build serialises it with gopacket and correct checksums.
-type pk struct {
-	proto     uint8
-	src, dst  netip.Addr
-	sport     uint16
-	dport     uint16
-	flags     string // TCP: S, SA, A, R, F
-	icmpType  uint8
-	payload   string
-	udpNoCsum bool
-}
-
-func ipLayer(src, dst netip.Addr, proto layers.IPProtocol) gopacket.SerializableLayer {
-	if src.Is4() {
-		return &layers.IPv4{Version: 4, TTL: 64, Protocol: proto, SrcIP: net.IP(src.AsSlice()), DstIP: net.IP(dst.AsSlice()), Flags: layers.IPv4DontFragment}
-	}
-	return &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: proto, SrcIP: net.IP(src.AsSlice()), DstIP: net.IP(dst.AsSlice())}
-}
-
-func serialize(t testing.TB, ls ...gopacket.SerializableLayer) []byte {
-	t.Helper()
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
-		t.Fatal(err)
-	}
-	return append([]byte(nil), buf.Bytes()...)
-}
-
-func (s pk) build(t testing.TB) []byte {
-	t.Helper()
-	var l4 gopacket.SerializableLayer
-	var proto layers.IPProtocol
-	ipl := ipLayer(s.src, s.dst, 0)
-	nl := ipl.(gopacket.NetworkLayer)
-	switch s.proto {
-	case ProtoTCP:
-		proto = layers.IPProtocolTCP
-		tcp := &layers.TCP{SrcPort: layers.TCPPort(s.sport), DstPort: layers.TCPPort(s.dport), Seq: 1000, Window: 65535, DataOffset: 5}
-		for _, c := range s.flags {
-			switch c {
-			case 'S':
-				tcp.SYN = true
-			case 'A':
-				tcp.ACK = true
-				tcp.Ack = 1
-			case 'R':
-				tcp.RST = true
-			case 'F':
-				tcp.FIN = true
-			}
-		}
-		tcp.SetNetworkLayerForChecksum(nl)
-		l4 = tcp
-	case ProtoUDP:
-		proto = layers.IPProtocolUDP
-		udp := &layers.UDP{SrcPort: layers.UDPPort(s.sport), DstPort: layers.UDPPort(s.dport)}
-		udp.SetNetworkLayerForChecksum(nl)
-		l4 = udp
-	case ProtoICMP:
-		proto = layers.IPProtocolICMPv4
-		id := s.sport
-		if s.icmpType == 0 {
-			id = s.dport
-		}
-		l4 = &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(s.icmpType, 0), Id: id, Seq: 1}
-	}
-	switch ip := ipl.(type) {
-	case *layers.IPv4:
-		ip.Protocol = proto
-	case *layers.IPv6:
-		ip.NextHeader = proto
-	}
-	b := serialize(t, ipl, l4, gopacket.Payload(s.payload))
-	if s.udpNoCsum && s.src.Is4() {
-		b[20+6], b[20+7] = 0, 0
-	}
-	return b
-}
-
-// verify decodes b with gopacket and recomputes every checksum from scratch.
-func verify(t testing.TB, b []byte) gopacket.Packet {
-	t.Helper()
-	first := layers.LayerTypeIPv4
-	if b[0]>>4 == 6 {
-		first = layers.LayerTypeIPv6
-	}
-	pkt := gopacket.NewPacket(b, first, gopacket.Default)
-	if el := pkt.ErrorLayer(); el != nil {
-		t.Fatalf("decode: %v", el.Error())
-	}
-	cp := append([]byte(nil), b...)
-	var p packet.Packet
-	if r := p.Parse(cp); r != packet.OK {
-		t.Fatalf("parse translated packet: %v", r)
-	}
-	if p.Version == 4 {
-		if c := packet.Checksum(b[:p.L4Off], 0); c != 0xffff {
-			t.Fatalf("IPv4 header checksum invalid (sum %#04x)", c)
-		}
-	}
-	l4 := b[p.L4Off:]
-	switch p.Proto {
-	case ProtoTCP, ProtoUDP, ProtoICMPv6:
-		if p.Proto == ProtoUDP && p.Version == 4 && l4[6] == 0 && l4[7] == 0 {
-			break // no checksum
-		}
-		sum := packet.PseudoHeaderSum(p.Proto, p.Src, p.Dst, len(l4))
-		if c := packet.Checksum(l4, sum); c != 0xffff {
-			t.Fatalf("L4 checksum invalid (proto %d, sum %#04x)", p.Proto, c)
-		}
-	case ProtoICMP:
-		if c := packet.Checksum(l4, 0); c != 0xffff {
-			t.Fatalf("ICMP checksum invalid (sum %#04x)", c)
-		}
-	}
-	return pkt
-}
 
 type fixture struct {
 	tr    *Translator
@@ -210,12 +92,12 @@ func TestServiceFlowTCP(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, tc.masquerade, "round_robin", b1, b6)
-			syn := pk{proto: ProtoTCP, src: tc.client, dst: tc.vip, sport: 40000, dport: 80, flags: "S"}.build(t)
+			syn := pkttest.P{Proto: ProtoTCP, Src: tc.client, Dst: tc.vip, Sport: 40000, Dport: 80, Flags: "S"}.Build(t)
 			v, why, p := f.run(t, syn)
 			if v != Forward {
 				t.Fatalf("SYN: verdict %v (%v)", v, why)
 			}
-			verify(t, syn)
+			pkttest.Verify(t, syn)
 			if p.Dst != tc.back || p.DstPort != 8080 || p.Src != tc.wantSrc {
 				t.Fatalf("SYN translated to %v:%d -> %v:%d, want %v:* -> %v:8080", p.Src, p.SrcPort, p.Dst, p.DstPort, tc.wantSrc, tc.back)
 			}
@@ -226,17 +108,17 @@ func TestServiceFlowTCP(t *testing.T) {
 				t.Fatalf("client port changed to %d without masquerade", p.SrcPort)
 			}
 			// The backend's SYN-ACK comes back to the translated source.
-			synack := pk{proto: ProtoTCP, src: tc.back, dst: p.Src, sport: 8080, dport: p.SrcPort, flags: "SA", payload: "hi"}.build(t)
+			synack := pkttest.P{Proto: ProtoTCP, Src: tc.back, Dst: p.Src, Sport: 8080, Dport: p.SrcPort, Flags: "SA", Payload: "hi"}.Build(t)
 			v, why, r := f.run(t, synack)
 			if v != Forward {
 				t.Fatalf("SYN-ACK: verdict %v (%v)", v, why)
 			}
-			verify(t, synack)
+			pkttest.Verify(t, synack)
 			if r.Src != tc.vip || r.SrcPort != 80 || r.Dst != tc.client || r.DstPort != 40000 {
 				t.Fatalf("reply translated to %v:%d -> %v:%d", r.Src, r.SrcPort, r.Dst, r.DstPort)
 			}
 			// The client's ACK completes the handshake; the flow is assured.
-			ack := pk{proto: ProtoTCP, src: tc.client, dst: tc.vip, sport: 40000, dport: 80, flags: "A"}.build(t)
+			ack := pkttest.P{Proto: ProtoTCP, Src: tc.client, Dst: tc.vip, Sport: 40000, Dport: 80, Flags: "A"}.Build(t)
 			if v, why, _ := f.run(t, ack); v != Forward {
 				t.Fatalf("ACK: %v (%v)", v, why)
 			}
@@ -253,17 +135,17 @@ func TestInvalidAndUnknown(t *testing.T) {
 	f := newFixture(t, true, "round_robin", b1)
 	for _, tc := range []struct {
 		name string
-		p    pk
+		p    pkttest.P
 		want Reason
 	}{
-		{"ACK without flow", pk{proto: ProtoTCP, src: client, dst: vip, sport: 1, dport: 80, flags: "A"}, Invalid},
-		{"RST without flow", pk{proto: ProtoTCP, src: client, dst: vip, sport: 1, dport: 80, flags: "R"}, Invalid},
-		{"no service port", pk{proto: ProtoTCP, src: client, dst: vip, sport: 1, dport: 81, flags: "S"}, NoRule},
-		{"no rule", pk{proto: ProtoUDP, src: client, dst: inet, sport: 1, dport: 53}, NoRule},
-		{"no v6 backend", pk{proto: ProtoTCP, src: client6, dst: vip6, sport: 1, dport: 80, flags: "S"}, NoBackend},
+		{"ACK without flow", pkttest.P{Proto: ProtoTCP, Src: client, Dst: vip, Sport: 1, Dport: 80, Flags: "A"}, Invalid},
+		{"RST without flow", pkttest.P{Proto: ProtoTCP, Src: client, Dst: vip, Sport: 1, Dport: 80, Flags: "R"}, Invalid},
+		{"no service port", pkttest.P{Proto: ProtoTCP, Src: client, Dst: vip, Sport: 1, Dport: 81, Flags: "S"}, NoRule},
+		{"no rule", pkttest.P{Proto: ProtoUDP, Src: client, Dst: inet, Sport: 1, Dport: 53}, NoRule},
+		{"no v6 backend", pkttest.P{Proto: ProtoTCP, Src: client6, Dst: vip6, Sport: 1, Dport: 80, Flags: "S"}, NoBackend},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := tc.p.build(t)
+			b := tc.p.Build(t)
 			orig := append([]byte(nil), b...)
 			v, why, _ := f.run(t, b)
 			if v != Drop || why != tc.want {
@@ -278,68 +160,68 @@ func TestInvalidAndUnknown(t *testing.T) {
 
 func TestNodePortAndPing(t *testing.T) {
 	f := newFixture(t, true, "round_robin", b1)
-	b := pk{proto: ProtoTCP, src: client, dst: netip.MustParseAddr("198.18.1.1"), sport: 5000, dport: 30080, flags: "S"}.build(t)
+	b := pkttest.P{Proto: ProtoTCP, Src: client, Dst: netip.MustParseAddr("198.18.1.1"), Sport: 5000, Dport: 30080, Flags: "S"}.Build(t)
 	if v, why, p := f.run(t, b); v != Forward || p.Dst != b1 || p.DstPort != 8080 {
 		t.Fatalf("node port: %v %v -> %v:%d", v, why, p.Dst, p.DstPort)
 	}
-	verify(t, b)
-	echo := pk{proto: ProtoICMP, src: client, dst: vip, icmpType: 8, sport: 99}.build(t)
+	pkttest.Verify(t, b)
+	echo := pkttest.P{Proto: ProtoICMP, Src: client, Dst: vip, ICMPType: 8, Sport: 99}.Build(t)
 	v, _, p := f.run(t, echo)
 	if v != Local || p.Src != vip || p.Dst != client || p.ICMPType != 0 {
 		t.Fatalf("ping VIP: %v, %v -> %v type %d", v, p.Src, p.Dst, p.ICMPType)
 	}
-	verify(t, echo)
+	pkttest.Verify(t, echo)
 }
 
 func TestEgressUDPAndEcho(t *testing.T) {
 	f := newFixture(t, true, "round_robin", b1)
 	for _, csum0 := range []bool{false, true} {
-		b := pk{proto: ProtoUDP, src: pod, dst: inet, sport: 3333, dport: 7000, udpNoCsum: csum0, payload: "q"}.build(t)
+		b := pkttest.P{Proto: ProtoUDP, Src: pod, Dst: inet, Sport: 3333, Dport: 7000, UDPNoCsum: csum0, Payload: "q"}.Build(t)
 		v, why, p := f.run(t, b)
 		if v != Forward || p.Src != pool || p.Dst != inet || p.DstPort != 7000 {
 			t.Fatalf("egress: %v %v -> %v:%d", v, why, p.Src, p.SrcPort)
 		}
-		verify(t, b)
+		pkttest.Verify(t, b)
 		if csum0 && (b[26] != 0 || b[27] != 0) {
 			t.Fatal("IPv4 UDP checksum 0 did not stay 0")
 		}
-		back := pk{proto: ProtoUDP, src: inet, dst: pool, sport: 7000, dport: p.SrcPort, payload: "a"}.build(t)
+		back := pkttest.P{Proto: ProtoUDP, Src: inet, Dst: pool, Sport: 7000, Dport: p.SrcPort, Payload: "a"}.Build(t)
 		if v, _, r := f.run(t, back); v != Forward || r.Dst != pod || r.DstPort != 3333 {
 			t.Fatalf("egress reply: %v -> %v:%d", v, r.Dst, r.DstPort)
 		}
-		verify(t, back)
+		pkttest.Verify(t, back)
 		f.tr.CT.DeleteMatching(conntrack.Filter{})
 	}
 	// ICMP echo: the identifier is translated and restored.
-	req := pk{proto: ProtoICMP, src: pod, dst: inet, icmpType: 8, sport: 4242}.build(t)
+	req := pkttest.P{Proto: ProtoICMP, Src: pod, Dst: inet, ICMPType: 8, Sport: 4242}.Build(t)
 	v, _, p := f.run(t, req)
 	if v != Forward || p.Src != pool {
 		t.Fatalf("egress echo: %v from %v", v, p.Src)
 	}
-	verify(t, req)
+	pkttest.Verify(t, req)
 	id := p.SrcPort
-	rep := pk{proto: ProtoICMP, src: inet, dst: pool, icmpType: 0, dport: id}.build(t)
+	rep := pkttest.P{Proto: ProtoICMP, Src: inet, Dst: pool, ICMPType: 0, Dport: id}.Build(t)
 	if v, _, r := f.run(t, rep); v != Forward || r.Dst != pod || r.DstPort != 4242 {
 		t.Fatalf("echo reply: %v -> %v id %d", v, r.Dst, r.DstPort)
 	}
-	verify(t, rep)
+	pkttest.Verify(t, rep)
 }
 
 // An ICMP "fragmentation needed" from a router toward the VIP, quoting a reply that went to the
 // client, reaches the backend quoting the packet as the backend sent it.
 func TestICMPErrorTranslation(t *testing.T) {
 	f := newFixture(t, true, "round_robin", b1)
-	syn := pk{proto: ProtoTCP, src: client, dst: vip, sport: 40000, dport: 80, flags: "S"}.build(t)
+	syn := pkttest.P{Proto: ProtoTCP, Src: client, Dst: vip, Sport: 40000, Dport: 80, Flags: "S"}.Build(t)
 	_, _, p := f.run(t, syn)
 	mport := p.SrcPort
-	quoted := pk{proto: ProtoTCP, src: vip, dst: client, sport: 80, dport: 40000, flags: "A", payload: "data"}.build(t)
+	quoted := pkttest.P{Proto: ProtoTCP, Src: vip, Dst: client, Sport: 80, Dport: 40000, Flags: "A", Payload: "data"}.Build(t)
 	// Next-hop MTU 1280 sits where an echo's sequence number would.
-	errPkt := serialize(t, ipLayer(router, vip, layers.IPProtocolICMPv4), &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(3, 4), Seq: 1280}, gopacket.Payload(quoted[:28]))
+	errPkt := pkttest.Serialize(t, pkttest.IPLayer(router, vip, layers.IPProtocolICMPv4), &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(3, 4), Seq: 1280}, gopacket.Payload(quoted[:28]))
 	v, why, r := f.run(t, errPkt)
 	if v != Forward {
 		t.Fatalf("ICMP error: %v %v", v, why)
 	}
-	verify(t, errPkt)
+	pkttest.Verify(t, errPkt)
 	if r.Src != masq || r.Dst != b1 {
 		t.Fatalf("outer %v -> %v, want %v -> %v", r.Src, r.Dst, masq, b1)
 	}
@@ -351,8 +233,8 @@ func TestICMPErrorTranslation(t *testing.T) {
 		t.Fatal("inner IPv4 header checksum invalid")
 	}
 	// An error quoting no known flow is dropped and counted.
-	stray := serialize(t, ipLayer(router, vip, layers.IPProtocolICMPv4), &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(3, 4)},
-		gopacket.Payload(pk{proto: ProtoTCP, src: vip, dst: client, sport: 80, dport: 1, flags: "A"}.build(t)[:28]))
+	stray := pkttest.Serialize(t, pkttest.IPLayer(router, vip, layers.IPProtocolICMPv4), &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(3, 4)},
+		gopacket.Payload(pkttest.P{Proto: ProtoTCP, Src: vip, Dst: client, Sport: 80, Dport: 1, Flags: "A"}.Build(t)[:28]))
 	if v, why, _ := f.run(t, stray); v != Drop || why != NoFlowICMP {
 		t.Fatalf("stray ICMP error: %v %v", v, why)
 	}
@@ -362,7 +244,7 @@ func TestICMPErrorTranslation(t *testing.T) {
 // service keeps client addresses, or it would answer itself.
 func TestHairpin(t *testing.T) {
 	f := newFixture(t, false, "round_robin", b1)
-	b := pk{proto: ProtoTCP, src: b1, dst: vip, sport: 5555, dport: 80, flags: "S"}.build(t)
+	b := pkttest.P{Proto: ProtoTCP, Src: b1, Dst: vip, Sport: 5555, Dport: 80, Flags: "S"}.Build(t)
 	v, _, p := f.run(t, b)
 	if v != Forward || p.Dst != b1 || p.Src != masq {
 		t.Fatalf("hairpin: %v %v -> %v", v, p.Src, p.Dst)
@@ -376,7 +258,7 @@ func TestPortExhaustion(t *testing.T) {
 	ports := map[uint16]bool{}
 	exhausted := 0
 	for i := 0; i < 12; i++ {
-		b := pk{proto: ProtoUDP, src: client, dst: vip, sport: uint16(10000 + i), dport: 53}.build(t)
+		b := pkttest.P{Proto: ProtoUDP, Src: client, Dst: vip, Sport: uint16(10000 + i), Dport: 53}.Build(t)
 		v, why, p := f.run(t, b)
 		switch {
 		case v == Forward:
@@ -403,7 +285,7 @@ func TestInsertRaceOneBackend(t *testing.T) {
 		const n = 16
 		pkts := make([][]byte, n)
 		for i := range pkts {
-			pkts[i] = pk{proto: ProtoUDP, src: client, dst: vip, sport: 7777, dport: 53}.build(t)
+			pkts[i] = pkttest.P{Proto: ProtoUDP, Src: client, Dst: vip, Sport: 7777, Dport: 53}.Build(t)
 		}
 		var wg sync.WaitGroup
 		res := make([]netip.AddrPort, n)
@@ -437,7 +319,7 @@ func TestInsertRaceOneBackend(t *testing.T) {
 func TestLoadCountsFlows(t *testing.T) {
 	f := newFixture(t, true, "least_conn", b1, b2)
 	for i := 0; i < 10; i++ {
-		b := pk{proto: ProtoTCP, src: client, dst: vip, sport: uint16(20000 + i), dport: 80, flags: "S"}.build(t)
+		b := pkttest.P{Proto: ProtoTCP, Src: client, Dst: vip, Sport: uint16(20000 + i), Dport: 80, Flags: "S"}.Build(t)
 		f.run(t, b)
 	}
 	total := int64(0)
@@ -461,53 +343,29 @@ func newTable(max int) *conntrack.Table { return conntrack.New(conntrack.Config{
 // FuzzTranslate feeds arbitrary packets through the translator with live flows in the table: it
 // must never panic, and a forwarded packet whose input checksums were valid still verifies.
 func FuzzTranslate(f *testing.F) {
-	seeds := []pk{
-		{proto: ProtoTCP, src: client, dst: vip, sport: 40000, dport: 80, flags: "S"},
-		{proto: ProtoTCP, src: b1, dst: masq, sport: 8080, dport: 2000, flags: "SA"},
-		{proto: ProtoUDP, src: pod, dst: inet, sport: 3333, dport: 7000, payload: "x"},
-		{proto: ProtoICMP, src: client, dst: vip, icmpType: 8, sport: 5},
-		{proto: ProtoTCP, src: client6, dst: vip6, sport: 1, dport: 80, flags: "S"},
+	seeds := []pkttest.P{
+		{Proto: ProtoTCP, Src: client, Dst: vip, Sport: 40000, Dport: 80, Flags: "S"},
+		{Proto: ProtoTCP, Src: b1, Dst: masq, Sport: 8080, Dport: 2000, Flags: "SA"},
+		{Proto: ProtoUDP, Src: pod, Dst: inet, Sport: 3333, Dport: 7000, Payload: "x"},
+		{Proto: ProtoICMP, Src: client, Dst: vip, ICMPType: 8, Sport: 5},
+		{Proto: ProtoTCP, Src: client6, Dst: vip6, Sport: 1, Dport: 80, Flags: "S"},
 	}
 	for _, s := range seeds {
-		f.Add(s.build(f))
+		f.Add(s.Build(f))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		fx := newFixture(t, true, "round_robin", b1, b6)
 		// A live flow for replies and ICMP errors to match.
-		fx.run(t, pk{proto: ProtoTCP, src: client, dst: vip, sport: 40000, dport: 80, flags: "S"}.build(t))
+		fx.run(t, pkttest.P{Proto: ProtoTCP, Src: client, Dst: vip, Sport: 40000, Dport: 80, Flags: "S"}.Build(t))
 		var p packet.Packet
 		in := append([]byte(nil), b...)
 		if p.Parse(in) != packet.OK {
 			return
 		}
-		valid := checksumsValid(in[:len(p.B)])
+		valid := pkttest.ChecksumsValid(in[:len(p.B)])
 		v, _ := fx.tr.Translate(&p, fx.rules, fx.now, false)
-		if v != Drop && valid && !checksumsValid(p.B) {
+		if v != Drop && valid && !pkttest.ChecksumsValid(p.B) {
 			t.Fatalf("valid packet %x translated to invalid %x", b, p.B)
 		}
 	})
-}
-
-// checksumsValid reports whether the IPv4 header and L4 checksums of b verify.
-func checksumsValid(b []byte) bool {
-	var p packet.Packet
-	if p.Parse(append([]byte(nil), b...)) != packet.OK || p.IsFragment {
-		return false
-	}
-	if p.Version == 4 && packet.Checksum(b[:p.L4Off], 0) != 0xffff {
-		return false
-	}
-	l4 := b[p.L4Off:]
-	switch p.Proto {
-	case ProtoUDP:
-		if p.Version == 4 && l4[6] == 0 && l4[7] == 0 {
-			return true
-		}
-		fallthrough
-	case ProtoTCP, ProtoICMPv6:
-		return packet.Checksum(l4, packet.PseudoHeaderSum(p.Proto, p.Src, p.Dst, len(l4))) == 0xffff
-	case ProtoICMP:
-		return packet.Checksum(l4, 0) == 0xffff
-	}
-	return true
 }
