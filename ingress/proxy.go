@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -282,7 +283,7 @@ func (s *Server) serve(rw *recorder, r *http.Request, e *matchEntry, st *lstate,
 
 	var tried [8]netip.AddrPort
 	for attempt := 0; ; attempt++ {
-		ref, addr, ok := s.pick(st.ups, ru, clientIP, tried[:min(attempt, len(tried))])
+		ref, addr, active, ok := s.pick(st, ru, clientIP, tried[:min(attempt, len(tried))])
 		if !ok {
 			ru.m.upstreamError("no_backend")
 			http.Error(rw, "503 "+errNoBackend.Error(), http.StatusServiceUnavailable)
@@ -294,9 +295,16 @@ func (s *Server) serve(rw *recorder, r *http.Request, e *matchEntry, st *lstate,
 		out.URL.Host = addr.String()
 		req := out
 		var cancel context.CancelFunc = func() {}
+		if active != nil {
+			active.Add(1) // least_conn / two_choices see L7 requests in flight
+			cancel = func() { active.Add(-1) }
+		}
 		if ru.backendTimeout > 0 {
+			done := cancel
 			var actx context.Context
-			actx, cancel = context.WithTimeout(ctx, ru.backendTimeout)
+			var stop context.CancelFunc
+			actx, stop = context.WithTimeout(ctx, ru.backendTimeout)
+			cancel = func() { stop(); done() }
 			req = out.WithContext(actx)
 		}
 		tr := s.h1
@@ -349,22 +357,31 @@ func isDialError(err error) bool {
 }
 
 // pick chooses a weighted backend reference and asks the upstreams for an address, avoiding the
-// addresses already tried when another is available.
-func (s *Server) pick(ups Upstreams, ru *rule, client netip.Addr, tried []netip.AddrPort) (backendRef, netip.AddrPort, bool) {
+// addresses already tried when another is available. active is the backend's in-flight counter
+// when the upstreams keep one (ActiveUpstreams), else nil.
+func (s *Server) pick(st *lstate, ru *rule, client netip.Addr, tried []netip.AddrPort) (ref backendRef, addr netip.AddrPort, active *atomic.Int64, ok bool) {
 	var fbRef backendRef
 	var fb netip.AddrPort
+	var fbActive *atomic.Int64
 	for range 8 {
 		ref := ru.chooseRef()
-		addr, ok := ups.Pick(ref.service, ref.port, client)
+		var addr netip.AddrPort
+		var active *atomic.Int64
+		var ok bool
+		if st.active != nil {
+			addr, active, ok = st.active.PickActive(ref.service, ref.port, client)
+		} else {
+			addr, ok = st.ups.Pick(ref.service, ref.port, client)
+		}
 		if !ok {
 			continue
 		}
 		if !slices.Contains(tried, addr) {
-			return ref, addr, true
+			return ref, addr, active, true
 		}
-		fbRef, fb = ref, addr
+		fbRef, fb, fbActive = ref, addr, active
 	}
-	return fbRef, fb, fb.IsValid()
+	return fbRef, fb, fbActive, fb.IsValid()
 }
 
 // chooseRef draws a backend reference in proportion to the weights.
@@ -423,7 +440,11 @@ func (s *Server) copyResponse(rw *recorder, resp *http.Response, ru *rule) {
 // connection and copies both ways. No retries (the handshake is not replayed) and the rule's timeout
 // does not apply: the tunnel lives until either side closes or the listener is shut down.
 func (s *Server) proxyUpgrade(rw *recorder, r *http.Request, ru *rule, st *lstate, client netip.Addr, host, path, rawPath string) string {
-	_, addr, ok := s.pick(st.ups, ru, client, nil)
+	_, addr, active, ok := s.pick(st, ru, client, nil)
+	if active != nil {
+		active.Add(1)
+		defer active.Add(-1)
+	}
 	if !ok {
 		ru.m.upstreamError("no_backend")
 		http.Error(rw, "503 "+errNoBackend.Error(), http.StatusServiceUnavailable)

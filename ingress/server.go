@@ -79,6 +79,7 @@ type listener struct {
 type lstate struct {
 	table     *table
 	ups       Upstreams
+	active    ActiveUpstreams // ups when it implements it, else nil
 	accessLog bool
 	notFound  *routeMetrics
 }
@@ -206,7 +207,8 @@ func (s *Server) compile(cfg *config.Config, ups Upstreams) ([]*listener, error)
 		default:
 			return nil, fmt.Errorf("ingress: listener %q: unknown protocol %q", name, cl.Protocol)
 		}
-		l.state.Store(&lstate{table: t, ups: ups, accessLog: accessLog, notFound: s.metrics.route("")})
+		active, _ := ups.(ActiveUpstreams)
+		l.state.Store(&lstate{table: t, ups: ups, active: active, accessLog: accessLog, notFound: s.metrics.route("")})
 		out = append(out, l)
 	}
 	return out, nil
