@@ -135,7 +135,7 @@ func (e *Entry) Update(d Dir, p *packet.Packet, now int64) bool {
 				return false
 			case st == sIG:
 				return true
-			case st == StateSynSent && old >= StateTimeWait:
+			case st == StateSynSent && (old == StateTimeWait || old == StateClose):
 				// A new SYN re-opens a closed flow (port reuse, RFC 1122), as netfilter
 				// does; it starts over unassured.
 				flags &^= wAssured | wSeenReply

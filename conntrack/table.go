@@ -198,6 +198,11 @@ func (t *Table) Insert(e *Entry, now int64) (*Entry, error) {
 	}
 	k0, k1 := &e.Tuple[Original], &e.Tuple[Reply]
 	b0, b1 := t.bucket(k0), t.bucket(k1)
+	if x, _ := t.Lookup(k0, now); x != nil {
+		// Lost a race without taking a slot (which might have evicted another flow).
+		t.races.Add(1)
+		return x, ErrExists
+	}
 	if err := t.reserve(b0, now); err != nil {
 		return nil, err
 	}
