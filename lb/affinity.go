@@ -60,17 +60,17 @@ func (t *affinityTable) bucket(key uint64) []affSlot {
 	return t.slots[b*affWays : b*affWays+affWays : b*affWays+affWays]
 }
 
-// get returns the backend hash remembered for key if it has not expired at now.
-func (t *affinityTable) get(key uint64, now int64) (uint64, bool) {
+// get returns the backend hash remembered for key and its expiry if it has not expired at now.
+func (t *affinityTable) get(key uint64, now int64) (backend uint64, expires int64, ok bool) {
 	bk := t.bucket(key)
 	for i := range bk {
 		s := &bk[i]
 		c, b, e := s.check.Load(), s.backend.Load(), s.expires.Load()
 		if c^b^uint64(e) == key && e > now {
-			return b, true
+			return b, e, true
 		}
 	}
-	return 0, false
+	return 0, 0, false
 }
 
 // put remembers backend for key until expires. It reuses key's own slot, else the slot

@@ -62,7 +62,10 @@ type Spec struct {
 	// Addresses must be unique. A nil Active is filled by Build (see Build).
 	Backends []Backend
 	// Affinity enables client-IP session affinity with this timeout, refreshed by every new
-	// flow of the client; 0 disables it (callers apply Kubernetes' default of 10800 s).
+	// flow of the client (to within min(Affinity/64, 1 s)); 0 disables it (callers apply
+	// Kubernetes' default of 10800 s). The client table is a fixed-size lock-free
+	// set-associative table of atomic words (no locks, no allocation, bounded memory; see
+	// AffinityCapacity): when full, the entries expiring first are forgotten.
 	Affinity time.Duration
 	// MaglevSize is the Maglev table size for maglev and source_hash: a prime, at least
 	// len(Backends); 0 means DefaultMaglevSize.
@@ -132,6 +135,7 @@ type Set struct {
 
 	aff      *affinityTable // nil: no affinity
 	affTTL   int64
+	affSlack int64    // expiry refreshes smaller than this are skipped (min(ttl/64, 1 s))
 	idHash   []uint64 // backend identity hashes (affinity), sorted
 	idIndex  []uint16 // backend index for idHash[i]
 	backHash []uint64 // identity hash per backend index
@@ -222,6 +226,7 @@ func Build(spec Spec, prev *Set) (*Set, error) {
 
 	if spec.Affinity > 0 {
 		s.affTTL = int64(spec.Affinity)
+		s.affSlack = min(s.affTTL/64, int64(time.Second))
 		capacity := spec.AffinityCapacity
 		if capacity == 0 {
 			capacity = DefaultAffinityCapacity
@@ -281,9 +286,13 @@ func (s *Set) Pick(client netip.Addr, hash uint64, now int64) (b *Backend, ok bo
 		return &s.backends[s.pick(client, hash)], true
 	}
 	key := addrHash(client, seedClient) | 1 // 0 marks an empty affinity slot
-	if id, ok := s.aff.get(key, now); ok {
+	if id, exp, ok := s.aff.get(key, now); ok {
 		if i, found := slices.BinarySearch(s.idHash, id); found && s.elig[s.idIndex[i]] {
-			s.aff.put(key, id, now+s.affTTL)
+			// Refresh the expiry, but skip the shared-cache-line write while it would move
+			// by less than affinitySlack: a client opening many flows reads only.
+			if now+s.affTTL-exp > s.affSlack {
+				s.aff.put(key, id, now+s.affTTL)
+			}
 			return &s.backends[s.idIndex[i]], true
 		}
 	}

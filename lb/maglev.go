@@ -1,9 +1,6 @@
 package lb
 
-import (
-	"container/heap"
-	"math/big"
-)
+import "math/big"
 
 // DefaultMaglevSize is the Maglev lookup table size used when Spec.MaglevSize is 0: the prime the
 // Maglev paper (Eisenbud et al., NSDI 2016) uses, large enough for 1% balance up to ~650 backends.
@@ -31,39 +28,25 @@ type maglevCand struct {
 	turns  int64
 }
 
-// turnHeap orders candidates by virtual time turns/weight (earliest next turn first), ties by
-// position, so with equal weights it reproduces the paper's round-robin turn order exactly.
-type turnHeap struct {
-	c   []maglevCand
-	pos []int32
-}
-
-func (h *turnHeap) Len() int { return len(h.pos) }
-func (h *turnHeap) Less(i, j int) bool {
-	a, b := &h.c[h.pos[i]], &h.c[h.pos[j]]
-	l, r := a.turns*b.weight, b.turns*a.weight
-	if l != r {
-		return l < r
-	}
-	return h.pos[i] < h.pos[j]
-}
-func (h *turnHeap) Swap(i, j int) { h.pos[i], h.pos[j] = h.pos[j], h.pos[i] }
-func (h *turnHeap) Push(any)      { panic("lb: turnHeap.Push is not used") }
-func (h *turnHeap) Pop() any      { panic("lb: turnHeap.Pop is not used") }
-
 // buildMaglev fills a Maglev lookup table of size m (prime) with indices into backends, taking
 // the eligible ones in the given order (sorted by address, so the table does not depend on the
 // order of the configuration). Each backend's preference list is the permutation
 // (offset + j*skip) mod m with offset and skip hashed from its address, generated lazily so
-// memory is O(m + n), not O(m*n). Weights change how often a backend takes a turn: turns
-// are handed out in order of turns/weight, so entries are shared in proportion to weight.
+// memory is O(m + n), not O(m*n).
+//
+// Weights set how often a backend takes a turn (the paper leaves the scheme open; this is
+// Envoy's): in round r a backend of weight w has had floor(r*w/maxWeight) turns, so the
+// heaviest backends take a turn every round and entries are shared in proportion to weight.
+// With equal weights this is exactly the paper's algorithm. Backends wait in a calendar queue
+// keyed by the round of their next turn, so the cost is O(m + rounds + probes) whatever the
+// weights, not O(rounds * n).
 func buildMaglev(backends []Backend, order []int32, m int) []uint16 {
 	table := make([]uint16, m)
 	for i := range table {
 		table[i] = emptySlot
 	}
 	c := make([]maglevCand, len(order))
-	equal := true
+	var maxW, sumW int64
 	for k, i := range order {
 		b := &backends[i]
 		c[k] = maglevCand{
@@ -72,49 +55,60 @@ func buildMaglev(backends []Backend, order []int32, m int) []uint16 {
 			skip:   int(addrHash(b.Addr, seedSkip)%uint64(m-1)) + 1,
 			weight: int64(b.Weight),
 		}
-		if c[k].weight != c[0].weight {
-			equal = false
-		}
+		maxW = max(maxW, c[k].weight)
+		sumW += c[k].weight
 	}
-	// take gives candidate k its next turn: it claims its most preferred free entry.
-	take := func(k int) {
+	// By round R the backends have had at least R*sumW/maxW - n turns, so this many rounds
+	// always fill the table.
+	rounds := int((int64(m+len(c))*maxW+sumW-1)/sumW) + 1
+	// Calendar queue: FIFO lists per round, linked through next (-1 ends a list).
+	head := make([]int32, rounds+1)
+	tail := make([]int32, rounds+1)
+	next := make([]int32, len(c))
+	for r := range head {
+		head[r], tail[r] = -1, -1
+	}
+	enqueue := func(k int32) {
 		p := &c[k]
-		pos := p.next
-		for table[pos] != emptySlot {
-			pos += p.skip
-			if pos >= m {
-				pos -= m
-			}
+		r := int(((p.turns+1)*maxW + p.weight - 1) / p.weight) // first round with turns+1 turns
+		if r > rounds {
+			return
 		}
-		table[pos] = p.idx
-		pos += p.skip
-		if pos >= m {
-			pos -= m
+		next[k] = -1
+		if tail[r] < 0 {
+			head[r] = k
+		} else {
+			next[tail[r]] = k
 		}
-		p.next = pos
-		p.turns++
+		tail[r] = k
+	}
+	for k := range c {
+		enqueue(int32(k))
 	}
 	filled := 0
-	if equal {
-		// Fast path, the paper's algorithm as written: every backend takes one turn per round.
-		for filled < m {
-			for k := range c {
-				take(k)
-				if filled++; filled == m {
-					break
+	for r := 1; r <= rounds && filled < m; r++ {
+		for k := head[r]; k >= 0 && filled < m; {
+			// Backend k takes its turn: it claims its most preferred free entry.
+			p, after := &c[k], next[k]
+			pos := p.next
+			for table[pos] != emptySlot {
+				if pos += p.skip; pos >= m {
+					pos -= m
 				}
 			}
+			table[pos] = p.idx
+			if pos += p.skip; pos >= m {
+				pos -= m
+			}
+			p.next = pos
+			p.turns++
+			filled++
+			enqueue(k) // into a later round's list: r' > r because weights are <= maxW
+			k = after
 		}
-		return table
 	}
-	h := &turnHeap{c: c, pos: make([]int32, len(c))}
-	for k := range h.pos {
-		h.pos[k] = int32(k)
-	}
-	heap.Init(h)
-	for ; filled < m; filled++ {
-		take(int(h.pos[0]))
-		heap.Fix(h, 0)
+	if filled < m {
+		panic("lb: maglev table not filled") // unreachable: see rounds
 	}
 	return table
 }
