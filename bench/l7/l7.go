@@ -173,7 +173,8 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 		}
 		// A request through each proxy must return the backend's body before we measure it.
 		if err := probe(ctx, url); err != nil {
-			return nil, fmt.Errorf("l7 bench: %s not serving: %w", p, err)
+			out, _ := os.ReadFile(filepath.Join(dir, p+".out"))
+			return nil, fmt.Errorf("l7 bench: %s not serving: %w (output: %q)", p, err, out)
 		}
 		targets[p] = url
 	}
@@ -373,7 +374,7 @@ func startHAProxy(dir string, bport int) (string, func(), error) {
 		return "", nil, err
 	}
 	conf := fmt.Sprintf(`global
-    maxconn 20000
+    maxconn 4096
     nbthread 2
 defaults
     mode http
