@@ -10,8 +10,8 @@ import (
 	"testing"
 )
 
-// binary is the edgegate executable built once for the package.
-var binary string
+// edgegateBin is the edgegate executable built once for the package.
+var edgegateBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "edgegate-e2e")
@@ -19,8 +19,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "edgegate")
-	args := []string{"build", "-o", binary}
+	edgegateBin = filepath.Join(dir, "edgegate")
+	args := []string{"build", "-o", edgegateBin}
 	if os.Getenv("EDGEGATE_E2E_RACE") != "" {
 		args = append(args, "-race")
 	}

@@ -145,7 +145,7 @@ func (tp *topo) startEdgegate(cfgPath string) {
 	t := tp.t
 	t.Helper()
 	tp.egLog = &lockedBuffer{}
-	cmd := tp.gw.Command(context.Background(), binary, "run", "-c", cfgPath)
+	cmd := tp.gw.Command(context.Background(), edgegateBin, "run", "-c", cfgPath)
 	cmd.Stdout, cmd.Stderr = tp.egLog, tp.egLog
 	must(t, tp.gw.StartCmd(cmd))
 	tp.eg = cmd

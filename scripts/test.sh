@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: formatting, vet, every test with the race detector
+# (namespace end-to-end tests included: run as root), a short fuzz smoke of every fuzz target, and
+# the bench harness in -quick mode (asserting only that it produced results).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/local/go/bin:/usr/sbin:/sbin"
+./scripts/deps.sh
+
+echo "== gofmt, go vet"
+bad=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$bad" ]; then echo "gofmt needed:"; echo "$bad"; exit 1; fi
+go vet ./...
+
+echo "== go test -race"
+go test -race -count=1 -timeout 30m ./...
+
+echo "== fuzz smoke"
+for pkg in $(go list ./...); do
+	dir=$(go list -f '{{.Dir}}' "$pkg")
+	for f in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
+		echo "fuzz $pkg $f"
+		go test -run '^$' -fuzz "^$f\$" -fuzztime 5s "$pkg" >/tmp/edgegate-fuzz.log 2>&1 || { cat /tmp/edgegate-fuzz.log; exit 1; }
+	done
+done
+
+echo "== bench -quick"
+go run ./bench -quick -out "$(mktemp -d)"
+echo "all tests passed"
