@@ -257,3 +257,10 @@ func spread(t *testing.T, ns *netns.NS, url string, n int) map[string]int {
 	}
 	return got
 }
+
+// newTopoGatewayOnly creates just a gateway namespace (for tests that only run edgegate).
+func newTopoGatewayOnly(t *testing.T) *topo {
+	t.Helper()
+	netns.Require(t)
+	return &topo{t: t, dir: t.TempDir(), gw: netns.ForTest(t, "eg-gw")}
+}
