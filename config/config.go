@@ -78,9 +78,10 @@ func Parse(data []byte, source string) (*Config, error) {
 	d := newDecoder(source)
 	c := &Config{Source: source}
 	if root != nil {
+		d.budget = nodeBudget(root)
 		d.decode(root, reflect.ValueOf(c).Elem(), "")
 	}
-	if !d.capped && d.nodes <= maxNodes {
+	if !d.capped && d.nodes <= d.budget {
 		// Validate even after decode errors so one run reports every problem.
 		d.validating = true
 		v := &validator{decoder: d, c: c, root: root}

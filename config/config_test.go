@@ -360,3 +360,234 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestDocsCoverEveryKey fails when a YAML key of the contract types is missing from
+// docs/config.md, so new keys cannot ship undocumented.
+func TestDocsCoverEveryKey(t *testing.T) {
+	doc, err := os.ReadFile("../docs/config.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[reflect.Type]bool{}
+	var walk func(reflect.Type, string)
+	walk = func(ty reflect.Type, path string) {
+		for ty.Kind() == reflect.Pointer || ty.Kind() == reflect.Slice || ty.Kind() == reflect.Map {
+			ty = ty.Elem()
+		}
+		if ty.Kind() != reflect.Struct || seen[ty] || isLeaf(ty) {
+			return
+		}
+		seen[ty] = true
+		for _, name := range fieldsOf(ty).names {
+			if !strings.Contains(string(doc), "`"+name+"`") {
+				t.Errorf("docs/config.md does not document key %s%s", path, name)
+			}
+			f, _ := ty.FieldByName(ty.Field(fieldsOf(ty).index[name]).Name)
+			walk(f.Type, path+name+".")
+		}
+	}
+	walk(reflect.TypeFor[Config](), "")
+	if len(seen) < 20 {
+		t.Fatalf("walked only %d types", len(seen))
+	}
+}
+
+// TestDocsSnippetsDecode checks every ```yaml block in docs/config.md uses only real keys and
+// well-typed values (snippets are fragments, so cross-references are not validated).
+func TestDocsSnippetsDecode(t *testing.T) {
+	doc, err := os.ReadFile("../docs/config.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := strings.Split(string(doc), "```yaml\n")[1:]
+	if len(blocks) < 8 {
+		t.Fatalf("found only %d yaml blocks", len(blocks))
+	}
+	for i, b := range blocks {
+		b, _, _ = strings.Cut(b, "```")
+		root, err := parseNode([]byte(b))
+		if err != nil {
+			t.Errorf("block %d: %v\n%s", i, err, b)
+			continue
+		}
+		d := newDecoder("config.md")
+		d.decode(root, reflect.ValueOf(&Config{}).Elem(), "")
+		if len(d.errs) > 0 {
+			t.Errorf("block %d:\n%v\n%s", i, d.errs, b)
+		}
+	}
+}
+
+func TestErrorFormat(t *testing.T) {
+	tests := []struct {
+		e    Error
+		want string
+	}{
+		{Error{File: "a.yaml", Line: 3, Column: 7, Msg: "bad"}, "a.yaml:3:7: bad"},
+		{Error{File: "a.yaml", Line: 3, Msg: "bad"}, "a.yaml:3: bad"},
+		{Error{File: "a.yaml", Msg: "bad"}, "a.yaml: bad"},
+		{Error{Line: 2, Column: 1, Msg: "bad"}, "2:1: bad"},
+		{Error{Msg: "bad"}, "bad"},
+	}
+	for _, tt := range tests {
+		if got := tt.e.Error(); got != tt.want {
+			t.Errorf("got %q, want %q", got, tt.want)
+		}
+	}
+	es := Errors{{File: "f", Line: 1, Column: 2, Msg: "x"}, {File: "f", Line: 3, Column: 4, Msg: "y"}}
+	if es.Error() != "f:1:2: x\nf:3:4: y" {
+		t.Errorf("Errors.Error() = %q", es.Error())
+	}
+	var one *Error
+	if !errors.As(error(es), &one) || one.Msg != "x" {
+		t.Errorf("errors.As(*Error) = %v", one)
+	}
+}
+
+func TestDurationAndPortRange(t *testing.T) {
+	durations := []struct {
+		in   string
+		want time.Duration
+		err  bool
+	}{
+		{"30", 30 * time.Second, false},
+		{"30s", 30 * time.Second, false},
+		{"1m30s", 90 * time.Second, false},
+		{"3h", 3 * time.Hour, false},
+		{"0", 0, false},
+		{"250ms", 250 * time.Millisecond, false},
+		{"-1", 0, true},
+		{"-1s", 0, true},
+		{"1.5", 0, true},
+		{"99999999999999999999", 0, true},
+		{"[1]", 0, true},
+	}
+	for _, tt := range durations {
+		c, err := Parse([]byte("conntrack: {drain_timeout: "+tt.in+"}\n"), "d.yaml")
+		if (err != nil) != tt.err {
+			t.Errorf("%q: err = %v, want error %v", tt.in, err, tt.err)
+			continue
+		}
+		if err == nil && c.Conntrack.DrainTimeout.D() != tt.want {
+			t.Errorf("%q = %v, want %v", tt.in, c.Conntrack.DrainTimeout.D(), tt.want)
+		}
+	}
+	ranges := []struct {
+		in   string
+		want PortRange
+		err  bool
+	}{
+		{"1024-65535", PortRange{1024, 65535}, false},
+		{"8080", PortRange{8080, 8080}, false},
+		{" 10 - 20 ", PortRange{10, 20}, false},
+		{"0-10", PortRange{}, true},
+		{"20-10", PortRange{}, true},
+		{"1-65536", PortRange{}, true},
+		{"a-b", PortRange{}, true},
+		{"", PortRange{}, true},
+	}
+	for _, tt := range ranges {
+		got, err := ParsePortRange(tt.in)
+		if (err != nil) != tt.err || got != tt.want {
+			t.Errorf("ParsePortRange(%q) = %v, %v; want %v, error %v", tt.in, got, err, tt.want, tt.err)
+		}
+	}
+	r := PortRange{1024, 1027}
+	if r.Size() != 4 || !r.Contains(1024) || !r.Contains(1027) || r.Contains(1028) || (PortRange{}).Contains(0) {
+		t.Errorf("PortRange helpers wrong for %v", r)
+	}
+}
+
+func TestXKeysOnlyAtTopLevel(t *testing.T) {
+	if _, err := Parse([]byte("x-anything: {a: 1}\n"), "x.yaml"); err != nil {
+		t.Fatalf("top-level x- key rejected: %v", err)
+	}
+	_, err := Parse([]byte("tun:\n  x-note: 1\n"), "x.yaml")
+	if err == nil || !strings.Contains(err.Error(), `x.yaml:2:3: tun: unknown key "x-note"`) {
+		t.Fatalf("nested x- key: err = %v", err)
+	}
+}
+
+func TestIngressDefaultsAndHelpers(t *testing.T) {
+	c, err := Load("../examples/ingress.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := c.Ingress
+	if in.ReadHeaderTimeout.D() != 10*time.Second || in.IdleTimeout.D() != 2*time.Minute ||
+		in.MaxHeaderBytes != 65536 || in.DrainTimeout.D() != 10*time.Second || !in.AccessLogEnabled() {
+		t.Errorf("ingress limits: %+v", in)
+	}
+	sec := in.ListenerByName("secure")
+	if sec == nil || in.ListenerByName("nope") != nil {
+		t.Fatal("ListenerByName")
+	}
+	for _, ct := range sec.TLS {
+		if !filepath.IsAbs(ct.CertFile) || !filepath.IsAbs(ct.KeyFile) {
+			t.Errorf("certificate paths not resolved: %+v", ct)
+		}
+		if _, err := ct.Load(); err != nil {
+			t.Error(err)
+		}
+	}
+	redirect := in.Routes[0].Rules[0]
+	if m := redirect.Matches; len(m) != 1 || *m[0].Path != (PathMatch{Type: "prefix", Value: "/"}) {
+		t.Errorf("default match = %+v", m)
+	}
+	if redirect.Retries != 1 {
+		t.Errorf("default retries = %d", redirect.Retries)
+	}
+	app := in.Routes[1].Rules[1]
+	canary := app.Backends[1]
+	if canary.Service != "app-canary" || canary.Port != 80 || canary.EffectiveWeight() != 10 || canary.Protocol != "http" {
+		t.Errorf("backend defaults: %+v", canary)
+	}
+	re, err := app.Matches[1].Path.Regexp()
+	if err != nil || !re.MatchString("/v2/users") || re.MatchString("/x/v2/users") {
+		t.Errorf("path regex must match whole paths: %v %v", re, err)
+	}
+	hre, err := app.Matches[1].Headers[0].Regexp()
+	if err != nil || !hre.MatchString("2") || hre.MatchString("4") {
+		t.Errorf("header regex: %v %v", hre, err)
+	}
+	if re, _ := app.Matches[0].Path.Regexp(); re != nil {
+		t.Error("prefix match returned a regexp")
+	}
+}
+
+func TestEffectiveIsPruned(t *testing.T) {
+	c, err := Parse([]byte(base), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := c.Effective()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(out)
+	for _, want := range []string{"mtu: 1500", "port_range: 1024-65535", "target_port: 80", "session_affinity_timeout: 3h0m0s", "tcp_established: 120h0m0s"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("effective config lacks %q:\n%s", want, s)
+		}
+	}
+	for _, unwanted := range []string{"null", "[]", "{}", `""`} {
+		if strings.Contains(s, unwanted) {
+			t.Errorf("effective config contains %s:\n%s", unwanted, s)
+		}
+	}
+}
+
+// TestAliasBomb checks alias expansion is bounded: a small file whose aliases expand to
+// millions of values is cut off with an error instead of being decoded.
+func TestAliasBomb(t *testing.T) {
+	refs := func(alias string, n int) string {
+		return "[" + strings.Repeat(alias+", ", n-1) + alias + "]"
+	}
+	doc := "x-b: &b {address: 198.19.1.2}\n" +
+		"x-s: &s {name: a, addresses: [198.18.200.1], ports: [{port: 80}], backends: " + refs("*b", 2000) + "}\n" +
+		"services: " + refs("*s", 2000) + "\n" // 4 million backends from 20 KB
+	_, err := Parse([]byte(doc), "bomb.yaml")
+	if err == nil || !strings.Contains(err.Error(), "bomb.yaml:1:6: document too large (more than 200000 values after alias expansion)") {
+		t.Fatalf("err = %v, want document too large", err)
+	}
+}

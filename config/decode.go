@@ -19,9 +19,29 @@ import (
 // remembered so validation can point at it. Scalars are still converted by yaml.v3 itself.
 
 const (
-	maxNodes  = 1 << 20 // bounds work on alias-amplified documents
-	maxErrors = 200     // enough for any real file; bounds output on garbage
+	// minNodeBudget and nodeBudgetRatio bound the values decoded, aliases expanded, to
+	// max(minNodeBudget, nodeBudgetRatio × the nodes written in the file): generous for sharing
+	// backend lists through anchors, cheap against exponential alias bombs.
+	minNodeBudget   = 200_000
+	nodeBudgetRatio = 10
+	maxErrors       = 200 // enough for any real file; bounds output on garbage
 )
+
+// nodeBudget returns how many values may be decoded from the document rooted at n.
+func nodeBudget(n *yaml.Node) int {
+	count := 0
+	var walk func(*yaml.Node)
+	walk = func(n *yaml.Node) {
+		count++
+		if n.Kind != yaml.AliasNode {
+			for _, c := range n.Content {
+				walk(c)
+			}
+		}
+	}
+	walk(n)
+	return max(minNodeBudget, nodeBudgetRatio*count)
+}
 
 var (
 	unmarshalerType     = reflect.TypeFor[yaml.Unmarshaler]()
@@ -33,6 +53,7 @@ type decoder struct {
 	errs   Errors
 	pos    map[any]*yaml.Node // pointer to a decoded value -> its node
 	nodes  int
+	budget int // see nodeBudget
 	noPos  int // >0 while decoding into temporaries (map values) whose address is not kept
 	capped bool
 	// bad marks nodes that failed to decode; validation stays silent about them because the
@@ -42,7 +63,7 @@ type decoder struct {
 }
 
 func newDecoder(file string) *decoder {
-	return &decoder{file: file, pos: make(map[any]*yaml.Node), bad: make(map[*yaml.Node]bool)}
+	return &decoder{file: file, pos: make(map[any]*yaml.Node), bad: make(map[*yaml.Node]bool), budget: minNodeBudget}
 }
 
 func (d *decoder) errorf(n *yaml.Node, format string, args ...any) {
@@ -114,9 +135,9 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		return
 	}
 	d.nodes++
-	if d.nodes > maxNodes {
-		if d.nodes == maxNodes+1 {
-			d.errorf(n, "document too large (more than %d nodes after alias expansion)", maxNodes)
+	if d.nodes > d.budget {
+		if d.nodes == d.budget+1 {
+			d.errorf(n, "document too large (more than %d values after alias expansion)", d.budget)
 		}
 		return
 	}

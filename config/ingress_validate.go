@@ -59,15 +59,17 @@ func (m *PathMatch) Regexp() (*regexp.Regexp, error) {
 	return anchored(m.Value)
 }
 
-// Regexp compiles a regex header/query match, anchored to the whole value; nil for exact.
+// Regexp compiles a regex header/query match; nil for exact. Unlike path regexes it is not
+// anchored (it matches anywhere in the value; write ^...$ to anchor), as the router applies it.
 func (m *ValueMatch) Regexp() (*regexp.Regexp, error) {
 	if m.Type != ValueRegex {
 		return nil, nil
 	}
-	return anchored(m.Value)
+	return regexp.Compile(m.Value)
 }
 
 // anchored compiles expr to match whole strings; errors name the expression as written.
+// The ingress router compiles path regexes the same way.
 func anchored(expr string) (*regexp.Regexp, error) {
 	if _, err := regexp.Compile(expr); err != nil {
 		return nil, err

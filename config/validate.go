@@ -57,8 +57,9 @@ const (
 	MinMTU, MinMTUIPv6, MaxMTU = 576, 1280, 65535
 	MaxQueues                  = 64
 	MinMaxEntries              = 16
-	MaxMaglevTableSize         = 1<<22 - 3 // largest prime below 4 Mi: bounds lookup table memory
-	MaxWeight                  = 65535
+	MaxMaglevTableSize         = 1<<22 - 3 // largest prime below 4 Mi: bounds lookup table memory (lb allows 16 Mi)
+	MaxWeight                  = 65535     // lb allows 1<<20; a config never needs more
+	MaxBackends                = 1<<16 - 2 // lb.MaxBackends: lookup tables hold 16-bit indices
 )
 
 // validator applies defaults and checks one decoded Config; it reports through the decoder so
@@ -463,12 +464,14 @@ func (v *validator) validateServices() {
 		v.oneOf(&s.SourceNAT, what+": source_nat", SourceNATMasquerade, SourceNATNone)
 		if m := s.MaglevTableSize; m < 2 || m > MaxMaglevTableSize || !big.NewInt(int64(m)).ProbablyPrime(0) {
 			v.errorf(v.at(&s.MaglevTableSize), "%s: maglev_table_size %d must be a prime 2..%d (e.g. 251, 4099, 65537)", what, m, MaxMaglevTableSize)
-		} else if s.Scheduler == SchedulerMaglev && m < len(s.Backends) {
+		} else if (s.Scheduler == SchedulerMaglev || s.Scheduler == SchedulerSourceHash) && m < len(s.Backends) {
 			v.errorf(v.at(&s.MaglevTableSize), "%s: maglev_table_size %d is smaller than the number of backends (%d)", what, m, len(s.Backends))
 		}
 		// Backends.
 		if len(s.Backends) == 0 {
 			v.errorf(v.at(&s.Backends, s), "%s: at least one backend is required", what)
+		} else if len(s.Backends) > MaxBackends {
+			v.errorf(v.at(&s.Backends), "%s: %d backends, at most %d", what, len(s.Backends), MaxBackends)
 		}
 		seenBackend := map[netip.Addr]*yaml.Node{}
 		backendFamilies := map[string]bool{}
