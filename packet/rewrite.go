@@ -13,7 +13,7 @@ import (
 // sum, port changes are left for the kernel to sum. IPv4 UDP checksum 0 stays 0.
 // An address of the other family is ignored (IPv4-mapped IPv6 counts as IPv4).
 func (p *Packet) SetSrc(a netip.Addr, port uint16, partial bool) {
-	if p.rewrite(p.B, p.Version, p.Proto, p.L4Off, false, a, port, partial, nil) {
+	if rewrite(p.B, p.Version, p.Proto, p.L4Off, false, a, port, partial, nil) {
 		p.Src = a.Unmap()
 		if p.portSide()&sideSrc != 0 {
 			p.SrcPort = port
@@ -23,7 +23,7 @@ func (p *Packet) SetSrc(a netip.Addr, port uint16, partial bool) {
 
 // SetDst is SetSrc for the destination address and port (ICMP echo reply: the identifier).
 func (p *Packet) SetDst(a netip.Addr, port uint16, partial bool) {
-	if p.rewrite(p.B, p.Version, p.Proto, p.L4Off, true, a, port, partial, nil) {
+	if rewrite(p.B, p.Version, p.Proto, p.L4Off, true, a, port, partial, nil) {
 		p.Dst = a.Unmap()
 		if p.portSide()&sideDst != 0 {
 			p.DstPort = port
@@ -47,7 +47,7 @@ func (p *Packet) setInner(dst bool, a netip.Addr, port uint16) {
 		return
 	}
 	var outer uint32
-	if !p.rewrite(in.B, in.Version, in.Proto, in.L4Off, dst, a, port, false, &outer) {
+	if !rewrite(in.B, in.Version, in.Proto, in.L4Off, dst, a, port, false, &outer) {
 		return
 	}
 	cs := p.B[p.L4Off+2:]
@@ -76,7 +76,7 @@ func put16(b []byte, v uint16, acc *uint32) {
 // In b, all 16-bit fields are at even offsets relative to any enclosing ICMP header
 // (IP header lengths are multiples of 4), so *outer can accumulate plain word deltas.
 // For quoted packets b may end inside the L4 header: only quoted fields are touched.
-func (p *Packet) rewrite(b []byte, version, proto uint8, l4off int, dst bool, a netip.Addr, port uint16, partial bool, outer *uint32) bool {
+func rewrite(b []byte, version, proto uint8, l4off int, dst bool, a netip.Addr, port uint16, partial bool, outer *uint32) bool {
 	if l4off < IPv4MinLen || l4off+8 > len(b) || version == 6 && l4off < IPv6Len {
 		return false // not a parsed packet: touch nothing
 	}
