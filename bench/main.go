@@ -26,6 +26,7 @@ import (
 	"os/signal"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -140,6 +141,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Quick: *quick, Repeats: *repeats, DurationSeconds: duration.Seconds(),
 		LoadAvgStart: loadAvg(),
 	}
+	if l1, err := strconv.ParseFloat(strings.Fields(rep.LoadAvgStart + " x")[0], 64); err == nil && l1 > float64(rep.CPUs)/2 {
+		fmt.Fprintf(stderr, "bench: warning: load average %s on %d CPUs: other jobs compete for the CPUs, figures will be noisy\n", rep.LoadAvgStart, rep.CPUs)
+	}
 	results := map[string]*result{}
 	for _, c := range cases {
 		rep.Cases = append(rep.Cases, caseInfo{Name: c.name, Desc: c.desc, Unit: c.unit})
@@ -163,23 +167,45 @@ func run(args []string, stdout, stderr io.Writer) int {
 		opt:      options{quick: *quick, repeats: *repeats, duration: *duration, dir: dir},
 		cases:    cases,
 		progress: stderr,
-		total:    plannedRuns(targets, skipped, cases, *repeats),
 	}
 	var created []string
+	var beds []*bed
+	defer func() {
+		for _, b := range beds { // also on panic or early return
+			b.Close()
+		}
+	}()
 	for _, t := range targets {
-		if skipped[t.name] != "" {
+		if skipped[t.name] != "" || ctx.Err() != nil {
 			continue
 		}
-		if ctx.Err() != nil {
-			break
+		fmt.Fprintf(stderr, "bench: preparing %s: %s\n", t.name, t.desc)
+		b, err := r.prepare(ctx, t, func(names []string) { created = append(created, names...) })
+		if err != nil {
+			if ctx.Err() == nil {
+				fmt.Fprintf(stderr, "bench: target %s failed: %v\n", t.name, err)
+				rep.Targets[indexOf(rep.Targets, t.name)].Error = err.Error()
+			}
+			continue
 		}
-		fmt.Fprintf(stderr, "bench: target %s: %s\n", t.name, t.desc)
-		err := r.runTarget(ctx, t, results, func(names []string) { created = append(created, names...) })
-		if err != nil && ctx.Err() == nil {
-			fmt.Fprintf(stderr, "bench: target %s failed: %v\n", t.name, err)
-			rep.Targets[indexOf(rep.Targets, t.name)].Error = err.Error()
+		beds = append(beds, b)
+	}
+	r.total = 0
+	for _, b := range beds {
+		r.total += plannedRuns([]target{b.t}, nil, cases, *repeats)
+	}
+	if ctx.Err() == nil {
+		r.runAll(ctx, beds, results)
+	}
+	for _, b := range beds {
+		if b.failed != nil {
+			rep.Targets[indexOf(rep.Targets, b.t.name)].Error = b.failed.Error()
+		}
+		if err := b.Close(); err != nil {
+			fmt.Fprintf(stderr, "bench: %s: %v\n", b.t.name, err)
 		}
 	}
+	beds = nil
 	if ctx.Err() != nil {
 		rep.Interrupted = "stopped early: " + context.Cause(ctx).Error()
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {

@@ -23,7 +23,9 @@ type options struct {
 	dir      string // scratch directory for config files
 }
 
-// runner runs targets one after another and reports progress.
+// runner prepares every target side by side and then interleaves the runs: each repeat of each
+// case is measured for all targets back to back, so slow drifts of the machine (other jobs,
+// thermal limits) hit every target alike and the ratios stay fair.
 type runner struct {
 	opt      options
 	cases    []benchCase
@@ -48,83 +50,120 @@ func plannedRuns(targets []target, skipped map[string]string, cases []benchCase,
 	return n
 }
 
-// runTarget builds a fresh topology for t, starts the servers and the gateway, runs every case
-// opt.repeats times and tears everything down again (also on error or cancellation). Per-run
-// failures are recorded in the results; the returned error means the target could not run.
-// created is told the namespace names at once, so the caller can verify they are gone.
-func (r *runner) runTarget(ctx context.Context, t target, results map[string]*result, created func([]string)) (err error) {
-	topo, err := newTopology(1500)
-	if err != nil {
+// bed is a target ready to measure: its own topology with servers and gateway running.
+type bed struct {
+	t      target
+	topo   *topology
+	cs     *connServer
+	gw     *exec.Cmd // nil for kernel paths
+	exited <-chan struct{}
+	env    runEnv
+	failed error // set when the gateway died; the target gets no more runs
+}
+
+func (b *bed) pid() int {
+	if b.gw == nil {
+		return 0
+	}
+	return b.gw.Process.Pid
+}
+
+// gwFailure adds the tail of the gateway's output to err (it says why the gateway failed).
+func (b *bed) gwFailure(err error) error {
+	if b.gw == nil {
 		return err
 	}
+	return fmt.Errorf("%w (gateway output: %s)", err, firstLines(lastLines(b.topo.gw.Output(b.gw), 8), 8))
+}
+
+// Close stops the servers and the gateway and deletes the namespaces.
+func (b *bed) Close() error {
+	var errs []error
+	if b.cs != nil {
+		errs = append(errs, b.cs.Close())
+	}
+	if err := b.topo.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("cleanup: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// prepare builds a fresh topology for t, starts the iperf3 and connection-rate servers and the
+// gateway, and waits until the client reaches the server through it. On error everything is
+// torn down again. created is told the namespace names at once, so the caller can verify
+// they are gone at the end.
+func (r *runner) prepare(ctx context.Context, t target, created func([]string)) (_ *bed, err error) {
+	topo, err := newTopology(1500)
+	if err != nil {
+		return nil, err
+	}
 	created(topo.names())
+	b := &bed{t: t, topo: topo}
 	defer func() {
-		if cerr := topo.Close(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("cleanup: %w", cerr))
+		if err != nil {
+			err = errors.Join(err, b.Close())
 		}
 	}()
 
 	if _, err := topo.server.Start(ctx, "iperf3", "-s", "-p", strconv.Itoa(iperfPort)); err != nil {
-		return err
+		return nil, err
 	}
-	cs, err := startConnServer(topo.server, connRatePort)
-	if err != nil {
-		return err
+	if b.cs, err = startConnServer(topo.server, connRatePort); err != nil {
+		return nil, err
 	}
-	defer cs.Close()
 	if err := waitListening(ctx, topo.server, iperfPort, 10*time.Second); err != nil {
-		return err
+		return nil, err
 	}
-
-	gw, err := t.setup(ctx, topo, r.opt.dir)
-	if err != nil {
-		return fmt.Errorf("setup: %w", err)
+	if b.gw, err = t.setup(ctx, topo, r.opt.dir); err != nil {
+		return nil, fmt.Errorf("setup: %w", err)
 	}
-	pid := 0
-	var exited <-chan struct{}
-	if gw != nil {
-		pid, exited = gw.Process.Pid, topo.gw.Exited(gw)
-	}
-	gwFailure := func(err error) error {
-		if gw == nil {
-			return err
-		}
-		return fmt.Errorf("%w (gateway output: %s)", err, firstLines(lastLines(topo.gw.Output(gw), 8), 8))
+	if b.gw != nil {
+		b.exited = topo.gw.Exited(b.gw)
 	}
 	dst := netip.MustParseAddr(t.dst)
-	if err := waitReachable(ctx, topo.client, netip.AddrPortFrom(dst, connRatePort), 20*time.Second, exited); err != nil {
-		return gwFailure(err)
+	if err := waitReachable(ctx, topo.client, netip.AddrPortFrom(dst, connRatePort), 20*time.Second, b.exited); err != nil {
+		return nil, b.gwFailure(err)
 	}
+	b.env = runEnv{topo: topo, dst: dst, dur: r.opt.duration}
+	return b, nil
+}
 
-	env := runEnv{topo: topo, dst: dst, dur: r.opt.duration}
-	for _, c := range r.cases {
-		if c.udp && !t.udp {
-			continue
-		}
-		res := results[t.name+"/"+c.name]
-		for rep := 1; rep <= r.opt.repeats; rep++ {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			select {
-			case <-exited:
-				return gwFailure(errors.New("gateway process exited"))
-			default:
-			}
-			r.done++
-			s, err := measure(ctx, c, env, pid)
-			if err != nil {
+// runAll measures every case opt.repeats times on every bed, interleaved (repeat, case, bed).
+// Per-run failures are recorded in the results; a bed whose gateway exits is marked failed and
+// left out from then on. It returns early only when ctx ends.
+func (r *runner) runAll(ctx context.Context, beds []*bed, results map[string]*result) error {
+	for rep := 1; rep <= r.opt.repeats; rep++ {
+		for _, c := range r.cases {
+			for _, b := range beds {
+				if (c.udp && !b.t.udp) || b.failed != nil {
+					continue
+				}
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
-				res.Errors = append(res.Errors, gwFailure(err).Error())
-				fmt.Fprintf(r.progress, "bench: [%d/%d] %-18s %-9s rep %d/%d  FAILED: %v\n",
-					r.done, r.total, t.name, c.name, rep, r.opt.repeats, err)
-				continue
+				select {
+				case <-b.exited:
+					b.failed = b.gwFailure(errors.New("gateway process exited"))
+					fmt.Fprintf(r.progress, "bench: target %s failed: %v\n", b.t.name, b.failed)
+					continue
+				default:
+				}
+				r.done++
+				res := results[b.t.name+"/"+c.name]
+				s, err := measure(ctx, c, b.env, b.pid())
+				if err != nil {
+					if ctx.Err() != nil {
+						return ctx.Err()
+					}
+					res.Errors = append(res.Errors, b.gwFailure(err).Error())
+					fmt.Fprintf(r.progress, "bench: [%d/%d] rep %d/%d %-9s %-18s FAILED: %v\n",
+						r.done, r.total, rep, r.opt.repeats, c.name, b.t.name, err)
+					continue
+				}
+				res.Samples = append(res.Samples, s)
+				fmt.Fprintf(r.progress, "bench: [%d/%d] rep %d/%d %-9s %-18s %10.2f %-6s  %s\n",
+					r.done, r.total, rep, r.opt.repeats, c.name, b.t.name, s.Value, c.unit, s.cpuString())
 			}
-			res.Samples = append(res.Samples, s)
-			fmt.Fprintf(r.progress, "bench: [%d/%d] %-18s %-9s rep %d/%d  %10.2f %-6s  %s\n",
-				r.done, r.total, t.name, c.name, rep, r.opt.repeats, s.Value, c.unit, s.cpuString())
 		}
 	}
 	return nil
