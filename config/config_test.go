@@ -319,8 +319,23 @@ func TestDemo(t *testing.T) {
 	}
 	s := c.ServiceByName("web")
 	if s == nil || s.Scheduler != "maglev" || len(s.Backends) != 3 || s.Port("tcp", 80).TargetPort != 8080 ||
-		s.Port("tcp", 5201) == nil || c.NAT.MasqueradeAddresses[0] != netip.MustParseAddr("198.18.250.1") {
+		s.Addresses[0] != netip.MustParseAddr("198.18.200.10") || c.TUN.Name != "edge0" ||
+		c.NAT.MasqueradeAddresses[0] != netip.MustParseAddr("198.18.250.1") {
 		t.Fatalf("demo config: %+v", s)
+	}
+	// iperf3 needs its control and data connections on one server: a port of its own service
+	// with client affinity (per-flow Maglev would split them).
+	iperf := 0
+	for i := range c.Services {
+		if p := c.Services[i].Port("tcp", 5201); p != nil {
+			iperf++
+			if c.Services[i].SessionAffinity != AffinityClientIP {
+				t.Errorf("service %q serves iperf3 without client_ip affinity", c.Services[i].Name)
+			}
+		}
+	}
+	if iperf != 1 {
+		t.Errorf("%d services serve tcp/5201, want 1", iperf)
 	}
 }
 

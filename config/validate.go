@@ -464,7 +464,7 @@ func (v *validator) validateServices() {
 		v.oneOf(&s.SourceNAT, what+": source_nat", SourceNATMasquerade, SourceNATNone)
 		if m := s.MaglevTableSize; m < 2 || m > MaxMaglevTableSize || !big.NewInt(int64(m)).ProbablyPrime(0) {
 			v.errorf(v.at(&s.MaglevTableSize), "%s: maglev_table_size %d must be a prime 2..%d (e.g. 251, 4099, 65537)", what, m, MaxMaglevTableSize)
-		} else if (s.Scheduler == SchedulerMaglev || s.Scheduler == SchedulerSourceHash) && m < len(s.Backends) {
+		} else if m < len(s.Backends) {
 			v.errorf(v.at(&s.MaglevTableSize), "%s: maglev_table_size %d is smaller than the number of backends (%d)", what, m, len(s.Backends))
 		}
 		// Backends.
