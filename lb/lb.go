@@ -8,6 +8,7 @@
 package lb
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -181,6 +182,13 @@ func Build(spec Spec, prev *Set) (*Set, error) {
 	}
 	s.backends = slices.Clone(spec.Backends)
 	s.elig = make([]bool, len(s.backends))
+	nfresh := 0
+	for _, b := range s.backends {
+		if b.Active == nil && prevActive[b.Addr] == nil {
+			nfresh++
+		}
+	}
+	fresh := make([]atomic.Int64, nfresh) // counters for new backends, one allocation for all
 	seen := make(map[[16]byte]int, len(s.backends))
 	var total uint64
 	for i := range s.backends {
@@ -200,7 +208,7 @@ func Build(spec Spec, prev *Set) (*Set, error) {
 		if b.Active == nil {
 			b.Active = prevActive[b.Addr]
 			if b.Active == nil {
-				b.Active = new(atomic.Int64)
+				b.Active, fresh = &fresh[0], fresh[1:]
 			}
 		}
 		if b.eligible() {
@@ -247,16 +255,7 @@ func Build(spec Spec, prev *Set) (*Set, error) {
 			s.backHash[i] = addrHash(s.backends[i].Addr, seedBackend)
 			order[i] = i
 		}
-		slices.SortFunc(order, func(a, b int) int {
-			x, y := s.backHash[a], s.backHash[b]
-			switch {
-			case x < y:
-				return -1
-			case x > y:
-				return 1
-			}
-			return 0
-		})
+		slices.SortFunc(order, func(a, b int) int { return cmp.Compare(s.backHash[a], s.backHash[b]) })
 		for k, i := range order {
 			s.idHash[k], s.idIndex[k] = s.backHash[i], uint16(i)
 		}
