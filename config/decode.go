@@ -115,7 +115,20 @@ func kindName(n *yaml.Node) string {
 	return "nothing"
 }
 
+var leafCache sync.Map // reflect.Type -> bool
+
+// isLeaf says whether values of t are decoded from one scalar by yaml.v3 (basic kinds and
+// types with their own unmarshalers). Cached: reflection's Implements is slow.
 func isLeaf(t reflect.Type) bool {
+	if v, ok := leafCache.Load(t); ok {
+		return v.(bool)
+	}
+	leaf := computeLeaf(t)
+	leafCache.Store(t, leaf)
+	return leaf
+}
+
+func computeLeaf(t reflect.Type) bool {
 	pt := reflect.PointerTo(t)
 	if pt.Implements(unmarshalerType) || pt.Implements(textUnmarshalerType) {
 		return true

@@ -66,8 +66,9 @@ const (
 // validation problems carry the position of the node they concern.
 type validator struct {
 	*decoder
-	c    *Config
-	root *yaml.Node
+	c      *Config
+	root   *yaml.Node
+	primes map[int]bool
 }
 
 // at returns the node of the first of ptrs that came from YAML, else the document root.
@@ -84,6 +85,20 @@ func (v *validator) at(ptrs ...any) *yaml.Node {
 }
 
 func ptr[T any](x T) *T { return &x }
+
+// isPrime is exact for these sizes (Baillie-PSW); memoized because thousands of services
+// usually share one table size.
+func (v *validator) isPrime(n int) bool {
+	if p, ok := v.primes[n]; ok {
+		return p
+	}
+	if v.primes == nil {
+		v.primes = make(map[int]bool)
+	}
+	p := big.NewInt(int64(n)).ProbablyPrime(0)
+	v.primes[n] = p
+	return p
+}
 
 func (v *validator) defaults() {
 	c := v.c
@@ -462,7 +477,7 @@ func (v *validator) validateServices() {
 			v.errorf(v.at(&s.SessionAffinityTimeout), "%s: session_affinity_timeout must be positive", what)
 		}
 		v.oneOf(&s.SourceNAT, what+": source_nat", SourceNATMasquerade, SourceNATNone)
-		if m := s.MaglevTableSize; m < 2 || m > MaxMaglevTableSize || !big.NewInt(int64(m)).ProbablyPrime(0) {
+		if m := s.MaglevTableSize; m < 2 || m > MaxMaglevTableSize || !v.isPrime(m) {
 			v.errorf(v.at(&s.MaglevTableSize), "%s: maglev_table_size %d must be a prime 2..%d (e.g. 251, 4099, 65537)", what, m, MaxMaglevTableSize)
 		} else if m < len(s.Backends) {
 			v.errorf(v.at(&s.MaglevTableSize), "%s: maglev_table_size %d is smaller than the number of backends (%d)", what, m, len(s.Backends))
