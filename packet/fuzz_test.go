@@ -54,6 +54,9 @@ func FuzzParse(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		if got, want := Checksum(data, uint32(len(data))<<12), naiveFold(naiveSum(data, uint32(len(data))<<12)); got != want {
+			t.Fatalf("Checksum = %#04x, naive %#04x", got, want)
+		}
 		var p Packet
 		r := p.Parse(data)
 		if r >= NumReasons {
