@@ -69,6 +69,20 @@ services:
     name: a
     backends: &bk [{address: 198.19.1.2}]
 `, nil},
+		{"earlier merge sources win", `x-a: &a {level: debug}
+x-b: &b {level: error, format: json}
+log:
+  <<: [*a, *b]
+`, func(t *testing.T, c *Config) {
+			if c.Log != (Log{Format: "json", Level: "debug"}) {
+				t.Errorf("log = %+v, want json/debug", c.Log)
+			}
+		}},
+		{"explicit keys beat merged ones", "x-a: &a {level: debug}\nlog: {<<: *a, level: warn}\n", func(t *testing.T, c *Config) {
+			if c.Log.Level != "warn" {
+				t.Errorf("level = %q, want warn", c.Log.Level)
+			}
+		}},
 		{"explicit zero txqueuelen kept", "tun: {txqueuelen: 0}\n", func(t *testing.T, c *Config) {
 			if c.TUN.TxQueueLen != 0 {
 				t.Errorf("txqueuelen = %d, want 0", c.TUN.TxQueueLen)
@@ -227,6 +241,8 @@ func TestParseInvalid(t *testing.T) {
 		{"redirect prefix path with exact match", base + ingressBase + "  routes:\n    - name: r\n      rules:\n        - matches: [{path: {type: exact, value: /a}}]\n          filters: [{redirect: {path: {type: prefix, value: /b}}}]\n", `t.yaml:18:46: route "r": rules[0].filters[0].redirect.path.type: prefix rewrite needs every match of the rule to be a prefix path match`},
 		{"backend port required with two ports", strings.Replace(base, "      - port: 80\n", "      - port: 80\n      - port: 81\n", 1) + ingressBase + "  routes:\n    - name: r\n      rules:\n        - backends: [{service: web}]\n", `t.yaml:18:22: route "r": rules[0].backends[0].port: required unless service "web" has exactly one TCP port`},
 		{"ingress backend on udp port", strings.Replace(base, "      - port: 80\n", "      - {port: 53, protocol: udp}\n", 1) + ingressBase + "  routes:\n    - name: r\n      rules:\n        - backends: [{service: web, port: 53}]\n", `t.yaml:17:43: route "r": rules[0].backends[0].port: service "web" has no TCP port 53`},
+		{"recursive merge", "log: &l {<<: *l}\n", `t.yaml:1:10: log: merge keys nested too deeply`},
+		{"health check port explicit zero", base + "    health_check: {port: 0}\n", `t.yaml:10:26: service "web": health_check.port: must be 1..65535`},
 		{"health check path without http", base + "    health_check: {path: /healthz}\n", `t.yaml:10:26: service "web": health_check.path: only used with type http`},
 	}
 	for _, tt := range tests {

@@ -267,8 +267,9 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string, depth
 			} else {
 				srcs = []*yaml.Node{vn}
 			}
-			for _, s := range srcs {
-				s = resolveAlias(s)
+			// Earlier mappings in a merge list win (YAML merge key spec): apply them last.
+			for j := len(srcs) - 1; j >= 0; j-- {
+				s := resolveAlias(srcs[j])
 				if s == nil || s.Kind != yaml.MappingNode {
 					d.errorf(kn, "%s: merge key value must be a mapping or a list of mappings", orRoot(path))
 					continue

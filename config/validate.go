@@ -531,7 +531,7 @@ func (v *validator) validateHealth(s *Service, what string) {
 	h := s.HealthCheck
 	what += ": health_check"
 	v.oneOf(&h.Type, what+".type", HealthTCP, HealthHTTP)
-	if h.Port == 0 {
+	if h.Port == 0 && (v.set(&h.Port) || len(s.Ports) > 0) { // no ports: reported already
 		v.errorf(v.at(&h.Port, h), "%s.port: must be 1..65535", what)
 	}
 	if h.Type == HealthHTTP {
