@@ -162,7 +162,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st := h.l.state.Load()
 	rw := recorderPool.Get().(*recorder)
 	*rw = recorder{w: w}
-	route, upstream := "", ""
+	route := ""
+	var upstream netip.AddrPort
 	var m *routeMetrics
 	if e := st.table.match(r.Host, r.Method, r.URL.Path, r.Header, r.URL); e != nil {
 		route, m = e.rule.route, e.rule.m
@@ -178,11 +179,15 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	d := time.Since(start)
 	m.observe(status, d.Seconds())
 	if st.accessLog {
+		up := ""
+		if upstream.IsValid() {
+			up = upstream.String()
+		}
 		h.s.log.LogAttrs(r.Context(), slog.LevelInfo, "http",
 			slog.String("host", r.Host), slog.String("method", r.Method),
 			slog.String("path", r.URL.Path), slog.Int("status", status),
 			slog.Int64("bytes", rw.bytes), slog.Duration("duration", d),
-			slog.String("route", route), slog.String("upstream", upstream),
+			slog.String("route", route), slog.String("upstream", up),
 			slog.String("client", r.RemoteAddr), slog.String("listener", h.l.name))
 	}
 	aborted := rw.aborted
@@ -198,8 +203,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // statusClientClosed is logged (never sent) when the client went away before the response.
 const statusClientClosed = 499
 
-// serve handles a matched request and returns the upstream address used ("" for none).
-func (s *Server) serve(rw *recorder, r *http.Request, e *matchEntry, st *lstate, l *listener) string {
+// serve handles a matched request and returns the upstream address used (invalid for none).
+func (s *Server) serve(rw *recorder, r *http.Request, e *matchEntry, st *lstate, l *listener) netip.AddrPort {
 	ru := e.rule
 	matched := e.path
 	if e.kind == pathRegex {
@@ -210,12 +215,12 @@ func (s *Server) serve(rw *recorder, r *http.Request, e *matchEntry, st *lstate,
 		rw.Header()["Location"] = []string{ru.redirect.location(r, l.tls, l.port, matched)}
 		ru.respHdr.apply(rw.Header())
 		rw.WriteHeader(ru.redirect.status)
-		return ""
+		return netip.AddrPort{}
 	}
 	if ru.total == 0 {
 		// Gateway API: every backend weight 0 means 500.
 		http.Error(rw, "500 no backend with weight", http.StatusInternalServerError)
-		return ""
+		return netip.AddrPort{}
 	}
 	ctx := r.Context()
 	if ru.timeout > 0 {
@@ -236,7 +241,7 @@ func (s *Server) serve(rw *recorder, r *http.Request, e *matchEntry, st *lstate,
 		host = ru.rewrite.host
 	}
 	if len(ru.mirrors) > 0 {
-		s.mirror(r, ru, st, clientIP, host, path, rawPath, l.tls)
+		s.mirror(r, ru, st, clientIP, host, path, rawPath)
 	}
 	if isUpgrade(r.Header) {
 		return s.proxyUpgrade(rw, r, ru, st, clientIP, host, path, rawPath)
@@ -245,39 +250,17 @@ func (s *Server) serve(rw *recorder, r *http.Request, e *matchEntry, st *lstate,
 	// Outbound headers: the inbound map edited in place (see the note at the top of the file).
 	h := r.Header
 	removeHopByHop(h, true)
-	if ip := hostOnly(r.RemoteAddr); ip != "" {
-		if prior := h["X-Forwarded-For"]; len(prior) > 0 {
-			h["X-Forwarded-For"] = []string{strings.Join(prior, ", ") + ", " + ip}
-		} else {
-			h["X-Forwarded-For"] = []string{ip}
-		}
-	}
+	fwd := forwarded{prior: h["X-Forwarded-For"], ip: hostOnly(r.RemoteAddr), proto: "http", host: r.Host}
 	if l.tls {
-		h["X-Forwarded-Proto"] = protoHTTPS
-	} else {
-		h["X-Forwarded-Proto"] = protoHTTP
+		fwd.proto = "https"
 	}
-	h["X-Forwarded-Host"] = []string{r.Host}
-	if _, ok := h["User-Agent"]; !ok {
-		h["User-Agent"] = emptyUA
-	}
+	bodyless := r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0
+	fastOK := bodyless && idempotent(r.Method)
 
-	out := new(http.Request)
-	*out = *r // shallow copy keeps the context and the (edited) header map
-	if ctx != r.Context() {
-		out = out.WithContext(ctx)
-	}
-	out.URL = &url.URL{Scheme: "http", Path: path, RawPath: rawPath, RawQuery: r.URL.RawQuery}
-	out.Host = host
-	out.RequestURI = ""
-	out.Close = false
-	out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/1.1", 1, 1
+	var out *http.Request // built on first use by the Transport path
 	var guard *guardBody
-	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+	if !bodyless {
 		guard = &guardBody{rc: r.Body}
-		out.Body = guard
-	} else {
-		out.Body = nil
 	}
 	replayable := func() bool { return guard == nil || !guard.read }
 
@@ -287,67 +270,109 @@ func (s *Server) serve(rw *recorder, r *http.Request, e *matchEntry, st *lstate,
 		if !ok {
 			ru.m.upstreamError("no_backend")
 			http.Error(rw, "503 "+errNoBackend.Error(), http.StatusServiceUnavailable)
-			return ""
+			return netip.AddrPort{}
 		}
 		if attempt < len(tried) {
 			tried[attempt] = addr
 		}
-		out.URL.Host = addr.String()
-		req := out
-		var cancel context.CancelFunc = func() {}
+		a := attemptState{active: active}
 		if active != nil {
 			active.Add(1) // least_conn / two_choices see L7 requests in flight
-			cancel = func() { active.Add(-1) }
 		}
-		if ru.backendTimeout > 0 {
-			done := cancel
-			var actx context.Context
-			var stop context.CancelFunc
-			actx, stop = context.WithTimeout(ctx, ru.backendTimeout)
-			cancel = func() { stop(); done() }
-			req = out.WithContext(actx)
+		var resp *http.Response
+		var err error
+		if fastOK && !ref.h2c {
+			resp, err = s.up.roundTrip(ctx, &a.x, addr, r, host, path, rawPath, &fwd, ru.backendTimeout)
+		} else {
+			if out == nil {
+				fwd.set(h)
+				if _, ok := h["User-Agent"]; !ok {
+					h["User-Agent"] = emptyUA
+				}
+				out = new(http.Request)
+				*out = *r // shallow copy keeps the context and the (edited) header map
+				if ctx != r.Context() {
+					out = out.WithContext(ctx)
+				}
+				out.URL = &url.URL{Scheme: "http", Path: path, RawPath: rawPath, RawQuery: r.URL.RawQuery}
+				out.Host = host
+				out.RequestURI = ""
+				out.Close = false
+				out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/1.1", 1, 1
+				out.Body = nil
+				if guard != nil {
+					out.Body = guard
+				}
+			}
+			out.URL.Host = addr.String()
+			req := out
+			if ru.backendTimeout > 0 {
+				var actx context.Context
+				actx, a.cancel = context.WithTimeout(ctx, ru.backendTimeout)
+				req = out.WithContext(actx)
+			}
+			tr := s.h1
+			if ref.h2c {
+				tr = s.h2c
+			}
+			resp, err = tr.RoundTrip(req)
 		}
-		tr := s.h1
-		if ref.h2c {
-			tr = s.h2c
-		}
-		resp, err := tr.RoundTrip(req)
 		if err != nil {
-			timedOut := req.Context().Err() == context.DeadlineExceeded
-			cancel()
+			a.end(false)
 			switch {
 			case r.Context().Err() != nil:
 				rw.status = statusClientClosed
-				return out.URL.Host
-			case timedOut:
+				return addr
+			case ctx.Err() == context.DeadlineExceeded || isTimeout(err) || errors.Is(err, context.DeadlineExceeded):
 				ru.m.upstreamError("timeout")
 				http.Error(rw, "504 upstream timeout", http.StatusGatewayTimeout)
-				return out.URL.Host
+				return addr
 			case isDialError(err):
 				ru.m.upstreamError("connect")
 				if attempt < ru.retries && replayable() {
-					s.log.Debug("ingress retry after connect error", "upstream", out.URL.Host, "err", err)
+					s.log.Debug("ingress retry after connect error", "upstream", addr, "err", err)
 					continue
 				}
 			default:
 				ru.m.upstreamError("protocol")
 			}
-			s.log.Warn("ingress upstream error", "route", ru.route, "upstream", out.URL.Host, "err", err)
+			s.log.Warn("ingress upstream error", "route", ru.route, "upstream", addr, "err", err)
 			http.Error(rw, "502 bad gateway", http.StatusBadGateway)
-			return out.URL.Host
+			return addr
 		}
 		if (resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusServiceUnavailable) &&
 			attempt < ru.retries && idempotent(r.Method) && replayable() {
 			ru.m.upstreamError("status_5xx")
-			_, _ = io.CopyN(io.Discard, resp.Body, 64<<10) // lets a small body free the connection
+			// Reading a small rest of the body lets the connection be reused.
+			n, cerr := io.CopyN(io.Discard, resp.Body, 64<<10)
 			resp.Body.Close()
-			cancel()
+			a.end(cerr == io.EOF || n < 64<<10 && cerr == nil && !resp.Close)
 			continue
 		}
-		s.copyResponse(rw, resp, ru)
-		cancel()
-		return out.URL.Host
+		complete := s.copyResponse(rw, resp, ru)
+		a.end(complete && !resp.Close)
+		return addr
 	}
+}
+
+// attemptState holds what one upstream attempt must release: the in-flight count, the backend
+// timeout context (Transport path) and the pooled connection (fast path).
+type attemptState struct {
+	active *atomic.Int64
+	cancel context.CancelFunc
+	x      h1Exchange
+}
+
+func (a *attemptState) end(reuse bool) {
+	if a.active != nil {
+		a.active.Add(-1)
+		a.active = nil
+	}
+	if a.cancel != nil {
+		a.cancel()
+		a.cancel = nil
+	}
+	a.x.end(reuse)
 }
 
 // isDialError reports a failure to connect (nothing was sent, so a retry elsewhere is safe).
@@ -398,8 +423,9 @@ func (ru *rule) chooseRef() backendRef {
 	return ru.refs[len(ru.refs)-1]
 }
 
-// copyResponse streams the backend response to the client.
-func (s *Server) copyResponse(rw *recorder, resp *http.Response, ru *rule) {
+// copyResponse streams the backend response to the client; true when the body was read to its
+// end (the backend connection may then be reused).
+func (s *Server) copyResponse(rw *recorder, resp *http.Response, ru *rule) bool {
 	defer resp.Body.Close()
 	dst := rw.Header()
 	removeHopByHop(resp.Header, false)
@@ -416,7 +442,7 @@ func (s *Server) copyResponse(rw *recorder, resp *http.Response, ru *rule) {
 		n, rerr := resp.Body.Read(buf)
 		if n > 0 {
 			if _, werr := rw.Write(buf[:n]); werr != nil {
-				return // client gone; nothing more to do
+				return false // client gone; nothing more to do
 			}
 			if streaming {
 				rw.Flush()
@@ -428,18 +454,19 @@ func (s *Server) copyResponse(rw *recorder, resp *http.Response, ru *rule) {
 		if rerr != nil {
 			ru.m.upstreamError("body")
 			rw.aborted = true
-			return
+			return false
 		}
 	}
 	for k, vv := range resp.Trailer {
 		dst[http.TrailerPrefix+k] = vv
 	}
+	return true
 }
 
 // proxyUpgrade hands Upgrade requests (WebSocket, ...) to httputil.ReverseProxy, which hijacks the
 // connection and copies both ways. No retries (the handshake is not replayed) and the rule's timeout
 // does not apply: the tunnel lives until either side closes or the listener is shut down.
-func (s *Server) proxyUpgrade(rw *recorder, r *http.Request, ru *rule, st *lstate, client netip.Addr, host, path, rawPath string) string {
+func (s *Server) proxyUpgrade(rw *recorder, r *http.Request, ru *rule, st *lstate, client netip.Addr, host, path, rawPath string) netip.AddrPort {
 	_, addr, active, ok := s.pick(st, ru, client, nil)
 	if active != nil {
 		active.Add(1)
@@ -448,7 +475,7 @@ func (s *Server) proxyUpgrade(rw *recorder, r *http.Request, ru *rule, st *lstat
 	if !ok {
 		ru.m.upstreamError("no_backend")
 		http.Error(rw, "503 "+errNoBackend.Error(), http.StatusServiceUnavailable)
-		return ""
+		return netip.AddrPort{}
 	}
 	target := addr.String()
 	s.upgrades.Add(1)
@@ -477,14 +504,14 @@ func (s *Server) proxyUpgrade(rw *recorder, r *http.Request, ru *rule, st *lstat
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	rp.ServeHTTP(rw, r)
-	return target
+	return addr
 }
 
 // mirror sends a copy of the request to each mirror backend, fire and forget. Bodies up to
 // mirrorBodyMax with a known length are buffered (and then also replayable for retries); larger or
 // streamed bodies are not mirrored (counted as reason mirror_skipped) so mirroring never turns a
 // streaming request into a buffered one. In-flight mirrors are bounded; excess ones are dropped.
-func (s *Server) mirror(r *http.Request, ru *rule, st *lstate, client netip.Addr, host, path, rawPath string, tls bool) {
+func (s *Server) mirror(r *http.Request, ru *rule, st *lstate, client netip.Addr, host, path, rawPath string) {
 	var body []byte
 	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
 		if r.ContentLength < 0 || r.ContentLength > mirrorBodyMax {

@@ -45,6 +45,7 @@ type Server struct {
 	log       *slog.Logger
 	metrics   *metrics
 	h1, h2c   *http.Transport
+	up        *h1Client // fast path for bodyless idempotent requests to HTTP/1.1 backends
 	mirrorSem chan struct{}
 	upgrades  sync.WaitGroup // hijacked (Upgrade) connections in flight
 
@@ -105,6 +106,7 @@ func New(cfg *config.Config, ups Upstreams, opt Options) (*Server, error) {
 		return nil, fmt.Errorf("ingress: metrics: %w", err)
 	}
 	s.h1, s.h2c = newTransports()
+	s.up = newH1Client()
 	next, err := s.compile(cfg, ups)
 	if err != nil {
 		return nil, err
@@ -440,5 +442,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.h1.CloseIdleConnections()
 	s.h2c.CloseIdleConnections()
+	s.up.closeIdle(true)
 	return errors.Join(errs...)
 }

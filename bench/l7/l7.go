@@ -57,7 +57,7 @@ type Options struct {
 	Proxies     []string      // default: direct, edgegate, nginx, haproxy (those installed)
 	Modes       []string      // default: keepalive, close
 	// CPUProfile, when set, writes a CPU profile of the in-process edgegate during its first
-	// keep-alive run to this file.
+	// run in the first mode to this file.
 	CPUProfile string
 	Logger     *slog.Logger
 }
@@ -191,7 +191,7 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 					return rep, err
 				}
 				var stopProf func()
-				if !profiled && p == Edgegate && mode == KeepAlive {
+				if !profiled && p == Edgegate && mode == opt.Modes[0] {
 					profiled = true
 					if stopProf, err = startProfile(opt.CPUProfile); err != nil {
 						return nil, err
