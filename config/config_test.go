@@ -126,8 +126,10 @@ func TestParseInvalid(t *testing.T) {
 		yaml string
 		want string // one expected line of the error output (file:line:col: msg)
 	}{
-		{"unknown top-level key", "tunn: {}\n", `t.yaml:1:1: document: unknown key "tunn"`},
-		{"unknown nested key", "tun:\n  mut: 1500\n", `t.yaml:2:3: tun: unknown key "mut"`},
+		{"unknown top-level key", "tunn: {}\n", `t.yaml:1:1: document: unknown key "tunn" (did you mean "tun"?)`},
+		{"unknown nested key", "tun:\n  mut: 1500\n", `t.yaml:2:3: tun: unknown key "mut" (did you mean "mtu"?)`},
+		{"misspelt key", base + "    schedular: maglev\n", `t.yaml:10:5: services[0]: unknown key "schedular" (did you mean "scheduler"?)`},
+		{"unknown key far from any", "tun:\n  colour: red\n", `t.yaml:2:3: tun: unknown key "colour" (known: manage_routes, mtu, name, offload, queues, route_table, txqueuelen)`},
 		{"wrong type", "tun:\n  mtu: big\n", `t.yaml:2:8: tun.mtu: want an integer, got "big"`},
 		{"list for scalar", "tun:\n  name: [a]\n", `t.yaml:2:9: tun.name: want a string, got a list`},
 		{"bad duration", base + "    session_affinity_timeout: soon\n", `t.yaml:10:31: services[0].session_affinity_timeout: want a duration such as "30s" or an integer number of seconds, got "soon"`},
@@ -643,5 +645,20 @@ func TestAliasBomb(t *testing.T) {
 	_, err := Parse([]byte(doc), "bomb.yaml")
 	if err == nil || !strings.Contains(err.Error(), "bomb.yaml:1:6: document too large (more than 200000 values after alias expansion)") {
 		t.Fatalf("err = %v, want document too large", err)
+	}
+}
+
+func TestEditDistance(t *testing.T) {
+	tests := []struct {
+		a, b string
+		want int
+	}{
+		{"", "", 0}, {"mtu", "mtu", 0}, {"mut", "mtu", 1}, {"tunn", "tun", 1}, {"schedular", "scheduler", 1},
+		{"abc", "", 3}, {"kitten", "sitting", 3}, {"ca", "abc", 3},
+	}
+	for _, tt := range tests {
+		if got := editDistance(tt.a, tt.b); got != tt.want {
+			t.Errorf("editDistance(%q, %q) = %d, want %d", tt.a, tt.b, got, tt.want)
+		}
 	}
 }

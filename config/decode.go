@@ -297,7 +297,11 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string, depth
 			continue // top-level "x-" keys hold YAML anchors for reuse, as in Compose files
 		}
 		if !ok {
-			d.errorf(kn, "%s: unknown key %q (known: %s)", orRoot(path), kn.Value, strings.Join(fi.names, ", "))
+			if near := closest(kn.Value, fi.names); near != "" {
+				d.errorf(kn, "%s: unknown key %q (did you mean %q?)", orRoot(path), kn.Value, near)
+			} else {
+				d.errorf(kn, "%s: unknown key %q (known: %s)", orRoot(path), kn.Value, strings.Join(fi.names, ", "))
+			}
 			continue
 		}
 		d.decode(vn, v.Field(idx), prefix+kn.Value)
@@ -377,4 +381,44 @@ func leafError(err error, t reflect.Type, n *yaml.Node) string {
 		return fmt.Sprintf("want %s, got %q", typeDesc(t), n.Value)
 	}
 	return msg
+}
+
+// closest returns the name within a small edit distance of key (a likely typo), or "".
+func closest(key string, names []string) string {
+	best, bestD := "", max(1, len(key)/4)+1
+	for _, n := range names {
+		if d := editDistance(strings.ToLower(key), n); d < bestD {
+			best, bestD = n, d
+		}
+	}
+	return best
+}
+
+// editDistance is the optimal string alignment distance: insertions, deletions, substitutions
+// and transpositions of adjacent bytes each cost 1.
+func editDistance(a, b string) int {
+	if len(a) > 64 || len(b) > 64 {
+		return 1 << 30 // not a typo of a key; keeps the cost bounded
+	}
+	prev2 := make([]int, len(b)+1)
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				cur[j] = min(cur[j], prev2[j-2]+1)
+			}
+		}
+		prev2, prev, cur = prev, cur, prev2
+	}
+	return prev[len(b)]
 }
