@@ -17,7 +17,7 @@ import (
 )
 
 const mainConfig = `
-tun: {name: edge0, mtu: 1500, queues: 1, offload: %s}
+tun: {name: edge0, mtu: 1500, queues: %d, offload: %v}
 nat:
   masquerade_addresses: [198.18.250.1, "2001:db8:250::1"]
 node_ports:
@@ -59,13 +59,17 @@ conntrack: {max_entries: 65536}
 admin: {listen: "127.0.0.1:9469"}
 `
 
-// TestGateway runs the end-to-end cases against one edgegate, with offloads on and off.
+// TestGateway runs the end-to-end cases against one edgegate: offloads on with one queue, and
+// offloads off with a two-queue device (two workers sharing the flow table).
 func TestGateway(t *testing.T) {
-	for _, offload := range []string{"true", "false"} {
-		t.Run("offload="+offload, func(t *testing.T) {
+	for _, v := range []struct {
+		offload bool
+		queues  int
+	}{{true, 1}, {false, 2}} {
+		t.Run(fmt.Sprintf("offload=%v,queues=%d", v.offload, v.queues), func(t *testing.T) {
 			tp := newTopo(t)
 			tp.serveBackends()
-			tp.startEdgegate(tp.writeConfig("edgegate.yaml", fmt.Sprintf(mainConfig, offload)))
+			tp.startEdgegate(tp.writeConfig("edgegate.yaml", fmt.Sprintf(mainConfig, v.queues, v.offload)))
 			t.Run("VIPSpread", tp.testVIPSpread)
 			t.Run("UDPEcho", tp.testUDPEcho)
 			t.Run("Ping", tp.testPing)

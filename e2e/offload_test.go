@@ -142,7 +142,7 @@ func TestOffloadChecksums(t *testing.T) {
 	}
 	out, err := tp.gw.Exec("ethtool", "-K", "gw-c1", "tx", "off")
 	must(t, wrapOut(err, out))
-	tp.startEdgegate(tp.writeConfig("edgegate.yaml", fmt.Sprintf(mainConfig, "true")))
+	tp.startEdgegate(tp.writeConfig("edgegate.yaml", fmt.Sprintf(mainConfig, 1, true)))
 	for _, b := range tp.b {
 		_, err := b.Start(context.Background(), "iperf3", "-s", "-p", "5201")
 		must(t, err)
