@@ -48,7 +48,7 @@ func run() error {
 		return fmt.Errorf("cannot run: %s", why)
 	}
 	var cl cleanup
-	defer cl.run()
+	defer func() { cl.run() }() // cl grows below: run what it holds at return
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	go func() { <-sig; fmt.Println("interrupted: cleaning up"); cl.run(); os.Exit(130) }()
@@ -68,7 +68,11 @@ func run() error {
 	mk := func(prefix string) (*netns.NS, error) {
 		n, err := netns.Create(netns.UniqueName(prefix))
 		if err == nil {
-			cl.add(func() { n.Close() })
+			cl.add(func() {
+				if err := n.Close(); err != nil {
+					fmt.Fprintln(os.Stderr, "cleanup:", err)
+				}
+			})
 		}
 		return n, err
 	}
