@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/edgegate/edgegate/config"
 )
 
@@ -48,7 +50,21 @@ type headerMod struct {
 
 type headerKV struct{ name, value string }
 
-func compileHeaderMod(f *config.HeaderFilter) *headerMod {
+// compileHeaderMod canonicalises the names and refuses invalid names and values (a CR or LF in a
+// configured value would otherwise inject headers on the fast path, which writes them verbatim).
+func compileHeaderMod(f *config.HeaderFilter) (*headerMod, error) {
+	for _, kv := range []map[string]string{f.Set, f.Add} {
+		for k, v := range kv {
+			if !httpguts.ValidHeaderFieldName(k) || !httpguts.ValidHeaderFieldValue(v) {
+				return nil, fmt.Errorf("invalid header %q: %q", k, v)
+			}
+		}
+	}
+	for _, k := range f.Remove {
+		if !httpguts.ValidHeaderFieldName(k) {
+			return nil, fmt.Errorf("invalid header name %q", k)
+		}
+	}
 	m := &headerMod{}
 	for _, k := range sortedKeys(f.Set) {
 		m.set = append(m.set, headerKV{http.CanonicalHeaderKey(k), f.Set[k]})
@@ -59,7 +75,7 @@ func compileHeaderMod(f *config.HeaderFilter) *headerMod {
 	for _, k := range f.Remove {
 		m.remove = append(m.remove, http.CanonicalHeaderKey(k))
 	}
-	return m
+	return m, nil
 }
 
 func sortedKeys(m map[string]string) []string {
@@ -252,9 +268,17 @@ func compileRule(rt *config.HTTPRoute, cr *config.Rule, m *metrics) (*rule, erro
 		f := &cr.Filters[i]
 		switch {
 		case f.RequestHeaders != nil:
-			r.reqHdr = compileHeaderMod(f.RequestHeaders)
+			m, err := compileHeaderMod(f.RequestHeaders)
+			if err != nil {
+				return nil, fmt.Errorf("request header filter: %w", err)
+			}
+			r.reqHdr = m
 		case f.ResponseHeaders != nil:
-			r.respHdr = compileHeaderMod(f.ResponseHeaders)
+			m, err := compileHeaderMod(f.ResponseHeaders)
+			if err != nil {
+				return nil, fmt.Errorf("response header filter: %w", err)
+			}
+			r.respHdr = m
 		case f.Redirect != nil:
 			rd, err := compileRedirect(f.Redirect)
 			if err != nil {
@@ -265,6 +289,9 @@ func compileRule(rt *config.HTTPRoute, cr *config.Rule, m *metrics) (*rule, erro
 			p, err := compilePathRewrite(f.URLRewrite.Path)
 			if err != nil {
 				return nil, fmt.Errorf("url rewrite: %w", err)
+			}
+			if h := f.URLRewrite.Hostname; h != "" && !httpguts.ValidHostHeader(h) {
+				return nil, fmt.Errorf("url rewrite: invalid hostname %q", h)
 			}
 			r.rewrite = &rewrite{host: f.URLRewrite.Hostname, path: p}
 		case f.Mirror != nil:

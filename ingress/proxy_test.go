@@ -519,3 +519,37 @@ func TestMirror(t *testing.T) {
 		t.Fatal("mirror request never arrived")
 	}
 }
+
+// TestLimits: oversized request headers get 431 and idle client connections are closed after
+// idle_timeout.
+func TestLimits(t *testing.T) {
+	web := startBackend(t, "web", nil)
+	ing := oneRoute("web", config.Rule{})
+	ing.MaxHeaderBytes = 1024
+	ing.IdleTimeout = config.Duration(200 * time.Millisecond)
+	s := startIngress(t, ing, newFixed().add("web", 80, web.addr), Options{})
+	addr := addrOf(t, s, "main")
+	if resp, _ := get(t, "GET", "http://"+addr+"/", "", "X-Big", strings.Repeat("b", 16<<10)); resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("16 KiB header: %d, want 431", resp.StatusCode)
+	}
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	start := time.Now()
+	fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("first request: %v", err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("idle connection: %v, want EOF from the server", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("idle connection closed after %v", d)
+	}
+}

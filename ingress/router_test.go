@@ -221,6 +221,11 @@ func TestCompileErrors(t *testing.T) {
 	if _, err := compileRule(&noBackend, &noBackend.Rules[0], nil); err == nil {
 		t.Error("rule without backends or redirect compiled")
 	}
+	badHeader := config.HTTPRoute{Name: "x", Rules: []config.Rule{{Backends: []config.BackendRef{{Service: "s"}},
+		Filters: []config.Filter{{RequestHeaders: &config.HeaderFilter{Set: map[string]string{"X-A": "v\r\nX-Injected: 1"}}}}}}}
+	if _, err := compileRule(&badHeader, &badHeader.Rules[0], nil); err == nil {
+		t.Error("header value with CRLF compiled")
+	}
 	badStatus := config.HTTPRoute{Name: "x", Rules: []config.Rule{{Filters: []config.Filter{{Redirect: &config.RedirectFilter{StatusCode: 303}}}}}}
 	if _, err := compileRule(&badStatus, &badStatus.Rules[0], nil); err == nil {
 		t.Error("redirect with status 303 compiled")
