@@ -332,7 +332,8 @@ func (s *Server) Addr(name string) (net.Addr, bool) {
 // flight finish on the snapshot they started with). Listeners that are new or whose address or
 // protocol changed are opened; removed or changed ones stop accepting at once and drain in the
 // background for drain_timeout. Limits (timeouts, header size) apply to listeners opened afterwards.
-// On error nothing changes.
+// A config that does not compile changes nothing; a listener that cannot be opened is reported
+// while the rest of the new config takes effect.
 func (s *Server) Reload(cfg *config.Config, ups Upstreams) error {
 	if cfg == nil || cfg.Ingress == nil {
 		return errors.New("ingress: config has no ingress section")
@@ -374,11 +375,13 @@ func (s *Server) Reload(cfg *config.Config, ups Upstreams) error {
 		go s.drainListener(old, drain)
 	}
 	s.lim = limitsOf(cfg.Ingress)
+	var errs []error
 	for _, nl := range fresh {
 		if s.started {
 			if err := s.listen(nl); err != nil {
-				// The old table is gone for this listener; report it but keep the rest running.
-				s.log.Error("ingress reload: listener not opened", "listener", nl.name, "err", err)
+				// The rest of the new config is live; this listener is not (its address may be
+				// taken). Reported so the caller can retry with a fixed config.
+				errs = append(errs, fmt.Errorf("ingress reload: %w", err))
 				continue
 			}
 			s.serveListener(nl)
@@ -388,7 +391,7 @@ func (s *Server) Reload(cfg *config.Config, ups Upstreams) error {
 	for name, l := range keep {
 		s.listeners[name] = l
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func (s *Server) drainListener(l *listener, d time.Duration) {
