@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -132,5 +134,35 @@ func TestHAProxyConfigValid(t *testing.T) {
 	}
 	if out, err := exec.Command("haproxy", "-c", "-f", file).CombinedOutput(); err != nil {
 		t.Fatalf("haproxy -c: %v\n%s", err, out)
+	}
+}
+
+// TestRemoveStale deletes namespaces of a dead bench process only.
+func TestRemoveStale(t *testing.T) {
+	netns.Require(t)
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	deadPID := dead.Process.Pid
+	names := map[string]bool{ // name -> should survive
+		fmt.Sprintf("egbg%d-1", deadPID):      false,
+		fmt.Sprintf("egbc%d-77", os.Getpid()): true, // this process is alive
+		netns.UniqueName("egbx"):              true, // not a bench topology name
+	}
+	for name := range names {
+		n, err := netns.Create(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+	}
+	var log bytes.Buffer
+	removeStale(context.Background(), &log)
+	for name, survive := range names {
+		_, err := os.Stat("/run/netns/" + name)
+		if exists := err == nil; exists != survive {
+			t.Errorf("%s exists=%v after removeStale, want %v (log: %s)", name, exists, survive, log.String())
+		}
 	}
 }

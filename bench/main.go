@@ -107,6 +107,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	defer os.RemoveAll(dir)
 
+	removeStale(ctx, stderr)
 	start := time.Now()
 	skipped := map[string]string{}
 	bin := *edgegateBin

@@ -8,8 +8,10 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/edgegate/edgegate/internal/netns"
@@ -238,4 +240,32 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// staleName matches the namespaces newTopology creates: prefix, creator PID, counter.
+var staleName = regexp.MustCompile(`^egb[cgs]([0-9]+)-[0-9]+$`)
+
+// removeStale deletes bench namespaces left by an earlier run that was killed without cleanup
+// (SIGKILL): only names of this harness whose creator PID no longer exists. Processes in them
+// already got SIGKILL when the harness died (netns.Command sets the parent-death signal).
+func removeStale(ctx context.Context, log io.Writer) {
+	entries, err := os.ReadDir("/run/netns")
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		m := staleName.FindStringSubmatch(e.Name())
+		if m == nil {
+			continue
+		}
+		pid, err := strconv.Atoi(m[1])
+		if err != nil || pid == os.Getpid() || syscall.Kill(pid, 0) != syscall.ESRCH {
+			continue
+		}
+		if out, err := exec.CommandContext(ctx, "ip", "netns", "del", e.Name()).CombinedOutput(); err != nil {
+			fmt.Fprintf(log, "bench: removing stale namespace %s: %v: %s\n", e.Name(), err, out)
+			continue
+		}
+		fmt.Fprintf(log, "bench: removed stale namespace %s (its bench process %d is gone)\n", e.Name(), pid)
+	}
 }
