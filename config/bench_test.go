@@ -62,3 +62,13 @@ func TestServiceByNameAllocs(t *testing.T) {
 		t.Errorf("ServiceByName(svc-2) = %+v", s)
 	}
 }
+
+func TestServiceByNameOnLiteral(t *testing.T) {
+	c := &Config{Services: []Service{{Name: "a"}, {Name: "b"}}}
+	if s := c.ServiceByName("b"); s != &c.Services[1] {
+		t.Errorf("ServiceByName(b) = %p, want %p", s, &c.Services[1])
+	}
+	if c.ServiceByName("c") != nil {
+		t.Error("ServiceByName(c) found something")
+	}
+}

@@ -165,8 +165,17 @@ func prune(n *yaml.Node) {
 	}
 }
 
-// ServiceByName returns the named service, or nil.
+// ServiceByName returns the named service, or nil. A map lookup for configs from Parse; a
+// linear scan for ones built as literals (tests), which have no index.
 func (c *Config) ServiceByName(name string) *Service {
+	if c.services == nil {
+		for i := range c.Services {
+			if c.Services[i].Name == name {
+				return &c.Services[i]
+			}
+		}
+		return nil
+	}
 	if i, ok := c.services[name]; ok {
 		return &c.Services[i]
 	}
