@@ -7,14 +7,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/puzpuzpuz/xsync/v4"
+
 	"github.com/edgegate/edgegate/config"
 	"github.com/edgegate/edgegate/conntrack"
 	"github.com/edgegate/edgegate/gateway/tun"
+	"github.com/edgegate/edgegate/lb"
 	"github.com/edgegate/edgegate/nat"
 )
 
@@ -37,6 +41,17 @@ type Gateway struct {
 	wg        sync.WaitGroup
 	stop      chan struct{}
 	ready     atomic.Bool
+	drainT    *time.Timer // pending drain_timeout expiry of TCP flows to removed backends
+
+	// ended counts service flows that left the table per (service, backend); with the backends'
+	// Active gauges it gives selections per backend without touching the packet path's hot loop.
+	ended *xsync.Map[flowKey, *atomic.Uint64]
+}
+
+// flowKey names a service backend in ended.
+type flowKey struct {
+	service uint32
+	backend netip.Addr
 }
 
 // New prepares a gateway for cfg (validated by config.Parse) without touching the system.
@@ -44,10 +59,11 @@ func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	g := &Gateway{log: log, builder: newRuleBuilder(), stop: make(chan struct{})}
+	g := &Gateway{log: log, builder: newRuleBuilder(), stop: make(chan struct{}), ended: xsync.NewMap[flowKey, *atomic.Uint64]()}
 	g.CT = conntrack.New(conntrack.Config{
 		MaxEntries: cfg.Conntrack.MaxEntries,
 		Timeouts:   timeouts(cfg.Conntrack.Timeouts),
+		OnDelete:   g.flowEnded,
 	})
 	g.tr.CT = g.CT
 	g.cfg.Store(cfg)
@@ -195,6 +211,7 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 	g.cfg.Store(cfg)
 	g.rules.Store(rules)
 	g.dropStale(old, cfg)
+	g.scheduleDrain(cfg)
 	if g.routing != nil && boolOr(cfg.TUN.ManageRoutes, true) {
 		if err := g.routing.apply(cfg, g.nodeAddrs); err != nil {
 			return fmt.Errorf("apply routes: %w", err)
@@ -208,10 +225,38 @@ func tunEqual(a, b config.TUN) bool {
 		boolOr(a.ManageRoutes, true) == boolOr(b.ManageRoutes, true) && a.TxQueueLen == b.TxQueueLen && a.RouteTable == b.RouteTable
 }
 
+// scheduleDrain arms (or re-arms) the drain_timeout: when it fires, TCP flows whose backend is no
+// longer part of its service in the then-running configuration are deleted. Called with g.mu held.
+func (g *Gateway) scheduleDrain(cfg *config.Config) {
+	d := time.Duration(cfg.Conntrack.DrainTimeout)
+	if g.drainT != nil {
+		g.drainT.Stop()
+		g.drainT = nil
+	}
+	if d <= 0 {
+		return
+	}
+	g.drainT = time.AfterFunc(d, func() {
+		if n := g.deleteOrphans(g.cfg.Load(), true); n > 0 {
+			g.log.Info("drain timeout: deleted TCP flows to removed backends", "flows", n)
+		}
+	})
+}
+
 // dropStale deletes UDP (and ICMP) flows whose backend left its service, so the next datagram picks
 // a live backend (the Kubernetes stale-UDP-conntrack failure), and flows of removed services. TCP
 // flows to a removed backend continue until they end (drain).
 func (g *Gateway) dropStale(old, cfg *config.Config) {
+	if n := g.deleteOrphans(cfg, false); n > 0 {
+		g.log.Info("deleted flows to removed backends", "flows", n)
+	}
+}
+
+// deleteOrphans deletes service flows whose service or backend is not in cfg: UDP and ICMP ones
+// always, TCP ones that already ended (TIME_WAIT, CLOSE: a client reusing the port would re-open
+// them with their old backend), and all TCP ones with tcp (drain timeout). It returns how many
+// were deleted.
+func (g *Gateway) deleteOrphans(cfg *config.Config, tcp bool) int {
 	live := map[string]map[netip.Addr]bool{}
 	for _, s := range cfg.Services {
 		m := map[netip.Addr]bool{}
@@ -230,16 +275,57 @@ func (g *Gateway) dropStale(old, cfg *config.Config) {
 		if ok && backends[e.Tuple[conntrack.Reply].SrcAddr()] {
 			return true
 		}
-		if e.Tuple[conntrack.Original].Proto != nat.ProtoTCP {
+		if tcp || e.Tuple[conntrack.Original].Proto != nat.ProtoTCP || closed(e.State()) {
 			if g.CT.Delete(e) {
 				n++
 			}
 		}
 		return true
 	})
-	if n > 0 {
-		g.log.Info("deleted flows to removed backends", "flows", n)
+	return n
+}
+
+// closed reports TCP states after the connection ended.
+func closed(s conntrack.State) bool {
+	return s == conntrack.StateTimeWait || s == conntrack.StateClose
+}
+
+// flowEnded is the table's OnDelete hook: it counts the end of a service flow for its backend.
+// After a backend's first flow it is a lock-free map load and an atomic add.
+func (g *Gateway) flowEnded(e *conntrack.Entry) {
+	if e.Kind != nat.KindService {
+		return
 	}
+	k := flowKey{e.Service, e.Tuple[conntrack.Reply].SrcAddr()}
+	c, ok := g.ended.Load(k)
+	if !ok {
+		c, _ = g.ended.LoadOrStore(k, new(atomic.Uint64))
+	}
+	c.Add(1)
+}
+
+// EndedFlows calls fn with the number of service flows that have ended per service id and
+// backend address since start (for the selections counter: ended + active = selected).
+func (g *Gateway) EndedFlows(fn func(service uint32, backend netip.Addr, n uint64)) {
+	g.ended.Range(func(k flowKey, v *atomic.Uint64) bool {
+		fn(k.service, k.backend, v.Load())
+		return true
+	})
+}
+
+// StopNewFlows swaps in empty rules so no new flow is accepted while established ones continue
+// on their conntrack entries (the first step of a graceful shutdown). Reload undoes it.
+func (g *Gateway) StopNewFlows() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.rules.Store(nat.NewRules(nat.Spec{}))
+}
+
+// NodeAddrs returns the addresses node ports are served on (known after Start).
+func (g *Gateway) NodeAddrs() []netip.Addr {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.nodeAddrs
 }
 
 func (g *Gateway) healthView() HealthView {
@@ -288,6 +374,9 @@ func (g *Gateway) Close() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.ready.Store(false)
+	if g.drainT != nil {
+		g.drainT.Stop()
+	}
 	var errs []error
 	if g.routing != nil {
 		if err := g.routing.removeAll(); err != nil {
@@ -312,4 +401,45 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	<-ctx.Done()
 	return g.Close()
+}
+
+// Table returns the flow table (the CT field, as a method so admin code can take an interface).
+func (g *Gateway) Table() *conntrack.Table { return g.CT }
+
+// Pick implements the ingress's Upstreams over the running rules: the L7 proxy chooses among the
+// same lb sets as the data path, so it sees the same weights, drain and health state. service is
+// a service name, port one of its TCP service ports; the answer is backend:target_port, from the
+// client's address family when the service has eligible backends of it, else from the other.
+func (g *Gateway) Pick(service string, port uint16, client netip.Addr) (netip.AddrPort, bool) {
+	r := g.rules.Load()
+	if r == nil {
+		return netip.AddrPort{}, false
+	}
+	svcs := r.Services()
+	for i := range svcs {
+		s := &svcs[i]
+		if s.Name != service {
+			continue
+		}
+		for _, p := range s.Ports {
+			if p.Port != port || p.Proto != nat.ProtoTCP {
+				continue
+			}
+			first, second := s.Set4, s.Set6
+			if client.Is6() && !client.Is4In6() {
+				first, second = second, first
+			}
+			now := time.Now().UnixNano()
+			for _, set := range [2]*lb.Set{first, second} {
+				if set == nil {
+					continue
+				}
+				if b, ok := set.Pick(client, rand.Uint64(), now); ok {
+					return netip.AddrPortFrom(b.Addr, p.TargetPort), true
+				}
+			}
+			return netip.AddrPort{}, false
+		}
+	}
+	return netip.AddrPort{}, false
 }

@@ -3,19 +3,15 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"runtime/debug"
-	"syscall"
 
 	"github.com/edgegate/edgegate/config"
-	"github.com/edgegate/edgegate/gateway"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -25,9 +21,20 @@ func usage(w io.Writer) {
 	fmt.Fprintf(w, `usage: edgegate <command> [flags]
 
 commands:
-  run -c FILE        run the gateway with the configuration FILE
+  run -c FILE [-watch] [-user NAME]
+                     run the gateway with the configuration FILE (SIGHUP or -watch: reload;
+                     SIGTERM: graceful shutdown)
   validate -c FILE   check FILE; exit 0, or print one line per problem (file:line:col: message)
+  status             services and backends with health and active flows
+  conntrack list|delete [filters]
+                     list (like conntrack -L) or delete flows; filters: -p PROTO -a ADDR
+                     -port N -service NAME -backend ADDR -state STATE
+  capture -o FILE [-n COUNT] [-d DURATION] [-filter EXPR]
+                     write a pcap of packets before and after translation
   version            print the version
+
+The admin commands reach the admin API at -admin HOST:PORT (default: admin.listen of -c FILE
+if given, else 127.0.0.1:9469).
 `)
 }
 
@@ -46,6 +53,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(args, stderr)
 	case "validate":
 		return cmdValidate(args, stdout, stderr)
+	case "status":
+		return cmdStatus(args, stdout, stderr)
+	case "conntrack":
+		return cmdConntrack(args, stdout, stderr)
+	case "capture":
+		return cmdCapture(args, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "edgegate", versionString())
 		return 0
@@ -119,53 +132,4 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
-}
-
-func cmdRun(args []string, stderr io.Writer) int {
-	path, ok := configFlag("run", args, stderr)
-	if !ok {
-		return 2
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		printConfigErrors(stderr, err)
-		return 1
-	}
-	log := newLogger(cfg.Log, stderr)
-	slog.SetDefault(log)
-	g, err := gateway.New(cfg, log)
-	if err != nil {
-		log.Error("setup failed", "err", err)
-		return 1
-	}
-	if err := g.Start(); err != nil {
-		log.Error("start failed", "err", err)
-		return 1
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	for {
-		select {
-		case <-hup:
-			next, err := config.Load(path)
-			if err != nil {
-				log.Error("reload rejected: running configuration kept", "err", err)
-				continue
-			}
-			if err := g.Reload(next); err != nil {
-				log.Error("reload failed", "err", err)
-				continue
-			}
-			log.Info("configuration reloaded", "file", path)
-		case <-ctx.Done():
-			log.Info("shutting down")
-			if err := g.Close(); err != nil {
-				log.Error("shutdown", "err", err)
-				return 1
-			}
-			return 0
-		}
-	}
 }

@@ -1,0 +1,114 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// Client talks to the admin API (the CLI's subcommands use it).
+type Client struct {
+	Base string // e.g. http://127.0.0.1:9469
+	HTTP *http.Client
+}
+
+// NewClient returns a client for an admin listen address (host:port).
+func NewClient(listen string) *Client {
+	return &Client{Base: "http://" + listen, HTTP: &http.Client{}}
+}
+
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, out any) error {
+	u := c.Base + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return fmt.Errorf("admin API: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return apiError(resp)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("admin API %s: decode: %w", path, err)
+	}
+	return nil
+}
+
+func apiError(resp *http.Response) error {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	var e struct{ Error string }
+	if json.Unmarshal(b, &e) == nil && e.Error != "" {
+		return fmt.Errorf("admin API: %s: %s", resp.Status, e.Error)
+	}
+	return fmt.Errorf("admin API: %s: %s", resp.Status, strings.TrimSpace(string(b)))
+}
+
+// Flows lists flows matching f.
+func (c *Client) Flows(ctx context.Context, f FlowFilter) ([]Flow, error) {
+	var out []Flow
+	err := c.do(ctx, http.MethodGet, "/conntrack", f.Values(), &out)
+	return out, err
+}
+
+// DeleteFlows deletes flows matching f; an empty filter needs all.
+func (c *Client) DeleteFlows(ctx context.Context, f FlowFilter, all bool) (int, error) {
+	q := f.Values()
+	if all {
+		q.Set("all", "true")
+	}
+	var out struct{ Deleted int }
+	err := c.do(ctx, http.MethodDelete, "/conntrack", q, &out)
+	return out.Deleted, err
+}
+
+// Status fetches /status.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var st Status
+	err := c.do(ctx, http.MethodGet, "/status", nil, &st)
+	return st, err
+}
+
+// Capture streams a pcap capture into w and returns the bytes written.
+func (c *Client) Capture(ctx context.Context, r CaptureRequest, w io.Writer) (int64, error) {
+	q := url.Values{}
+	if r.Count > 0 {
+		q.Set("count", strconv.Itoa(r.Count))
+	}
+	if r.Duration > 0 {
+		q.Set("duration", r.Duration.String())
+	}
+	if r.Snaplen > 0 {
+		q.Set("snaplen", strconv.Itoa(r.Snaplen))
+	}
+	if r.Filter != "" {
+		q.Set("filter", r.Filter)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Base+"/capture?"+q.Encode(), nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("admin API: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, apiError(resp)
+	}
+	n, err := io.Copy(w, resp.Body)
+	if err != nil && ctx.Err() != nil {
+		err = nil // interrupted by the caller: what arrived is a valid pcap prefix
+	}
+	return n, err
+}

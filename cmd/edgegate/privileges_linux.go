@@ -1,0 +1,92 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"os/user"
+	"strconv"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/edgegate/edgegate/config"
+)
+
+// lastCap is the highest capability number we clear from the bounding set; unknown numbers
+// above the kernel's are refused with EINVAL and skipped.
+const lastCap = 63
+
+// dropPrivileges keeps only CAP_NET_ADMIN (route, rule and TUN changes on reload and shutdown),
+// plus CAP_NET_BIND_SERVICE when the ingress has a listener below port 1024 (reload may reopen
+// it), on every thread, and optionally switches to an unprivileged user first. Already open
+// descriptors (TUN queues, listeners) keep working.
+func dropPrivileges(userName string, cfg *config.Config, log *slog.Logger) error {
+	keep := uint64(1) << unix.CAP_NET_ADMIN
+	if cfg.Ingress != nil {
+		for _, l := range cfg.Ingress.Listeners {
+			if _, p, err := net.SplitHostPort(l.Address); err == nil {
+				if n, _ := strconv.Atoi(p); n > 0 && n < 1024 {
+					keep |= 1 << unix.CAP_NET_BIND_SERVICE
+				}
+			}
+		}
+	}
+	// AllThreadsSyscall is unavailable in cgo binaries: say so instead of pretending.
+	if _, _, e := syscall.AllThreadsSyscall(syscall.SYS_PRCTL, unix.PR_CAPBSET_READ, unix.CAP_NET_ADMIN, 0); e == syscall.ENOTSUP {
+		log.Warn("privileges not dropped: this binary uses cgo (build with CGO_ENABLED=0)")
+		return nil
+	}
+	// Clear the bounding set so nothing dropped can come back through exec.
+	for c := 0; c <= lastCap; c++ {
+		if keep&(1<<c) != 0 {
+			continue
+		}
+		if _, _, e := syscall.AllThreadsSyscall6(syscall.SYS_PRCTL, unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0, 0); e != 0 && e != syscall.EINVAL {
+			return fmt.Errorf("drop capability %d from the bounding set: %w", c, e)
+		}
+	}
+	if userName != "" {
+		u, err := user.Lookup(userName)
+		if err != nil {
+			return fmt.Errorf("user %q: %w", userName, err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		// Keep the permitted set across the uid change, then narrow it below.
+		if _, _, e := syscall.AllThreadsSyscall6(syscall.SYS_PRCTL, unix.PR_SET_KEEPCAPS, 1, 0, 0, 0, 0); e != 0 {
+			return fmt.Errorf("PR_SET_KEEPCAPS: %w", e)
+		}
+		if err := syscall.Setgroups(nil); err != nil {
+			return fmt.Errorf("setgroups: %w", err)
+		}
+		if err := syscall.Setresgid(gid, gid, gid); err != nil {
+			return fmt.Errorf("setresgid %d: %w", gid, err)
+		}
+		if err := syscall.Setresuid(uid, uid, uid); err != nil {
+			return fmt.Errorf("setresuid %d: %w", uid, err)
+		}
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	data[0].Effective, data[0].Permitted = uint32(keep), uint32(keep)
+	data[1].Effective, data[1].Permitted = uint32(keep>>32), uint32(keep>>32)
+	// capset acts on the calling thread only; AllThreadsSyscall applies it to every thread of
+	// the process (needs a cgo-free binary, which edgegate is).
+	if _, _, e := syscall.AllThreadsSyscall(unix.SYS_CAPSET, uintptr(unsafePointer(&hdr)), uintptr(unsafePointer(&data[0])), 0); e != 0 {
+		return fmt.Errorf("capset: %w", e)
+	}
+	log.Info("privileges dropped", "user", userName, "capabilities", capNames(keep))
+	return nil
+}
+
+func capNames(m uint64) []string {
+	var out []string
+	if m&(1<<unix.CAP_NET_ADMIN) != 0 {
+		out = append(out, "CAP_NET_ADMIN")
+	}
+	if m&(1<<unix.CAP_NET_BIND_SERVICE) != 0 {
+		out = append(out, "CAP_NET_BIND_SERVICE")
+	}
+	return out
+}

@@ -1,0 +1,255 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edgegate/edgegate/admin"
+	"github.com/edgegate/edgegate/config"
+	"github.com/edgegate/edgegate/gateway"
+	"github.com/edgegate/edgegate/health"
+	"github.com/edgegate/edgegate/ingress"
+)
+
+// daemon is one running edgegate: the data path and what operates it.
+type daemon struct {
+	path    string
+	log     *slog.Logger
+	g       *gateway.Gateway
+	coll    *admin.Collector
+	api     *admin.Server
+	checker *health.Checker
+	ing     *ingress.Server
+	reg     *prometheus.Registry
+}
+
+func cmdRun(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("c", "/etc/edgegate/edgegate.yaml", "configuration file")
+	watch := fs.Bool("watch", false, "reload when the configuration file changes (besides SIGHUP)")
+	user := fs.String("user", "", "after start, switch to this user (keeping only CAP_NET_ADMIN)")
+	keepCaps := fs.Bool("drop-privileges", true, "after start, keep only CAP_NET_ADMIN (and CAP_NET_BIND_SERVICE when the ingress listens below 1024)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		printConfigErrors(stderr, err)
+		return 1
+	}
+	log := newLogger(cfg.Log, stderr)
+	slog.SetDefault(log)
+	d := &daemon{path: *path, log: log}
+	if err := d.start(cfg); err != nil {
+		log.Error("start failed", "err", err)
+		d.stop()
+		return 1
+	}
+	if *keepCaps || *user != "" {
+		if err := dropPrivileges(*user, cfg, log); err != nil {
+			log.Error("dropping privileges failed", "err", err)
+			d.stop()
+			return 1
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	var changed <-chan struct{}
+	if *watch {
+		changed = watchFile(ctx, *path, time.Second)
+	}
+	for {
+		select {
+		case <-hup:
+			d.reload("SIGHUP")
+		case <-changed:
+			d.reload("file changed")
+		case <-ctx.Done():
+			log.Info("shutting down")
+			if err := d.stop(); err != nil {
+				log.Error("shutdown", "err", err)
+				return 1
+			}
+			log.Info("stopped")
+			return 0
+		}
+	}
+}
+
+// start brings up the data path, the health checks, the admin API and the ingress, in that order.
+func (d *daemon) start(cfg *config.Config) error {
+	g, err := gateway.New(cfg, d.log)
+	if err != nil {
+		return err
+	}
+	d.g = g
+	d.coll = admin.NewCollector(g)
+	reg := admin.NewRegistry(d.coll, versionString())
+	d.reg = reg
+	d.checker = health.New(d.log, func() {
+		if err := g.SetHealth(d.checker.Healthy); err != nil {
+			d.log.Error("rebuilding rules after a health change", "err", err)
+		}
+	})
+	reg.MustRegister(d.checker)
+	if err := g.SetHealth(d.checker.Healthy); err != nil {
+		return err
+	}
+	if err := g.Start(); err != nil {
+		d.g = nil
+		return err
+	}
+	d.checker.Update(cfg)
+	if cfg.Admin.Enabled() {
+		d.api = admin.NewServer(admin.Options{Listen: cfg.Admin.Listen, Pprof: cfg.Admin.Pprof, Source: g, Registry: reg, Logger: d.log, Version: versionString()})
+		d.api.SetHealth(d.checker)
+		if err := d.api.Start(); err != nil {
+			return err
+		}
+	}
+	if cfg.Ingress != nil {
+		if err := d.startIngress(cfg, reg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *daemon) startIngress(cfg *config.Config, reg prometheus.Registerer) error {
+	ing, err := ingress.New(cfg, d.g, ingress.Options{Logger: d.log, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	if err := ing.Start(); err != nil {
+		return err
+	}
+	d.ing = ing
+	return nil
+}
+
+// reload reads and validates the file completely, then applies it; a bad file changes nothing.
+func (d *daemon) reload(why string) {
+	next, err := config.Load(d.path)
+	if err != nil {
+		var es config.Errors
+		if errors.As(err, &es) {
+			for _, e := range es {
+				d.log.Error("reload rejected: running configuration kept", "trigger", why, "problem", e.Error())
+			}
+		} else {
+			d.log.Error("reload rejected: running configuration kept", "trigger", why, "err", err)
+		}
+		d.coll.RecordReload(err)
+		return
+	}
+	if err := d.g.Reload(next); err != nil {
+		d.log.Error("reload failed", "trigger", why, "err", err)
+		d.coll.RecordReload(err)
+		return
+	}
+	d.checker.Update(next)
+	switch {
+	case next.Ingress != nil && d.ing != nil:
+		err = d.ing.Reload(next, d.g)
+	case next.Ingress != nil:
+		err = d.startIngress(next, d.reg)
+	case d.ing != nil:
+		err = d.stopIngress(next)
+	}
+	if err != nil {
+		d.log.Error("ingress reload failed", "trigger", why, "err", err)
+		d.coll.RecordReload(err)
+		return
+	}
+	d.coll.RecordReload(nil)
+	d.log.Info("configuration reloaded", "trigger", why, "file", d.path, "services", len(next.Services))
+}
+
+func (d *daemon) stopIngress(cfg *config.Config) error {
+	drain := 10 * time.Second
+	if c := d.g.Config(); c != nil && c.Ingress != nil && c.Ingress.DrainTimeout > 0 {
+		drain = time.Duration(c.Ingress.DrainTimeout)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	err := d.ing.Shutdown(ctx)
+	d.ing = nil
+	return err
+}
+
+// stop is the graceful shutdown: no new flows, L7 drained within its bound, checks and API
+// stopped, then routes, rules and the TUN removed.
+func (d *daemon) stop() error {
+	var errs []error
+	if d.g != nil {
+		d.g.StopNewFlows()
+	}
+	if d.ing != nil {
+		if err := d.stopIngress(nil); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if d.checker != nil {
+		d.checker.Close()
+	}
+	if d.api != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if err := d.api.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+		cancel()
+	}
+	if d.g != nil {
+		if err := d.g.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// watchFile signals when path's modification time or size changes (polling: works for editors
+// that replace the file and for ConfigMap symlink swaps alike).
+func watchFile(ctx context.Context, path string, every time.Duration) <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	stat := func() (time.Time, int64) {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return time.Time{}, -1
+		}
+		return fi.ModTime(), fi.Size()
+	}
+	mt, sz := stat()
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			m, s := stat()
+			if s >= 0 && (!m.Equal(mt) || s != sz) {
+				mt, sz = m, s
+				select {
+				case ch <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return ch
+}
