@@ -141,6 +141,9 @@ func parseSystemStat(s string) (softirq, total uint64, err error) {
 			if err != nil {
 				return 0, 0, fmt.Errorf("/proc/stat: %w", err)
 			}
+			if total+n < total {
+				return 0, 0, errors.New("/proc/stat: counter overflow")
+			}
 			total += n
 			if i == 6 {
 				softirq = n

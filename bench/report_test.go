@@ -81,6 +81,9 @@ func TestParseSystemStat(t *testing.T) {
 	if _, _, err := parseSystemStat("cpu0 1 2 3 4 5 6 7 8\n"); err == nil {
 		t.Error("no aggregate cpu line: want error")
 	}
+	if _, _, err := parseSystemStat("cpu 18446744073709551615 1 0 0 0 0 0 0\n"); err == nil {
+		t.Error("overflowing sum: want error")
+	}
 	if _, _, err := parseSystemStat("cpu 1 2 x 4 5 6 7 8\n"); err == nil {
 		t.Error("bad number: want error")
 	}

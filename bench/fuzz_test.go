@@ -1,0 +1,60 @@
+package main
+
+import (
+	"fmt"
+	"testing"
+)
+
+// FuzzParseProcStat: whatever the command name (the kernel allows spaces and parentheses in it),
+// the parsed CPU time is utime+stime; arbitrary input never panics.
+func FuzzParseProcStat(f *testing.F) {
+	f.Add("edgegate", uint32(250), uint32(75), "")
+	f.Add("a) b (c", uint32(0), uint32(1), "")
+	f.Add("", uint32(1), uint32(2), "12 (x) R 1")
+	f.Fuzz(func(t *testing.T, comm string, utime, stime uint32, raw string) {
+		parseProcStat(raw) // must not panic
+		line := fmt.Sprintf("4242 (%s) S 1 4242 4242 0 -1 4194560 10 0 0 0 %d %d 0 0 20 0 3 0 100 0", comm, utime, stime)
+		got, err := parseProcStat(line)
+		if err != nil {
+			t.Fatalf("parseProcStat(%q): %v", line, err)
+		}
+		if want := uint64(utime) + uint64(stime); got != want {
+			t.Fatalf("parseProcStat(%q) = %d, want %d", line, got, want)
+		}
+	})
+}
+
+// FuzzParseSystemStat: never panics, and softirq is part of the total it reports.
+func FuzzParseSystemStat(f *testing.F) {
+	f.Add("cpu  100 5 50 800 10 3 30 2 7 1\ncpu0 50 2 25 400 5 1 15 1 0 0\n")
+	f.Add("cpu 1 2 3 4 5 6 7\n")
+	f.Add("intr 1\ncpu 18446744073709551615 0 0 0 0 0 1 0\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		soft, total, err := parseSystemStat(s)
+		if err == nil && soft > total {
+			t.Fatalf("softirq %d > total %d", soft, total)
+		}
+	})
+}
+
+// FuzzParseIperf: never panics; an accepted result has both sides' durations.
+func FuzzParseIperf(f *testing.F) {
+	f.Add([]byte(`{"end":{"sum_sent":{"seconds":1,"packets":10},"sum_received":{"seconds":1,"packets":9,"lost_packets":1}}}`))
+	f.Add([]byte(`{"error":"the server is busy"}`))
+	f.Add([]byte("warning\n{\"end\":{}}"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := parseIperf(b)
+		if err == nil && (r.End.SumReceived.Seconds <= 0 || r.End.SumSent.Seconds <= 0) {
+			t.Fatalf("accepted %q without durations", b)
+		}
+	})
+}
+
+// FuzzParseTxPackets: never panics on arbitrary `ip -j` output.
+func FuzzParseTxPackets(f *testing.F) {
+	f.Add([]byte(`[{"ifname":"g1","stats64":{"tx":{"packets":10}}}]`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		parseTxPackets(b)
+	})
+}
