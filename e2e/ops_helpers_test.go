@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -171,9 +172,11 @@ type backendServer struct {
 	name string
 	mu   sync.Mutex
 	srv  *http.Server
+	slow atomic.Int32 // /slow requests in progress
 }
 
 func (tp *topo) serveBackend(t *testing.T, i int) *backendServer {
+	t.Helper()
 	bs := &backendServer{ns: tp.b[i], name: backendNames[i]}
 	must(t, bs.start())
 	t.Cleanup(bs.stop)
@@ -186,7 +189,15 @@ func (bs *backendServer) start() error {
 		return err
 	}
 	name := bs.name
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, name) }), ReadHeaderTimeout: 5 * time.Second}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, name) })
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		bs.slow.Add(1)
+		defer bs.slow.Add(-1)
+		time.Sleep(1500 * time.Millisecond)
+		io.WriteString(w, name)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	bs.mu.Lock()
 	bs.srv = srv
 	bs.mu.Unlock()
@@ -244,4 +255,14 @@ func (tp *topo) startIperfServers(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// containsAll reports whether s contains every part.
+func containsAll(s string, parts ...string) bool {
+	for _, p := range parts {
+		if !strings.Contains(s, p) {
+			return false
+		}
+	}
+	return true
 }

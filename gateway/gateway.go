@@ -345,7 +345,29 @@ func (g *Gateway) SetHealth(h HealthView) error {
 		return err
 	}
 	g.rules.Store(rules)
+	if h != nil {
+		g.dropUnhealthy(h)
+	}
 	return nil
+}
+
+// dropUnhealthy deletes the UDP/ICMP flows and the ended TCP flows to backends h calls unhealthy,
+// so their next datagram (or a reused client port) picks a healthy backend. Live TCP flows stay:
+// a failed probe does not prove an established connection dead.
+func (g *Gateway) dropUnhealthy(h HealthView) {
+	n := 0
+	g.CT.Range(func(e *conntrack.Entry) bool {
+		if e.Kind != nat.KindService || (e.Tuple[conntrack.Original].Proto == nat.ProtoTCP && !closed(e.State())) {
+			return true
+		}
+		if !h(g.builder.ServiceName(e.Service), e.Tuple[conntrack.Reply].SrcAddr()) && g.CT.Delete(e) {
+			n++
+		}
+		return true
+	})
+	if n > 0 {
+		g.log.Info("deleted flows to unhealthy backends", "flows", n)
+	}
 }
 
 // SetTap starts (t != nil) or stops (nil) packet capture on every worker.
