@@ -2,6 +2,7 @@ package conntrack
 
 import (
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/edgegate/edgegate/packet"
 )
@@ -12,22 +13,38 @@ import (
 // src=Reply.Dst, dst=Reply.Src; Reply-direction packets get src=Original.Dst,
 // dst=Original.Src. Immutable after Insert except the atomics; an Entry is inserted at most
 // once (never reused after removal, the GC frees it), which is what lets readers walk hash
-// chains without locks. 128 bytes (one allocation per flow).
+// chains without locks. 128 bytes: one allocation per flow.
+//
+// Field order is a cache layout: an entry is two 64-byte lines (the allocator aligns 128-byte
+// objects); line 0 holds what an Original-direction lookup reads (its chain link, tuple and
+// the state word), line 1 holds Tuple[Reply] and its chain link, so walking past an entry in a
+// hash chain touches one line.
 type Entry struct {
-	Tuple   [2]Tuple      // must stay the first field: chain links point into its first bytes
-	Service uint32        // opaque label of the caller (service id), for filters and metrics
-	Load    *atomic.Int64 // optional: decremented once when the entry is removed (least_conn counts)
-
-	// next are the hash chain links of the two directions. A link is a pointer to byte d of
-	// the entry it leads to (d = that node's direction), so one pointer names both the entry
-	// and which of its tuples the chain holds (see link and entryOf).
-	next [2]atomic.Pointer[byte]
 	// word packs expiry (unix ns, rounded down to 256 ns) with state and flags in the low
 	// byte, so one CAS moves state, flags and timeout together.
 	word atomic.Int64
-	sh   *shared // timeouts and counters of the table (defaultShared before Insert)
+	// next0 and next1 are the hash chain links of the two directions. A link is a pointer to
+	// byte d of the entry it leads to (d = that node's direction), so one pointer names both
+	// the entry and which of its tuples the chain holds (see link and entryOf).
+	next0 atomic.Pointer[byte]
+	Load  *atomic.Int64 // optional: decremented once when the entry is removed (least_conn counts)
+	Kind  uint8         // opaque label: service flow, egress flow, ...
 
-	Kind uint8 // opaque label: service flow, egress flow, ...
+	Tuple   [2]Tuple // at offset 26: Tuple[Original] ends line 0, Tuple[Reply] starts line 1
+	Service uint32   // opaque label of the caller (service id), for filters and metrics
+	next1   atomic.Pointer[byte]
+	sh      *shared // timeouts and counters of the table (defaultShared before Insert)
+}
+
+// Offsets of the two chain links, for next.
+const (
+	offNext0 = unsafe.Offsetof(Entry{}.next0)
+	offNext1 = unsafe.Offsetof(Entry{}.next1)
+)
+
+// next is the chain link of e's node for direction d (branch-free: d is data-dependent).
+func (e *Entry) next(d Dir) *atomic.Pointer[byte] {
+	return (*atomic.Pointer[byte])(unsafe.Add(unsafe.Pointer(e), offNext0+uintptr(d)*(offNext1-offNext0)))
 }
 
 // Low byte of Entry.word.

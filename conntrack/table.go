@@ -136,14 +136,14 @@ func (t *Table) Lookup(k *Tuple, now int64) (*Entry, Dir) {
 	p := t.buckets[t.bucket(k)].Load()
 	for p != nil {
 		e, d := entryOf(p)
-		if e.Tuple[d] == *k {
+		if e.Tuple[d].equal(k) {
 			w := e.word.Load()
 			if w&wDead != 0 || w&^wLowMask <= now {
 				return nil, Original
 			}
 			return e, d
 		}
-		p = e.next[d].Load()
+		p = e.next(d).Load()
 	}
 	return nil, Original
 }
@@ -152,10 +152,10 @@ func (t *Table) Lookup(k *Tuple, now int64) (*Entry, Dir) {
 func (t *Table) find(b uint64, k *Tuple) *Entry {
 	for p := t.buckets[b].Load(); p != nil; {
 		e, d := entryOf(p)
-		if e.Tuple[d] == *k {
+		if e.Tuple[d].equal(k) {
 			return e
 		}
-		p = e.next[d].Load()
+		p = e.next(d).Load()
 	}
 	return nil
 }
@@ -215,9 +215,9 @@ func (t *Table) Insert(e *Entry, now int64) (*Entry, error) {
 		if x == nil {
 			e.sh = t.sh
 			e.word.Store(pack(now+t.sh.timeoutOf(k0.Proto, st), st, w&(wAssured|wSeenReply)))
-			e.next[Original].Store(t.buckets[b0].Load())
+			e.next(Original).Store(t.buckets[b0].Load())
 			t.buckets[b0].Store(link(e, Original))
-			e.next[Reply].Store(t.buckets[b1].Load())
+			e.next(Reply).Store(t.buckets[b1].Load())
 			t.buckets[b1].Store(link(e, Reply))
 			t.unlock2(b0, b1)
 			t.inserted.Add(1)
@@ -272,7 +272,7 @@ func (t *Table) evict(b uint64, now int64) bool {
 					}
 				}
 			}
-			p = e.next[d].Load()
+			p = e.next(d).Load()
 		}
 	}
 	return false
@@ -285,10 +285,10 @@ func (t *Table) unlink(b uint64, target *byte) {
 	for p := prev.Load(); p != nil; p = prev.Load() {
 		e, d := entryOf(p)
 		if p == target {
-			prev.Store(e.next[d].Load())
+			prev.Store(e.next(d).Load())
 			return
 		}
-		prev = &e.next[d]
+		prev = e.next(d)
 	}
 }
 
@@ -332,7 +332,7 @@ func (t *Table) Sweep(now int64) int {
 	for i := range t.buckets {
 		for p := t.buckets[i].Load(); p != nil; {
 			e, d := entryOf(p)
-			next := e.next[d].Load()
+			next := e.next(d).Load()
 			if w := e.word.Load(); w&wDead == 0 && w&^wLowMask <= now && t.remove(e, &t.expired) {
 				n++
 			}
@@ -353,7 +353,7 @@ func (t *Table) Range(fn func(*Entry) bool) {
 			if d == Original && e.word.Load()&wDead == 0 && !fn(e) {
 				return
 			}
-			p = e.next[d].Load()
+			p = e.next(d).Load()
 		}
 	}
 }

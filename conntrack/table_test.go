@@ -14,6 +14,15 @@ func TestEntrySize(t *testing.T) {
 	if s := unsafe.Sizeof(Entry{}); s > 128 {
 		t.Fatalf("sizeof(Entry) = %d, want <= 128", s)
 	}
+	// The cache layout: what an Original lookup reads in line 0, Tuple[Reply] and its link
+	// in line 1.
+	var e Entry
+	off := func(p unsafe.Pointer) uintptr { return uintptr(p) - uintptr(unsafe.Pointer(&e)) }
+	t0end := off(unsafe.Pointer(&e.Tuple[Original])) + unsafe.Sizeof(Tuple{})
+	if t0end > 64 || off(unsafe.Pointer(&e.word)) >= 64 || off(unsafe.Pointer(&e.next0)) >= 64 ||
+		off(unsafe.Pointer(&e.Tuple[Reply])) < 64 || off(unsafe.Pointer(&e.next1)) < 64 {
+		t.Fatalf("Entry layout does not split Original/Reply data over the two cache lines")
+	}
 }
 
 func TestTupleHelpers(t *testing.T) {
