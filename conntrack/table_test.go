@@ -394,3 +394,34 @@ func TestFilters(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+func TestTupleEqual(t *testing.T) {
+	a := MakeTuple(ProtoTCP, client6, vip6, 1234, 80)
+	b := a
+	if !a.equal(&b) {
+		t.Fatal("equal tuples differ")
+	}
+	// Flip every bit of every field, one at a time: equal must agree with ==.
+	mut := []func(*Tuple, int){
+		func(k *Tuple, i int) { k.Src[i/8] ^= 1 << (i % 8) },
+		func(k *Tuple, i int) { k.Dst[i/8] ^= 1 << (i % 8) },
+		func(k *Tuple, i int) { k.SrcPort ^= 1 << (i % 16) },
+		func(k *Tuple, i int) { k.DstPort ^= 1 << (i % 16) },
+		func(k *Tuple, i int) { k.Proto ^= 1 << (i % 8) },
+	}
+	for mi, m := range mut {
+		for i := range 128 {
+			c := a
+			m(&c, i)
+			if c.equal(&a) || a.equal(&c) || c == a {
+				t.Fatalf("mutation %d bit %d: equal reports a match", mi, i)
+			}
+			// Two changes that cancel in a XOR-based compare must still differ.
+			d := c
+			mut[(mi+1)%len(mut)](&d, i)
+			if d.equal(&a) != (d == a) {
+				t.Fatalf("mutations %d+%d bit %d: equal %v, == %v", mi, (mi+1)%len(mut), i, d.equal(&a), d == a)
+			}
+		}
+	}
+}

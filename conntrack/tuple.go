@@ -116,10 +116,11 @@ func (t *Tuple) hash(k *hashKey) uint64 {
 // struct: five word compares folded into one branch.
 func (t *Tuple) equal(k *Tuple) bool {
 	le := binary.LittleEndian
-	x := le.Uint64(t.Src[0:8]) ^ le.Uint64(k.Src[0:8]) |
-		le.Uint64(t.Src[8:16]) ^ le.Uint64(k.Src[8:16]) |
-		le.Uint64(t.Dst[0:8]) ^ le.Uint64(k.Dst[0:8]) |
-		le.Uint64(t.Dst[8:16]) ^ le.Uint64(k.Dst[8:16]) |
+	// Parenthesised: in Go ^ and | have the same precedence.
+	x := (le.Uint64(t.Src[0:8]) ^ le.Uint64(k.Src[0:8])) |
+		(le.Uint64(t.Src[8:16]) ^ le.Uint64(k.Src[8:16])) |
+		(le.Uint64(t.Dst[0:8]) ^ le.Uint64(k.Dst[0:8])) |
+		(le.Uint64(t.Dst[8:16]) ^ le.Uint64(k.Dst[8:16])) |
 		uint64(t.SrcPort^k.SrcPort) | uint64(t.DstPort^k.DstPort) | uint64(t.Proto^k.Proto)
 	return x == 0
 }
