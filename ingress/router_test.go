@@ -3,6 +3,7 @@ package ingress
 import (
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/edgegate/edgegate/config"
@@ -268,5 +269,25 @@ func FuzzMatch(f *testing.F) {
 			t.Fatalf("prefix %q matched %q", e.path, path)
 		}
 		th.match(host, "GET", path, http.Header{}, u)
+	})
+}
+
+// FuzzPathRewrite: prefix replacement never panics and always yields an absolute path.
+func FuzzPathRewrite(f *testing.F) {
+	f.Add("/api/foo", "/api", "/")
+	f.Add("/api", "/api", "")
+	f.Add("/api/", "/api", "/v2/")
+	f.Fuzz(func(t *testing.T, path, prefix, repl string) {
+		prefix = strings.TrimRight(prefix, "/")
+		if !prefixMatch(path, prefix) || !strings.HasPrefix(path, "/") || !strings.HasPrefix(repl, "/") {
+			return // only requests the prefix matched, and valid replacements, reach apply
+		}
+		got := (&pathRewrite{prefix: true, value: repl}).apply(path, prefix)
+		if !strings.HasPrefix(got, "/") {
+			t.Fatalf("apply(%q, %q) with %q = %q: not absolute", path, prefix, repl, got)
+		}
+		if strings.Contains(got, "//") && !strings.Contains(path, "//") && !strings.Contains(repl, "//") {
+			t.Fatalf("apply(%q, %q) with %q = %q: double slash from joining", path, prefix, repl, got)
+		}
 	})
 }

@@ -31,8 +31,9 @@ type staticUpstreams struct {
 }
 
 type staticTarget struct {
-	set    *lb.Set
-	target uint16 // port dialled on the backend
+	set      *lb.Set
+	target   uint16 // port dialled on the backend
+	affinity bool   // the set needs the time (client affinity expiry)
 }
 
 // StaticUpstreams builds Upstreams from cfg.Services with lb.Build per service (the port's
@@ -73,7 +74,7 @@ func StaticUpstreams(cfg *config.Config) (Upstreams, error) {
 			if target == 0 {
 				target = p.Port
 			}
-			u.sets[svcPort{svc.Name, p.Port}] = staticTarget{set: set, target: target}
+			u.sets[svcPort{svc.Name, p.Port}] = staticTarget{set: set, target: target, affinity: spec.Affinity > 0}
 		}
 	}
 	return u, nil
@@ -91,7 +92,11 @@ func (u *staticUpstreams) PickActive(service string, port uint16, client netip.A
 	if !ok {
 		return netip.AddrPort{}, nil, false
 	}
-	b, ok := t.set.Pick(client, rand.Uint64(), time.Now().UnixNano())
+	var now int64
+	if t.affinity {
+		now = time.Now().UnixNano()
+	}
+	b, ok := t.set.Pick(client, rand.Uint64(), now)
 	if !ok {
 		return netip.AddrPort{}, nil, false
 	}

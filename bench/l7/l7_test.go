@@ -76,3 +76,15 @@ func TestRun(t *testing.T) {
 	}
 	t.Log("\n" + md)
 }
+
+// FuzzParseWrk: the wrk output parser never panics and never reports a result without a p99.
+func FuzzParseWrk(f *testing.F) {
+	f.Add("Requests/sec: 1.0\n     99%  1.00ms\n")
+	f.Add("  1 requests in 1s\n  Socket errors: connect 1, read 2, write 3, timeout 4\nRequests/sec: 5\n     50%  2us\n     99%  3s\n")
+	f.Fuzz(func(t *testing.T, out string) {
+		r, err := parseWrk(out)
+		if err == nil && r.P99 <= 0 {
+			t.Fatalf("no error but p99 %v", r.P99)
+		}
+	})
+}
