@@ -185,8 +185,10 @@ func (t *Table) unlock2(a, b uint64) {
 // entry and ErrExists (insert race: use the winner's translation; the winner may hold the
 // tuple in either direction, Lookup tells which). If Tuple[Reply] is taken: ErrReplyTaken
 // (choose another port). Full: evicts an unassured entry near the new flow's bucket (early
-// drop) else ErrTableFull. An expired entry in the way is removed first. Increment e.Load
-// only after a nil error: only inserted entries are ever decremented.
+// drop) else ErrTableFull. An expired entry in the way is removed first. e.Load is decremented
+// only for entries that were inserted; as the entry may be removed (and decremented) right
+// after it becomes visible, count the flow before Insert and undo that on any error. An entry
+// refused with an error may be changed (e.g. another reply tuple) and inserted again.
 func (t *Table) Insert(e *Entry, now int64) (*Entry, error) {
 	if e.sh != nil {
 		return nil, ErrReused
