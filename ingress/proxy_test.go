@@ -553,3 +553,56 @@ func TestLimits(t *testing.T) {
 		t.Errorf("idle connection closed after %v", d)
 	}
 }
+
+// TestReloadUnderLoad: reloads swap the table while requests are in flight; no request fails and
+// each is served by one of the two configurations.
+func TestReloadUnderLoad(t *testing.T) {
+	a := startBackend(t, "a", nil)
+	b := startBackend(t, "b", nil)
+	ups := newFixed().add("a", 80, a.addr).add("b", 80, b.addr)
+	s := startIngress(t, oneRoute("a", config.Rule{}), ups, Options{})
+	url := "http://" + addrOf(t, s, "main") + "/"
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan string, 100)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := noRedirectClient.Get(url)
+				if err != nil {
+					errs <- err.Error()
+					return
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || !(strings.HasPrefix(string(body), "a ") || strings.HasPrefix(string(body), "b ")) {
+					errs <- fmt.Sprintf("%d %q", resp.StatusCode, body)
+					return
+				}
+			}
+		}()
+	}
+	for i := range 30 {
+		svc := []string{"a", "b"}[i%2]
+		if err := s.Reload(&config.Config{Ingress: oneRoute(svc, config.Rule{})}, ups); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond) // let requests run on this table
+	}
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	if a.hits.Load() == 0 || b.hits.Load() == 0 {
+		t.Errorf("hits a=%d b=%d: both tables should have served", a.hits.Load(), b.hits.Load())
+	}
+}
