@@ -262,3 +262,20 @@ func TestBytesPerFlow(t *testing.T) {
 		t.Logf("%.1f bytes per flow", bpf)
 	}
 }
+
+// BenchmarkSweep is one background Sweep pass over a table of 1M live flows (nothing expired):
+// the per-second cost of expiry.
+func BenchmarkSweep(b *testing.B) {
+	const n = 1 << 20
+	tb := New(Config{MaxEntries: n})
+	for _, e := range benchFlows(n, 0) {
+		mustInsert(b, tb, e, t0)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if got := tb.Sweep(t0); got != 0 {
+			b.Fatalf("swept %d live flows", got)
+		}
+	}
+}

@@ -48,7 +48,7 @@ type Stats struct {
 	InsertRaces uint64 // inserts lost to an entry with the same original tuple (ErrExists)
 	ReplyTaken  uint64 // inserts refused with ErrReplyTaken
 	Invalid     uint64 // packets found INVALID by Entry.Update, plus CountInvalid calls
-	Sweeps      uint64 // Sweep runs
+	Sweeps      uint64 // Sweep and SweepPart runs
 }
 
 // paddedCounter keeps a hot counter on its own cache line.
@@ -86,7 +86,8 @@ type Table struct {
 	max     int64
 	onDel   func(*Entry)
 
-	n                                    atomic.Int64 // live (and reserved) entries
+	n                                    atomic.Int64  // live (and reserved) entries
+	cursor                               atomic.Uint64 // SweepPart's next bucket
 	inserted, deleted, expired, early    paddedCounter
 	tableFull, races, replyTaken, sweeps paddedCounter
 }
@@ -328,10 +329,29 @@ func (t *Table) remove(e *Entry, c *paddedCounter) bool {
 func (t *Table) Delete(e *Entry) bool { return t.remove(e, &t.deleted) }
 
 // Sweep removes the entries expired at now, walking every bucket; run it from a background
-// goroutine about once a second. Returns how many it removed.
+// goroutine about once a second. Returns how many it removed. Lookup already ignores expired
+// entries, so sweeping late only delays freeing them (and their OnDelete).
 func (t *Table) Sweep(now int64) int {
+	n := t.sweepRange(0, uint64(len(t.buckets)), now)
+	t.sweeps.Add(1)
+	return n
+}
+
+// SweepPart is Sweep over the next 1/parts of the buckets (round robin across calls), to
+// spread the work of a large table: SweepPart(now, 10) every 100 ms covers it once a second
+// in short steps instead of one pass of tens of milliseconds at a million flows.
+func (t *Table) SweepPart(now int64, parts int) int {
+	nb := uint64(len(t.buckets))
+	step := (nb + uint64(max(parts, 1)) - 1) / uint64(max(parts, 1))
+	start := (t.cursor.Add(step) - step) % nb
+	n := t.sweepRange(start, min(start+step, nb), now)
+	t.sweeps.Add(1)
+	return n
+}
+
+func (t *Table) sweepRange(lo, hi uint64, now int64) int {
 	n := 0
-	for i := range t.buckets {
+	for i := lo; i < hi; i++ {
 		for p := t.buckets[i].Load(); p != nil; {
 			e, d := entryOf(p)
 			next := e.next(d).Load()
@@ -341,7 +361,6 @@ func (t *Table) Sweep(now int64) int {
 			p = next
 		}
 	}
-	t.sweeps.Add(1)
 	return n
 }
 

@@ -161,6 +161,18 @@ func TestExpiryAndSweep(t *testing.T) {
 			t.Fatal("expired entry not marked removed")
 		}
 	}
+	// SweepPart covers the whole table in parts calls.
+	tb3 := New(Config{MaxEntries: 256})
+	for i := range 200 {
+		mustInsert(t, tb3, natEntry(udpPkt(client, vip, uint16(1000+i), 53), uint16(50000+i), t0), t0)
+	}
+	swept := 0
+	for range 7 {
+		swept += tb3.SweepPart(t0+31*sec, 7)
+	}
+	if swept != 200 || tb3.Len() != 0 {
+		t.Fatalf("7 x SweepPart(7) removed %d of 200, len %d", swept, tb3.Len())
+	}
 	// An expired but unswept entry does not block a new flow with the same tuple.
 	tb2 := New(Config{MaxEntries: 8})
 	old := natEntry(udpPkt(client, vip, 1, 53), 50000, t0)
