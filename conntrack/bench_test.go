@@ -53,15 +53,40 @@ func BenchmarkLookup(b *testing.B) {
 	}
 }
 
+// BenchmarkUpdate is the per-packet state update of a known flow: "batch" is packets sharing
+// one batch timestamp (the expiry is current, nothing is written), "refresh" moves the clock a
+// second per packet (one CAS each), "tcp" an ESTABLISHED flow's ACKs with refreshes.
 func BenchmarkUpdate(b *testing.B) {
 	e := benchFlows(1, 0)[0]
 	p := udpPkt(backend, masq, 8080, e.Tuple[Reply].DstPort)
-	b.ReportAllocs()
-	now := t0
-	for b.Loop() {
-		now += 1000
-		e.Update(Reply, p, now)
-	}
+	b.Run("batch", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			e.Update(Reply, p, t0)
+		}
+	})
+	b.Run("refresh", func(b *testing.B) {
+		b.ReportAllocs()
+		now := t0
+		for b.Loop() {
+			now += sec
+			e.Update(Reply, p, now)
+		}
+	})
+	b.Run("tcp", func(b *testing.B) {
+		te := natEntry(tcpPkt(fSYN), 50000, t0)
+		te.Update(Reply, tcpDirPkt(Reply, fSYNACK), t0)
+		te.Update(Original, tcpDirPkt(Original, fACK), t0)
+		ack := tcpDirPkt(Original, fPSHACK)
+		b.ReportAllocs()
+		now := t0
+		for b.Loop() {
+			now += sec
+			if !te.Update(Original, ack, now) {
+				b.Fatal("ACK refused")
+			}
+		}
+	})
 }
 
 // flowTable is what BenchmarkFlowTableParallel compares: a two-key (both directions) flow

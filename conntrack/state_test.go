@@ -1,6 +1,7 @@
 package conntrack
 
 import (
+	"sync"
 	"testing"
 	"time"
 
@@ -267,5 +268,36 @@ func TestStateString(t *testing.T) {
 	}
 	if State(200).String() != "invalid" || StateTimeWait.String() != "time_wait" {
 		t.Fatal("unexpected state names")
+	}
+}
+
+// TestConcurrentUpdate: workers updating one entry at once must not lose transitions (the
+// state word is CAS-updated). Both FINs are applied amid ACKs from both sides, so the flow must
+// end in LAST_ACK or TIME_WAIT, never stuck before the second FIN.
+func TestConcurrentUpdate(t *testing.T) {
+	for round := range 1000 {
+		e := natEntry(tcpPkt(fSYN), 50000, t0)
+		e.Update(Reply, tcpDirPkt(Reply, fSYNACK), t0)
+		e.Update(Original, tcpDirPkt(Original, fACK), t0)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for g := range 4 {
+			wg.Go(func() {
+				d := Dir(g & 1)
+				<-start
+				for i := range 200 {
+					flags := uint8(fACK)
+					if g < 2 && i == 100 {
+						flags = fFINACK
+					}
+					e.Update(d, tcpDirPkt(d, flags), t0+int64(i)*sec)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		if st := e.State(); st != StateLastAck && st != StateTimeWait {
+			t.Fatalf("round %d: state %v after FINs from both sides", round, st)
+		}
 	}
 }
