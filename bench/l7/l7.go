@@ -1,5 +1,6 @@
 // Package l7 benchmarks the edgegate HTTP ingress against nginx and HAProxy as reverse proxies in
-// front of the same small Go backend, driven by wrk, in keep-alive and new-connection modes.
+// front of the same small Go backend (a child process), driven by wrk, in keep-alive and
+// new-connection modes. edgegate runs in-process, as the gateway runs it.
 //
 // Every process is started here with its own temporary config in the foreground (nginx
 // -g 'daemon off;', haproxy -db), bounded in time by wrk's -d and stopped by PID; no system service
@@ -131,12 +132,11 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 	}
 	defer os.RemoveAll(dir)
 
-	backend, err := startBackend()
+	bport, stopBackend, err := startBackendProcess(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer backend.Close()
-	bport := backend.Addr().(*net.TCPAddr).Port
+	defer stopBackend()
 
 	targets := map[string]string{} // proxy -> URL
 	var stops []func()
@@ -227,6 +227,74 @@ func startProfile(path string) (func(), error) {
 }
 
 var body64 = []byte(strings.Repeat("x", BodySize-1) + "\n")
+
+// backendEnv makes a binary that imports this package act as the benchmark backend (see init).
+const backendEnv = "EDGEGATE_L7_BACKEND"
+
+// init turns this process into the backend when started by startBackendProcess: the backend runs
+// in its own process (own Go runtime, scheduler and GC) so the in-process edgegate does not share
+// two Ps with it while nginx and HAProxy would not. Any binary importing the package (the bench
+// main, this package's test binary) can serve; the variable is set only for that child.
+func init() {
+	if os.Getenv(backendEnv) != "1" {
+		return
+	}
+	ln, err := startBackend()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Printf("LISTEN %d\n", ln.Addr().(*net.TCPAddr).Port)
+	select {} // until the parent stops us by PID (or dies: Pdeathsig)
+}
+
+// startBackendProcess re-executes the current binary as the backend and returns its port.
+func startBackendProcess(ctx context.Context) (int, func(), error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return 0, nil, fmt.Errorf("l7 bench: backend: %w", err)
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), backendEnv+"=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return 0, nil, fmt.Errorf("l7 bench: backend: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		return 0, nil, fmt.Errorf("l7 bench: backend: %w", err)
+	}
+	stop := func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(3 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	}
+	portc := make(chan int, 1)
+	go func() {
+		var port int
+		if _, err := fmt.Fscanf(out, "LISTEN %d\n", &port); err == nil {
+			portc <- port
+		}
+		close(portc)
+		io.Copy(io.Discard, out)
+	}()
+	select {
+	case port, ok := <-portc:
+		if ok {
+			return port, stop, nil
+		}
+	case <-time.After(10 * time.Second):
+	case <-ctx.Done():
+	}
+	stop()
+	return 0, nil, errors.New("l7 bench: backend process did not report its port")
+}
 
 // startBackend serves a 64-byte response on 127.0.0.1:0.
 func startBackend() (net.Listener, error) {
