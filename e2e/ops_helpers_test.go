@@ -30,14 +30,19 @@ type svcSpec struct {
 // opsConfig renders a configuration: one masquerade address, the given services (port 80 ->
 // 8080 and 5201 for iperf3), conntrack options and the admin listener on the gateway's loopback.
 func opsConfig(conntrack string, svcs ...svcSpec) string {
+	return opsConfigQ(1, conntrack, svcs...)
+}
+
+// opsConfigQ is opsConfig with a number of TUN queues (one worker each).
+func opsConfigQ(queues int, conntrack string, svcs ...svcSpec) string {
 	var b strings.Builder
-	b.WriteString(`tun: {name: edge0, mtu: 1500, queues: 1}
+	fmt.Fprintf(&b, `tun: {name: edge0, mtu: 1500, queues: %d}
 nat:
   masquerade_addresses: [198.18.250.1]
 node_ports:
   addresses: [198.18.1.1]
 admin: {listen: "127.0.0.1:9469"}
-`)
+`, queues)
 	if conntrack != "" {
 		fmt.Fprintf(&b, "conntrack: %s\n", conntrack)
 	}
