@@ -3,7 +3,10 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"maps"
+	"net"
 	"net/http"
 	"regexp"
 	"slices"
@@ -188,5 +191,52 @@ func TestOpsReload(t *testing.T) {
 	}
 	if !regexp.MustCompile(`edgegate\.yaml:\d+(:\d+)?: `).MatchString(tp.egLog.String()) {
 		t.Errorf("the bad file was not reported with file:line:\n%s", tp.egLog.String())
+	}
+}
+
+// TestOpsDrainTimeout: a backend removed by a reload keeps its established TCP connection
+// until conntrack.drain_timeout, then the flow is deleted.
+func TestOpsDrainTimeout(t *testing.T) {
+	tp := newTopo(t)
+	for i := range tp.b {
+		tp.serveBackend(t, i)
+	}
+	path := tp.writeConfig("edgegate.yaml", opsConfig("{drain_timeout: 2s}", svcSpec{name: "web", vip: "198.18.200.10", backends: []int{0, 1}}))
+	tp.startEdgegate(path)
+	tp.waitReady(t)
+	var conn net.Conn
+	must(t, tp.c1.Do(func() (err error) {
+		conn, err = net.DialTimeout("tcp", "198.18.200.10:80", 2*time.Second)
+		return
+	}))
+	defer conn.Close()
+	ask := func() (string, error) {
+		conn.SetDeadline(time.Now().Add(time.Second))
+		if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: vip\r\n\r\n"); err != nil {
+			return "", err
+		}
+		buf := make([]byte, 512)
+		n, err := conn.Read(buf)
+		return string(buf[:n]), err
+	}
+	first, err := ask()
+	must(t, err)
+	name := first[len(first)-2:]
+	keep := map[string]int{"b1": 1, "b2": 0}[name]
+	tp.reload(t, path, opsConfig("{drain_timeout: 2s}", svcSpec{name: "web", vip: "198.18.200.10", backends: []int{keep}}))
+	removed := time.Now()
+	if ans, err := ask(); err != nil || !strings.HasSuffix(ans, name) {
+		t.Fatalf("connection to the removed backend %s right after the reload: %q, %v", name, ans, err)
+	}
+	backend := fmt.Sprintf("198.19.%c.2", name[1])
+	waitFor(t, 5*time.Second, "the drained flow deleted", func() bool { return len(tp.flows(t, "backend="+backend)) == 0 })
+	if el := time.Since(removed); el < 2*time.Second-100*time.Millisecond {
+		t.Errorf("flow deleted %v after the reload, before drain_timeout", el)
+	}
+	if ans, err := ask(); err == nil {
+		t.Errorf("connection still served after the drain timeout: %q", ans)
+	}
+	if m := tp.scrape(t); m.get("edgegate_conntrack_flows_removed_total", "cause=deleted") < 1 {
+		t.Error("drain deletion not counted")
 	}
 }

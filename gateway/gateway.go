@@ -167,6 +167,7 @@ func (g *Gateway) Start() error {
 	}
 	g.wg.Add(1)
 	go g.sweep()
+	g.scheduleDrain(cfg) // drain: true backends in the first configuration
 	g.ready.Store(true)
 	g.log.Info("gateway started", "tun", name, "queues", len(devs), "offload", devs[0].VnetHdr(), "services", len(cfg.Services), "node_addresses", g.nodeAddrs)
 	return nil
@@ -254,14 +255,14 @@ func (g *Gateway) dropStale(old, cfg *config.Config) {
 
 // deleteOrphans deletes service flows whose service or backend is not in cfg: UDP and ICMP ones
 // always, TCP ones that already ended (TIME_WAIT, CLOSE: a client reusing the port would re-open
-// them with their old backend), and all TCP ones with tcp (drain timeout). It returns how many
-// were deleted.
+// them with their old backend), and with tcp (drain timeout) every TCP flow of a removed or
+// draining (drain: true) backend. It returns how many were deleted.
 func (g *Gateway) deleteOrphans(cfg *config.Config, tcp bool) int {
 	live := map[string]map[netip.Addr]bool{}
 	for _, s := range cfg.Services {
 		m := map[netip.Addr]bool{}
 		for _, b := range s.Backends {
-			m[b.Address] = true
+			m[b.Address] = !(tcp && b.Drain) // at the drain timeout, draining backends are cut too
 		}
 		live[s.Name] = m
 	}
