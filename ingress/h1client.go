@@ -25,9 +25,10 @@ type h1Client struct {
 	maxIdle     int           // per backend
 	idleTimeout time.Duration // idle connections older than this are closed instead of reused
 
-	mu     sync.Mutex
-	idle   map[netip.AddrPort][]*upConn // LIFO stacks
-	closed bool
+	mu        sync.Mutex
+	idle      map[netip.AddrPort][]*upConn // LIFO stacks
+	lastSweep time.Time
+	closed    bool
 }
 
 // upConn is one pooled backend connection.
@@ -90,7 +91,33 @@ func (c *h1Client) put(uc *upConn) {
 		return
 	}
 	c.idle[uc.addr] = append(c.idle[uc.addr], uc)
+	if uc.idleSince.Sub(c.lastSweep) > c.idleTimeout {
+		c.sweepLocked(uc.idleSince)
+	}
 	c.mu.Unlock()
+}
+
+// sweepLocked closes connections idle for longer than idleTimeout, so backends that are no longer
+// picked (removed by a reload, unhealthy) do not keep sockets open. Runs at most once per
+// idleTimeout, from put.
+func (c *h1Client) sweepLocked(now time.Time) {
+	c.lastSweep = now
+	for a, stack := range c.idle {
+		keep := stack[:0]
+		for _, uc := range stack { // oldest first
+			if now.Sub(uc.idleSince) >= c.idleTimeout {
+				uc.nc.Close()
+				continue
+			}
+			keep = append(keep, uc)
+		}
+		clear(stack[len(keep):])
+		if len(keep) == 0 {
+			delete(c.idle, a)
+		} else {
+			c.idle[a] = keep
+		}
+	}
 }
 
 // closeIdle closes every pooled connection; with final, later puts close theirs too.

@@ -171,3 +171,35 @@ func TestClientGoneCancelsBackend(t *testing.T) {
 	}
 	<-errc
 }
+
+// TestPoolSweep: idle connections to a backend that is no longer used are closed by the sweep.
+func TestPoolSweep(t *testing.T) {
+	a, _, aClosed := connCountingBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), 0)
+	b, _, _ := connCountingBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), 0)
+	c := newH1Client()
+	c.idleTimeout = 50 * time.Millisecond
+	req, _ := http.NewRequest("GET", "http://x/", nil)
+	roundTrip := func(addr netip.AddrPort) {
+		var x h1Exchange
+		resp, err := c.roundTrip(context.Background(), &x, addr, req, "x", "/", "", &forwarded{ip: "192.0.2.1", proto: "http", host: "x"}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		x.end(!resp.Close)
+	}
+	roundTrip(a)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		roundTrip(b) // only b is used from now on; a's idle connection must be swept
+		select {
+		case <-aClosed:
+			return
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("idle connection to the unused backend never closed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
