@@ -14,6 +14,7 @@ import (
 
 	"github.com/coder/websocket"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -215,5 +216,42 @@ func TestGRPCHealth(t *testing.T) {
 	hs.SetServingStatus("edgegate.Test", healthpb.HealthCheckResponse_NOT_SERVING)
 	if m, err := w.Recv(); err != nil || m.Status != healthpb.HealthCheckResponse_NOT_SERVING {
 		t.Fatalf("watch update: %v %v", m, err)
+	}
+}
+
+// TestGRPCOverTLS: the gRPC client speaks HTTP/2 over TLS (ALPN h2) to an https listener; the
+// proxy reaches the backend with h2c.
+func TestGRPCOverTLS(t *testing.T) {
+	gs := grpc.NewServer()
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go gs.Serve(ln)
+	t.Cleanup(gs.Stop)
+	pki := newPKI(t)
+	ing := &config.Ingress{
+		Listeners: []config.Listener{{Name: "tls", Address: "127.0.0.1:0", Protocol: "https",
+			TLS: []config.Certificate{pki.leaf(t, "grpc.test", "grpc.test")}}},
+		Routes: []config.HTTPRoute{{Name: "grpc", Rules: []config.Rule{{
+			Backends: []config.BackendRef{{Service: "grpc", Port: 50051, Protocol: "h2c"}},
+		}}}},
+	}
+	s := startIngress(t, ing, newFixed().add("grpc", 50051, mustAddrPort(ln.Addr())), Options{})
+	pool := x509.NewCertPool()
+	pool.AddCert(pki.caCert)
+	creds := credentials.NewTLS(&tls.Config{RootCAs: pool, ServerName: "grpc.test"})
+	cc, err := grpc.NewClient(addrOf(t, s, "tls"), grpc.WithTransportCredentials(creds), grpc.WithAuthority("grpc.test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil || resp.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health over TLS: %v %v", resp, err)
 	}
 }
