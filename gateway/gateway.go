@@ -314,11 +314,13 @@ func (g *Gateway) EndedFlows(fn func(service uint32, backend netip.Addr, n uint6
 	})
 }
 
-// StopNewFlows swaps in empty rules so no new flow is accepted while established ones continue
-// on their conntrack entries (the first step of a graceful shutdown). Reload undoes it.
+// StopNewFlows marks the gateway not ready and swaps in empty rules so no new flow is accepted
+// while established ones continue on their conntrack entries (the first step of a graceful
+// shutdown).
 func (g *Gateway) StopNewFlows() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.ready.Store(false) // load balancers in front stop sending while we drain
 	g.rules.Store(nat.NewRules(nat.Spec{}))
 }
 

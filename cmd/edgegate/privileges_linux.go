@@ -42,7 +42,14 @@ func dropPrivileges(userName string, cfg *config.Config, log *slog.Logger) error
 		if keep&(1<<c) != 0 {
 			continue
 		}
-		if _, _, e := syscall.AllThreadsSyscall6(syscall.SYS_PRCTL, unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0, 0); e != 0 && e != syscall.EINVAL {
+		_, _, e := syscall.AllThreadsSyscall6(syscall.SYS_PRCTL, unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0, 0)
+		if e == syscall.EPERM {
+			// No CAP_SETPCAP (e.g. a container given only NET_ADMIN): the effective and
+			// permitted sets below are still narrowed, which is what matters without exec.
+			log.Warn("bounding set kept: no CAP_SETPCAP")
+			break
+		}
+		if e != 0 && e != syscall.EINVAL {
 			return fmt.Errorf("drop capability %d from the bounding set: %w", c, e)
 		}
 	}
