@@ -203,3 +203,36 @@ func TestPoolSweep(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestClientGoneMidStream: a client that leaves during an endless streamed response releases the
+// backend connection (the proxy must not drain the rest of the body first).
+func TestClientGoneMidStream(t *testing.T) {
+	backendDone := make(chan struct{})
+	addr, _, _ := connCountingBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer close(backendDone)
+		for range 2000 { // bounded: 20 s at most
+			if _, err := io.WriteString(w, "tick\n"); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			time.Sleep(10 * time.Millisecond)
+		}
+	}), 0)
+	s := startIngress(t, oneRoute("b", config.Rule{}), newFixed().add("b", 80, addr), Options{})
+	conn, err := net.Dial("tcp", addrOf(t, s, "main"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(conn, "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+	buf := make([]byte, 512)
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := conn.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	select {
+	case <-backendDone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("backend still streaming long after the client left")
+	}
+}

@@ -344,15 +344,22 @@ func (s *Server) serve(rw *recorder, r *http.Request, e *matchEntry, st *lstate,
 			attempt < ru.retries && idempotent(r.Method) && replayable() {
 			ru.m.upstreamError("status_5xx")
 			// Reading a small rest of the body lets the connection be reused.
-			n, cerr := io.CopyN(io.Discard, resp.Body, 64<<10)
-			resp.Body.Close()
-			a.end(cerr == io.EOF || n < 64<<10 && cerr == nil && !resp.Close)
+			_, cerr := io.CopyN(io.Discard, resp.Body, 64<<10)
+			finish(&a, resp, cerr == io.EOF && !resp.Close)
 			continue
 		}
 		complete := s.copyResponse(rw, resp, ru)
-		a.end(complete && !resp.Close)
+		finish(&a, resp, complete && !resp.Close)
 		return addr
 	}
+}
+
+// finish releases an attempt after its response. The connection is released (closed unless
+// reusable) before the body is closed: closing an unfinished http.ReadResponse body would first
+// read the rest of it, which for a streaming response whose client has gone never ends.
+func finish(a *attemptState, resp *http.Response, reuse bool) {
+	a.end(reuse)
+	resp.Body.Close()
 }
 
 // attemptState holds what one upstream attempt must release: the in-flight count, the backend
@@ -424,9 +431,8 @@ func (ru *rule) chooseRef() backendRef {
 }
 
 // copyResponse streams the backend response to the client; true when the body was read to its
-// end (the backend connection may then be reused).
+// end (the backend connection may then be reused). The caller closes the body (see finish).
 func (s *Server) copyResponse(rw *recorder, resp *http.Response, ru *rule) bool {
-	defer resp.Body.Close()
 	dst := rw.Header()
 	removeHopByHop(resp.Header, false)
 	for k, vv := range resp.Header {
