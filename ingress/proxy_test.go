@@ -398,9 +398,13 @@ func TestShutdownDrains(t *testing.T) {
 		io.WriteString(w, "done")
 	}))
 	ing := &config.Ingress{Listeners: plainListener(), Routes: []config.HTTPRoute{{Name: "s", Rules: []config.Rule{{Backends: []config.BackendRef{ref("s", 80, 1)}}}}}}
+	ing.DrainTimeout = config.Duration(7 * time.Second)
 	s, err := New(&config.Config{Ingress: ing}, newFixed().add("s", 80, slow.addr), Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if d := s.DrainTimeout(); d != 7*time.Second {
+		t.Fatalf("DrainTimeout = %v", d)
 	}
 	if err := s.Start(); err != nil {
 		t.Fatal(err)

@@ -403,6 +403,14 @@ func (s *Server) drainListener(l *listener, d time.Duration) {
 	l.baseCancel()
 }
 
+// DrainTimeout is the configured drain_timeout (default 10s): the bound a caller should give
+// Shutdown's context.
+func (s *Server) DrainTimeout() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lim.drain
+}
+
 // Shutdown stops accepting, lets requests in flight (and Upgrade tunnels) finish until ctx ends,
 // then closes what is left.
 func (s *Server) Shutdown(ctx context.Context) error {
