@@ -120,7 +120,6 @@ type capBuf struct {
 	n     int // bytes copied
 	orig  int // original length
 	stage gateway.Stage
-	ts    int64
 }
 
 // tap is the gateway.Tap of one capture: a fixed pool of buffers handed between the workers and
@@ -149,7 +148,6 @@ func (t *tap) Packet(stage gateway.Stage, b []byte) {
 		buf.n = copy(buf.b, b)
 		buf.orig = len(b)
 		buf.stage = stage
-		buf.ts = time.Now().UnixNano()
 		t.full <- buf // cannot block: there are as many slots as channel capacity
 	default:
 		t.dropped.Add(1)
@@ -206,7 +204,9 @@ func runCapture(src Source, busy *atomic.Bool, req CaptureRequest, w io.Writer, 
 		case buf := <-t.full:
 			parsed := p.Parse(buf.b[:buf.n]) == packet.OK
 			if f.match(buf.stage, &p, parsed) {
-				ci := gopacket.CaptureInfo{Timestamp: time.Unix(0, buf.ts), CaptureLength: buf.n, Length: buf.orig}
+				// Stamped when the writer takes the packet, microseconds after the worker saw
+				// it, so the packet path pays for no clock read.
+				ci := gopacket.CaptureInfo{Timestamp: time.Now(), CaptureLength: buf.n, Length: buf.orig}
 				err = pw.WritePacket(ci, buf.b[:buf.n])
 				written++
 				pending = true

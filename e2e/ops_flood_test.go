@@ -8,7 +8,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -108,18 +107,11 @@ func fold(s uint32) uint16 {
 // rssKiB reads the resident set size of pid.
 func rssKiB(t *testing.T, pid int) int {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	n, err := strconv.Atoi(strings.TrimSuffix(procStatus(t, pid)["VmRSS"], " kB"))
 	if err != nil {
-		t.Fatalf("edgegate status: %v", err)
+		t.Fatalf("VmRSS: %v", err)
 	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
-			n, _ := strconv.Atoi(f[1])
-			return n
-		}
-	}
-	t.Fatal("no VmRSS")
-	return 0
+	return n
 }
 
 // TestOpsSYNFlood: a bounded SYN flood (>= 100k packets/s for 10 s from random sources) at a

@@ -38,7 +38,8 @@ func staticEdgegate(t *testing.T) string {
 	return staticBin
 }
 
-// startEdgegateWith is startEdgegate with another binary and extra run flags.
+// startEdgegateWith runs bin (an edgegate build) with extra run flags in the gateway namespace
+// and waits until its routes are in place.
 func (tp *topo) startEdgegateWith(bin, cfgPath string, extra ...string) {
 	t := tp.t
 	t.Helper()

@@ -3,7 +3,6 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -141,29 +140,7 @@ func (tp *topo) writeConfig(name, yaml string) string {
 }
 
 // startEdgegate runs edgegate in the gateway namespace and waits until its routes are in place.
-func (tp *topo) startEdgegate(cfgPath string) {
-	t := tp.t
-	t.Helper()
-	tp.egLog = &lockedBuffer{}
-	cmd := tp.gw.Command(context.Background(), edgegateBin, "run", "-c", cfgPath)
-	cmd.Stdout, cmd.Stderr = tp.egLog, tp.egLog
-	must(t, tp.gw.StartCmd(cmd))
-	tp.eg = cmd
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("edgegate output:\n%s", tp.egLog.String())
-		}
-	})
-	waitFor(t, 10*time.Second, "edgegate routes installed", func() bool {
-		select {
-		case <-tp.gw.Exited(cmd):
-			t.Fatalf("edgegate exited early:\n%s", tp.egLog.String())
-		default:
-		}
-		out, err := tp.gw.Exec("ip", "route", "show", "proto", "201")
-		return err == nil && strings.TrimSpace(out) != ""
-	})
-}
+func (tp *topo) startEdgegate(cfgPath string) { tp.startEdgegateWith(edgegateBin, cfgPath) }
 
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
