@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"net"
 	"regexp"
 	"slices"
@@ -231,7 +232,11 @@ func TestOpsSYNFlood(t *testing.T) {
 	if n := m1.get("edgegate_conntrack_entries"); n > maxEntries*101/100 {
 		t.Errorf("%v entries above max_entries %d", n, maxEntries)
 	}
-	if rss1-rss0 > 256<<10 {
+	limit := 256 << 10 // KiB; the flow table itself is about 200 bytes per entry
+	if os.Getenv("EDGEGATE_E2E_RACE") != "" {
+		limit *= 4 // the race detector's shadow memory
+	}
+	if rss1-rss0 > limit {
 		t.Errorf("RSS grew by %d MiB", (rss1-rss0)>>10)
 	}
 	// Still serving new connections once the flood is over (after unassured entries age or get

@@ -167,7 +167,7 @@ func (d *daemon) reload(why string) {
 	case next.Ingress != nil:
 		err = d.startIngress(next, d.reg)
 	case d.ing != nil:
-		err = d.stopIngress(next)
+		err = d.stopIngress()
 	}
 	if err != nil {
 		d.log.Error("ingress reload failed", "trigger", why, "err", err)
@@ -178,7 +178,7 @@ func (d *daemon) reload(why string) {
 	d.log.Info("configuration reloaded", "trigger", why, "file", d.path, "services", len(next.Services))
 }
 
-func (d *daemon) stopIngress(cfg *config.Config) error {
+func (d *daemon) stopIngress() error {
 	drain := 10 * time.Second
 	if c := d.g.Config(); c != nil && c.Ingress != nil && c.Ingress.DrainTimeout > 0 {
 		drain = time.Duration(c.Ingress.DrainTimeout)
@@ -194,16 +194,16 @@ func (d *daemon) stopIngress(cfg *config.Config) error {
 // stopped, then routes, rules and the TUN removed.
 func (d *daemon) stop() error {
 	var errs []error
+	if d.checker != nil {
+		d.checker.Close() // first: a health flip would rebuild the rules StopNewFlows empties
+	}
 	if d.g != nil {
 		d.g.StopNewFlows()
 	}
 	if d.ing != nil {
-		if err := d.stopIngress(nil); err != nil {
+		if err := d.stopIngress(); err != nil {
 			errs = append(errs, err)
 		}
-	}
-	if d.checker != nil {
-		d.checker.Close()
 	}
 	if d.api != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
