@@ -116,7 +116,7 @@ func (t *Translator) newFlow(p *packet.Packet, k *conntrack.Tuple, r *Rules, now
 			return Drop, NoMasquerade
 		}
 		e := &conntrack.Entry{Kind: KindEgress}
-		v, why, _ := t.insertAndApply(p, k, e, pool, p.Dst, p.DstPort, true, r, now, partial)
+		v, why, _ := t.insertAndApply(p, k, e, pool, p.Dst, p.DstPort, true, true, r, now, partial)
 		return v, why
 	}
 	return Drop, NoRule
@@ -158,7 +158,7 @@ func (t *Translator) newServiceFlow(p *packet.Packet, k *conntrack.Tuple, r *Rul
 	// Count the flow before it becomes visible: the table decrements Load when it deletes the entry,
 	// which may happen as soon as it is inserted.
 	b.Active.Add(1)
-	v, why, inserted := t.insertAndApply(p, k, e, src, b.Addr, tport, masq, r, now, partial)
+	v, why, inserted := t.insertAndApply(p, k, e, src, b.Addr, tport, masq, false, r, now, partial)
 	if !inserted {
 		b.Active.Add(-1)
 	}
@@ -166,9 +166,17 @@ func (t *Translator) newServiceFlow(p *packet.Packet, k *conntrack.Tuple, r *Rul
 }
 
 // insertAndApply completes e (original tuple k, reply tuple from dst:dport back to src:port) and
-// inserts it. With newPort it searches a free source port (for ICMP echo: identifier); otherwise it
-// keeps the client's. inserted reports whether e itself went into the table.
-func (t *Translator) insertAndApply(p *packet.Packet, k *conntrack.Tuple, e *conntrack.Entry, src, dst netip.Addr, dport uint16, newPort bool, r *Rules, now int64, partial bool) (v Verdict, why Reason, inserted bool) {
+// inserts it. inserted reports whether e itself went into the table.
+//
+// Source ports (ICMP echo: identifiers) with newPort: a service flow first tries to keep the
+// client's port, as netfilter's MASQUERADE does without --random-fully: a backend that still holds
+// TIME_WAIT for (masquerade address, port) then sees the same client's sequence numbers and
+// timestamps and accepts the reuse, where a port taken over from another client would be refused
+// until the backend's TIME_WAIT ends. Egress flows (random=true) and collisions draw random ports
+// (RFC 6056 algorithm 1), at most portTries of them. The second half of the tries may take a port
+// from a flow that never saw a reply or is already closing (TIME_WAIT, CLOSE): under pressure
+// those go before a new flow is refused.
+func (t *Translator) insertAndApply(p *packet.Packet, k *conntrack.Tuple, e *conntrack.Entry, src, dst netip.Addr, dport uint16, newPort, random bool, r *Rules, now int64, partial bool) (v Verdict, why Reason, inserted bool) {
 	e.Tuple[conntrack.Original] = *k
 	e.Init(p, now)
 	tries := 1
@@ -180,7 +188,7 @@ func (t *Translator) insertAndApply(p *packet.Packet, k *conntrack.Tuple, e *con
 		// For ICMP echo the identifier is the request tuple's SrcPort, so the reply tuple carries
 		// it as its DstPort, exactly like a source port (dport is 0 for echo).
 		sport := p.SrcPort
-		if newPort {
+		if newPort && (i > 0 || random || uint32(sport)-lo >= span) {
 			sport = uint16(lo + rand.Uint32N(span))
 		}
 		e.Tuple[conntrack.Reply] = conntrack.MakeTuple(p.Proto, dst, src, dport, sport)
@@ -198,12 +206,26 @@ func (t *Translator) insertAndApply(p *packet.Packet, k *conntrack.Tuple, e *con
 			apply(p, got, conntrack.Original, partial)
 			return Forward, OK, false
 		case errors.Is(err, conntrack.ErrReplyTaken):
-			continue
+			if i >= tries/2 && t.evictHolder(&e.Tuple[conntrack.Reply], now) {
+				i-- // the same port is free now: one more try, not counted
+			}
 		default:
 			return Drop, TableFull, false
 		}
 	}
 	return Drop, PortExhausted, false
+}
+
+// evictHolder deletes the flow holding reply tuple k when it is expendable: unreplied, or closing.
+func (t *Translator) evictHolder(k *conntrack.Tuple, now int64) bool {
+	h, _ := t.CT.Lookup(k, now)
+	if h == nil {
+		return true // gone meanwhile
+	}
+	if st := h.State(); h.Assured() && st != conntrack.StateTimeWait && st != conntrack.StateClose {
+		return false
+	}
+	return t.CT.Delete(h)
 }
 
 // translateICMPError rewrites an ICMP error about a tracked flow (RFC 5508): the quoted packet is

@@ -251,7 +251,8 @@ func TestHairpin(t *testing.T) {
 	}
 }
 
-// Port exhaustion is counted and never a silent collision.
+// Port exhaustion is counted and never a silent collision: with every port held by a flow that has
+// seen replies, new flows are refused.
 func TestPortExhaustion(t *testing.T) {
 	f := newFixture(t, true, "round_robin", b1)
 	f.rules.portLo, f.rules.portHi = 2000, 2003
@@ -266,6 +267,8 @@ func TestPortExhaustion(t *testing.T) {
 				t.Fatalf("port %d handed out twice", p.SrcPort)
 			}
 			ports[p.SrcPort] = true
+			// The backend answers: the flow is assured and must not be taken over.
+			f.run(t, pkttest.P{Proto: ProtoUDP, Src: b1, Dst: masq, Sport: 53, Dport: p.SrcPort}.Build(t))
 		case why == PortExhausted:
 			exhausted++
 		default:
@@ -274,6 +277,47 @@ func TestPortExhaustion(t *testing.T) {
 	}
 	if len(ports) != 4 || exhausted != 8 {
 		t.Fatalf("got %d ports and %d exhausted, want 4 and 8", len(ports), exhausted)
+	}
+}
+
+// Under port pressure a flow that never saw a reply gives way to a new one.
+func TestPortPressureEvictsUnreplied(t *testing.T) {
+	f := newFixture(t, true, "round_robin", b1)
+	f.rules.portLo, f.rules.portHi = 2000, 2003
+	for i := 0; i < 12; i++ {
+		b := pkttest.P{Proto: ProtoUDP, Src: client, Dst: vip, Sport: uint16(10000 + i), Dport: 53}.Build(t)
+		if v, why, _ := f.run(t, b); v != Forward {
+			t.Fatalf("flow %d: %v %v, want an unreplied flow evicted", i, v, why)
+		}
+		if n := f.tr.CT.Len(); n > 4 {
+			t.Fatalf("%d flows hold 4 ports", n)
+		}
+	}
+}
+
+// A service flow keeps the client's source port when it is free (netfilter's MASQUERADE default);
+// egress flows always get a random one.
+func TestSourcePortChoice(t *testing.T) {
+	f := newFixture(t, true, "round_robin", b1)
+	_, _, p := f.run(t, pkttest.P{Proto: ProtoTCP, Src: client, Dst: vip, Sport: 40000, Dport: 80, Flags: "S"}.Build(t))
+	if p.SrcPort != 40000 {
+		t.Errorf("service flow: source port %d, want the client's 40000 kept", p.SrcPort)
+	}
+	// Another client with the same port gets a different one.
+	other := netip.MustParseAddr("198.18.1.3")
+	_, _, p = f.run(t, pkttest.P{Proto: ProtoTCP, Src: other, Dst: vip, Sport: 40000, Dport: 80, Flags: "S"}.Build(t))
+	if p.SrcPort == 40000 {
+		t.Error("second client got the same masquerade port toward the same backend")
+	}
+	same := 0
+	for i := 0; i < 20; i++ {
+		_, _, p := f.run(t, pkttest.P{Proto: ProtoUDP, Src: pod, Dst: inet, Sport: uint16(5000 + i), Dport: 7000}.Build(t))
+		if p.SrcPort == uint16(5000+i) {
+			same++
+		}
+	}
+	if same > 2 {
+		t.Errorf("egress kept the source port %d times of 20: want random ports", same)
 	}
 }
 
