@@ -179,11 +179,7 @@ func (d *daemon) reload(why string) {
 }
 
 func (d *daemon) stopIngress() error {
-	drain := 10 * time.Second
-	if c := d.g.Config(); c != nil && c.Ingress != nil && c.Ingress.DrainTimeout > 0 {
-		drain = time.Duration(c.Ingress.DrainTimeout)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), drain)
+	ctx, cancel := context.WithTimeout(context.Background(), d.ing.DrainTimeout())
 	defer cancel()
 	err := d.ing.Shutdown(ctx)
 	d.ing = nil
