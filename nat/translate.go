@@ -69,6 +69,12 @@ func (t *Translator) Translate(p *packet.Packet, r *Rules, now int64, partial bo
 	}
 	k := conntrack.TupleOf(p)
 	e, d := t.CT.Lookup(&k, now)
+	if e != nil && d == conntrack.Original && reopens(p, e) {
+		// A new connection reusing the ports of a closed one is a new flow, as netfilter treats
+		// it: it picks a backend from the current configuration and health, not the old one's.
+		t.CT.Delete(e)
+		e = nil
+	}
 	if e == nil {
 		return t.newFlow(p, &k, r, now, partial)
 	}
@@ -120,6 +126,15 @@ func (t *Translator) newFlow(p *packet.Packet, k *conntrack.Tuple, r *Rules, now
 		return v, why
 	}
 	return Drop, NoRule
+}
+
+// reopens reports whether p is a SYN starting a new connection on the tuple of a closed one.
+func reopens(p *packet.Packet, e *conntrack.Entry) bool {
+	if p.Proto != ProtoTCP || p.TCPFlags&(packet.TCPSyn|packet.TCPAck|packet.TCPRst|packet.TCPFin) != packet.TCPSyn {
+		return false
+	}
+	st := e.State()
+	return st == conntrack.StateTimeWait || st == conntrack.StateClose
 }
 
 func isEchoRequest(p *packet.Packet) bool {

@@ -413,3 +413,35 @@ func FuzzTranslate(f *testing.F) {
 		}
 	})
 }
+
+// A SYN reusing the ports of a connection in TIME_WAIT starts a new flow that follows the current
+// rules: here the old flow's backend has been drained in the meantime.
+func TestReopenPicksCurrentBackend(t *testing.T) {
+	f := newFixture(t, true, "round_robin", b1)
+	c := func(flags string) *packet.Packet {
+		_, _, p := f.run(t, pkttest.P{Proto: ProtoTCP, Src: client, Dst: vip, Sport: 40000, Dport: 80, Flags: flags}.Build(t))
+		return p
+	}
+	s := func(flags string, mport uint16) {
+		f.run(t, pkttest.P{Proto: ProtoTCP, Src: b1, Dst: masq, Sport: 8080, Dport: mport, Flags: flags}.Build(t))
+	}
+	mport := c("S").SrcPort
+	s("SA", mport)
+	c("A")
+	s("FA", mport)
+	c("FA")
+	s("A", mport)
+	k := conntrack.MakeTuple(ProtoTCP, client, vip, 40000, 80)
+	if e, _ := f.tr.CT.Lookup(&k, f.now); e == nil || e.State() != conntrack.StateTimeWait {
+		t.Fatalf("flow not in TIME_WAIT: %+v", e)
+	}
+	// b1 drains, b2 joins.
+	set, err := lb.Build(lb.Spec{Scheduler: "round_robin", Backends: []lb.Backend{{Addr: b1, Weight: 1, State: lb.Draining}, {Addr: b2, Weight: 1}}}, f.rules.services[0].Set4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.rules.services[0].Set4 = set
+	if p := c("S"); p.Dst != b2 {
+		t.Fatalf("reopened connection went to %v, want the live backend %v", p.Dst, b2)
+	}
+}
