@@ -112,6 +112,9 @@ func (w *Worker) Step() error {
 			w.C.Forwarded.add(1)
 		case nat.Local:
 			w.C.Local.add(1)
+			if why != nat.OK {
+				w.C.Dropped[why].add(1) // answered with a refusal
+			}
 		default:
 			w.C.Dropped[why].add(1)
 			continue

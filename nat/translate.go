@@ -18,7 +18,8 @@ const (
 	Drop Verdict = iota
 	// Forward: the packet was translated in place; write it back to the device.
 	Forward
-	// Local: the gateway answered in place (echo reply to a service address); write it back.
+	// Local: the gateway answered in place (echo reply to a service address, a refusal); write
+	// it back. A refusal also carries its Reason.
 	Local
 )
 
@@ -128,6 +129,25 @@ func (t *Translator) newFlow(p *packet.Packet, k *conntrack.Tuple, r *Rules, now
 	return Drop, NoRule
 }
 
+// refuse answers a new flow to a service without eligible backend when the service's policy says
+// so (TCP reset, ICMP port unreachable), so clients fail at once instead of timing out; otherwise
+// the packet is dropped. Either way it counts as NoBackend.
+func refuse(p *packet.Packet, s *Service) (Verdict, Reason) {
+	if s.RefuseWhenEmpty {
+		switch p.Proto {
+		case ProtoTCP:
+			if p.MakeTCPReset() {
+				return Local, NoBackend
+			}
+		case ProtoUDP:
+			if p.MakePortUnreachable() {
+				return Local, NoBackend
+			}
+		}
+	}
+	return Drop, NoBackend
+}
+
 // reopens reports whether p is a SYN starting a new connection on the tuple of a closed one.
 func reopens(p *packet.Packet, e *conntrack.Entry) bool {
 	if p.Proto != ProtoTCP || p.TCPFlags&(packet.TCPSyn|packet.TCPAck|packet.TCPRst|packet.TCPFin) != packet.TCPSyn {
@@ -147,12 +167,12 @@ func (t *Translator) newServiceFlow(p *packet.Packet, k *conntrack.Tuple, r *Rul
 		set = tg.Svc.Set6
 	}
 	if set == nil {
-		return Drop, NoBackend
+		return refuse(p, tg.Svc)
 	}
 	h := lb.FlowHash(p.Proto, p.Src, p.Dst, p.SrcPort, p.DstPort)
 	b, ok := set.Pick(p.Src, h, now)
 	if !ok {
-		return Drop, NoBackend
+		return refuse(p, tg.Svc)
 	}
 	e := &conntrack.Entry{Kind: KindService, Service: tg.Svc.ID, Load: b.Active}
 	tport := tg.Port.TargetPort

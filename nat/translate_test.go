@@ -445,3 +445,43 @@ func TestReopenPicksCurrentBackend(t *testing.T) {
 		t.Fatalf("reopened connection went to %v, want the live backend %v", p.Dst, b2)
 	}
 }
+
+// With the refuse policy a service without eligible backends answers at once: TCP with a reset,
+// UDP with an ICMP port unreachable; without it the packet is dropped.
+func TestRefuseWhenEmpty(t *testing.T) {
+	for _, refuse := range []bool{false, true} {
+		f := newFixture(t, true, "round_robin", b1)
+		set, _ := lb.Build(lb.Spec{Scheduler: "round_robin", Backends: []lb.Backend{{Addr: b1, Weight: 1, State: lb.Unhealthy}}}, nil)
+		f.rules.services[0].Set4 = set
+		f.rules.services[0].RefuseWhenEmpty = refuse
+		for _, in := range []pkttest.P{
+			{Proto: ProtoTCP, Src: client, Dst: vip, Sport: 40000, Dport: 80, Flags: "S"},
+			{Proto: ProtoUDP, Src: client, Dst: vip, Sport: 40000, Dport: 53, Payload: "q"},
+		} {
+			b := make([]byte, 0, 1500)
+			b = append(b, in.Build(t)...)
+			var p packet.Packet
+			p.Parse(b)
+			v, why := f.tr.Translate(&p, f.rules, f.now, false)
+			if why != NoBackend {
+				t.Fatalf("refuse=%v proto %d: reason %v", refuse, in.Proto, why)
+			}
+			if !refuse {
+				if v != Drop {
+					t.Fatalf("no refuse policy: verdict %v, want drop", v)
+				}
+				continue
+			}
+			if v != Local || p.Dst != client || p.Src != vip {
+				t.Fatalf("refusal %v: %v -> %v", v, p.Src, p.Dst)
+			}
+			pkttest.Verify(t, p.B)
+			if in.Proto == ProtoTCP && p.TCPFlags&packet.TCPRst == 0 {
+				t.Fatal("TCP refusal is not a reset")
+			}
+			if in.Proto == ProtoUDP && (!p.IsICMPError || p.ICMPType != 3 || p.ICMPCode != 3) {
+				t.Fatalf("UDP refusal type %d code %d", p.ICMPType, p.ICMPCode)
+			}
+		}
+	}
+}
