@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +18,8 @@ import (
 // checksum is wrong. Its checksum code is deliberately independent of package packet.
 type csumChecker struct {
 	fd       int
+	stopped  atomic.Bool
+	once     sync.Once
 	mu       sync.Mutex
 	segments int
 	bad      int
@@ -62,11 +65,15 @@ func startChecker(t *testing.T, ns *netns.NS, ifname string, port uint16) *csumC
 	}))
 	tv := unix.Timeval{Usec: 200000}
 	unix.SetsockoptTimeval(c.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	fd := c.fd
 	go func() {
 		defer close(c.done)
 		buf := make([]byte, 65536)
 		for {
-			n, from, err := unix.Recvfrom(c.fd, buf, 0)
+			if c.stopped.Load() {
+				return
+			}
+			n, from, err := unix.Recvfrom(fd, buf, 0)
 			if err == unix.EAGAIN || err == unix.EINTR {
 				continue
 			}
@@ -83,15 +90,13 @@ func startChecker(t *testing.T, ns *netns.NS, ifname string, port uint16) *csumC
 	return c
 }
 
+// stop ends the reader (within its 200 ms receive timeout) and closes the socket.
 func (c *csumChecker) stop() {
-	c.mu.Lock()
-	fd := c.fd
-	c.fd = -1
-	c.mu.Unlock()
-	if fd >= 0 {
-		unix.Close(fd)
+	c.once.Do(func() {
+		c.stopped.Store(true)
 		<-c.done
-	}
+		unix.Close(c.fd)
+	})
 }
 
 func (c *csumChecker) check(b []byte, port uint16) {
