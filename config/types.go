@@ -36,6 +36,11 @@ type TUN struct {
 	ManageRoutes *bool  `yaml:"manage_routes"` // default true
 	TxQueueLen   int    `yaml:"txqueuelen"`    // default 10000
 	RouteTable   int    `yaml:"route_table"`   // policy routing table for egress/node ports, default 4242
+	// SYNRateLimit bounds the TCP connection attempts (SYN without ACK) the kernel hands to the
+	// TUN, in packets per second (0: no limit), so a SYN flood cannot crowd established flows out
+	// of the device's ring. Needs nft (nftables) in the namespace.
+	SYNRateLimit int `yaml:"syn_rate_limit"`
+	SYNBurst     int `yaml:"syn_burst"` // default: syn_rate_limit / 5, at least 100
 }
 
 // NAT configures masquerading toward backends.

@@ -124,6 +124,9 @@ func (v *validator) defaults() {
 	if !v.set(&t.RouteTable) {
 		t.RouteTable = DefaultRouteTable
 	}
+	if !v.set(&t.SYNBurst) && t.SYNRateLimit > 0 {
+		t.SYNBurst = max(t.SYNRateLimit/5, 100)
+	}
 	if !v.set(&c.NAT.PortRange) {
 		c.NAT.PortRange = DefaultPortRange
 	}
@@ -338,6 +341,12 @@ func (v *validator) validateTUN() {
 	}
 	if t.TxQueueLen < 0 {
 		v.errorf(v.at(&t.TxQueueLen), "tun.txqueuelen: must not be negative")
+	}
+	if t.SYNRateLimit < 0 {
+		v.errorf(v.at(&t.SYNRateLimit), "tun.syn_rate_limit: must not be negative")
+	}
+	if t.SYNBurst < 0 {
+		v.errorf(v.at(&t.SYNBurst), "tun.syn_burst: must not be negative")
 	}
 	switch rt := t.RouteTable; {
 	case rt < 1 || rt > 1<<31-1:

@@ -129,20 +129,13 @@ func TestOpsSYNFlood(t *testing.T) {
 	cfg := opsConfigQ(2, fmt.Sprintf("{max_entries: %d}", maxEntries),
 		svcSpec{name: "web", vip: "198.18.200.10", backends: []int{0, 1, 2}},
 		svcSpec{name: "bulk", vip: "198.18.200.30", backends: []int{0, 1, 2}, extra: "    session_affinity: client_ip\n"})
+	// The SYN guard (tun.syn_rate_limit): connection attempts beyond the rate are dropped by the
+	// kernel before they reach the TUN, whose ring otherwise drops packets of every flow alike
+	// once the workers saturate.
+	cfg = strings.Replace(cfg, "queues: 2}", "queues: 2, syn_rate_limit: 5000}", 1)
 	tp.startEdgegate(tp.writeConfig("edgegate.yaml", cfg))
 	tp.waitReady(t)
 	pid := tp.eg.Process.Pid
-	// The documented flood protection (docs/operations.md): new-connection SYNs to the service
-	// range are rate-limited by the kernel before they reach the TUN, whose ring otherwise drops
-	// packets of every flow alike once the workers saturate.
-	for _, args := range [][]string{{"nft", "add", "table", "inet", "edgegate_guard"},
-		{"nft", "add", "chain", "inet", "edgegate_guard", "syn", "{ type filter hook prerouting priority -300; }"},
-		{"nft", "add", "rule", "inet", "edgegate_guard", "syn", "ip", "daddr", "198.18.200.0/24", "tcp", "flags", "&", "(syn|ack)", "==", "syn",
-			"limit", "rate", "over", "20000/second", "burst", "2000", "packets", "counter", "drop"}} {
-		if out, err := tp.gw.Exec(args...); err != nil {
-			t.Fatalf("%v: %v %s", args, err, out)
-		}
-	}
 	rss0 := rssKiB(t, pid)
 
 	const before, flood, after = 4, 10, 3
@@ -212,20 +205,23 @@ func TestOpsSYNFlood(t *testing.T) {
 		delta("edgegate_conntrack_flows_created_total"), delta("edgegate_conntrack_flows_removed_total", "cause=early_drop"),
 		delta("edgegate_conntrack_insert_failures_total", "cause=table_full"), delta("edgegate_drops_total", "reason=table_full"),
 		m1.get("edgegate_conntrack_entries"), maxEntries, rss0>>10, rss1>>10)
-	// The issue asks for >= 100k packets/s and >= 50 % of the rate during the flood. On a shared
-	// 2-vCPU host the generator, iperf3, the backends and edgegate compete for the same CPUs and
-	// both figures swing with the host's load (see the report), so the test asserts what the
-	// gateway controls: a real flood was sent, the established flow survives it (its entry is
-	// never evicted: it would otherwise not recover), the table and memory stay bounded, and
-	// new connections work afterwards. The during-flood ratio is logged.
+	// A real flood was sent, the established flow keeps at least half its rate during it and
+	// recovers after it (its entry is never evicted), the table and memory stay bounded, and new
+	// connections work afterwards.
 	if rate < 50000 {
 		t.Errorf("flood rate %.0f packets/s: the generator could not produce a real flood", rate)
+	}
+	if md < mb/2 {
+		t.Errorf("established flow fell to %.0f%% of its rate during the flood (%.2f of %.2f Gbit/s), want at least 50%%", 100*md/mb, md/1e9, mb/1e9)
 	}
 	if mr < mb/2 {
 		t.Errorf("established flow did not recover after the flood: %.2f Gbit/s, baseline %.2f", mr/1e9, mb/1e9)
 	}
 	if delta("edgegate_conntrack_flows_removed_total", "cause=early_drop")+delta("edgegate_conntrack_insert_failures_total", "cause=table_full") == 0 {
 		t.Error("neither early drops nor table-full refusals were counted")
+	}
+	if !strings.Contains(guard, "limit rate over 5000/second") {
+		t.Errorf("SYN guard not installed as configured:\n%s", guard)
 	}
 	t.Logf("kernel SYN guard: %s", regexp.MustCompile(`counter packets \d+`).FindString(guard))
 	// The table's bound is enforced with a small overshoot under concurrent inserts (reported).

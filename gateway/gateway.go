@@ -41,6 +41,7 @@ type Gateway struct {
 	wg        sync.WaitGroup
 	stop      chan struct{}
 	ready     atomic.Bool
+	guarded   bool        // the SYN guard table is installed
 	drainT    *time.Timer // pending drain_timeout expiry of TCP flows to removed backends
 
 	// ended counts service flows that left the table per (service, backend); with the backends'
@@ -156,6 +157,13 @@ func (g *Gateway) Start() error {
 			return err
 		}
 	}
+	if err := g.applySYNGuard(nil, cfg); err != nil {
+		if g.routing != nil {
+			g.routing.removeAll()
+		}
+		g.closeDevs()
+		return err
+	}
 	for _, d := range devs {
 		w := NewWorker(d, &g.tr, &g.rules, &g.tap)
 		g.workers = append(g.workers, w)
@@ -218,6 +226,28 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 			return fmt.Errorf("apply routes: %w", err)
 		}
 	}
+	return g.applySYNGuard(old, cfg)
+}
+
+// applySYNGuard installs, changes or removes the SYN guard (tun.syn_rate_limit) when cfg differs
+// from old (nil: nothing installed yet).
+func (g *Gateway) applySYNGuard(old, cfg *config.Config) error {
+	t := cfg.TUN
+	if old != nil && old.TUN.SYNRateLimit == t.SYNRateLimit && old.TUN.SYNBurst == t.SYNBurst {
+		return nil
+	}
+	if t.SYNRateLimit <= 0 {
+		if g.guarded {
+			removeSYNGuard()
+			g.guarded = false
+		}
+		return nil
+	}
+	if err := installSYNGuard(g.devs[0].Name(), t.SYNRateLimit, t.SYNBurst); err != nil {
+		return err
+	}
+	g.guarded = true
+	g.log.Info("SYN guard installed", "rate", t.SYNRateLimit, "burst", t.SYNBurst)
 	return nil
 }
 
@@ -403,6 +433,10 @@ func (g *Gateway) Close() error {
 		g.drainT.Stop()
 	}
 	var errs []error
+	if g.guarded {
+		removeSYNGuard()
+		g.guarded = false
+	}
 	if g.routing != nil {
 		if err := g.routing.removeAll(); err != nil {
 			errs = append(errs, err)
