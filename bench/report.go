@@ -279,6 +279,10 @@ func (r *report) markdown() string {
 	if len(notes) > 0 {
 		b.WriteString("\n" + strings.Join(notes, "\n") + "\n")
 	}
+	if m, ok := r.L7.(interface{ Markdown() string }); ok {
+		b.WriteString("\nL7 ingress (wrk on loopback, 64-byte responses):\n\n")
+		b.WriteString(m.Markdown())
+	}
 	return b.String()
 }
 
