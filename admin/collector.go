@@ -23,7 +23,7 @@ type Collector struct {
 	lastReloadOK         atomic.Int64 // unix ns of the last successful (re)load
 	lastReloadFailed     atomic.Bool
 
-	packets, bytes, verdicts, writeErrors, drops                    *prometheus.Desc
+	packets, bytes, verdicts, writeErrors, drops, coalesced         *prometheus.Desc
 	ctEntries, ctMax, ctCreated, ctRemoved, ctInsertFail, ctInvalid *prometheus.Desc
 	selections, active, backendState, eligible                      *prometheus.Desc
 	snatUsed, snatCapacity                                          *prometheus.Desc
@@ -42,6 +42,7 @@ func NewCollector(src Source) *Collector {
 		bytes:        d("bytes_total", "IP bytes read from (rx) and written to (tx) the TUN.", "direction"),
 		verdicts:     d("packet_verdicts_total", "Packets read from the TUN by outcome: forwarded (translated), local (answered by the gateway), dropped.", "verdict"),
 		writeErrors:  d("write_errors_total", "Packets the kernel refused when written back to the TUN."),
+		coalesced:    d("udp_coalesced_total", "UDP datagrams written as part of a UDP super-packet (the kernel segments it after the TUN)."),
 		drops:        d("drops_total", "Dropped packets by reason class and detail (malformed/unsupported come from the parser, the rest from translation).", "reason", "detail"),
 		ctEntries:    d("conntrack_entries", "Current flow table entries by protocol and state (expired ones not yet swept included).", "protocol", "state"),
 		ctMax:        d("conntrack_max_entries", "Flow table bound (conntrack.max_entries)."),
@@ -121,6 +122,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.verdicts, s.Local, "local")
 	counter(c.verdicts, dropped, "dropped")
 	counter(c.writeErrors, s.WriteErrors)
+	counter(c.coalesced, s.Coalesced)
 
 	ct := c.src.Table()
 	st := ct.Stats()

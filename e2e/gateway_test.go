@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"os/exec"
@@ -9,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -320,19 +318,7 @@ func (tp *topo) testIperf3(t *testing.T) {
 	if _, err := exec.LookPath("iperf3"); err != nil {
 		t.Fatalf("iperf3 not installed: %v", err)
 	}
-	for _, b := range tp.b {
-		_, err := b.Start(context.Background(), "iperf3", "-s", "-p", "5201")
-		must(t, err)
-	}
-	waitFor(t, 5*time.Second, "iperf3 servers listening", func() bool {
-		for _, b := range tp.b {
-			out, _ := b.Exec("ss", "-ltn", "sport = :5201")
-			if !strings.Contains(out, "5201") {
-				return false
-			}
-		}
-		return true
-	})
+	tp.startIperfServers(t)
 	for _, args := range [][]string{{"-t", "5"}, {"-t", "5", "-P", "4"}, {"-t", "5", "-R"}, {"-t", "3", "-u", "-b", "200M"}} {
 		out, err := tp.c1.Exec(append([]string{"iperf3", "-c", "198.18.200.11", "-p", "5201", "-J"}, args...)...)
 		if err != nil {
@@ -363,15 +349,7 @@ func iperfBitsPerSecond(js string) float64 {
 
 // Case 12: SIGTERM: edgegate exits 0 and its routes, rules and TUN are gone.
 func (tp *topo) testSIGTERM(t *testing.T) {
-	must(t, tp.eg.Process.Signal(syscall.SIGTERM))
-	select {
-	case <-tp.gw.Exited(tp.eg):
-	case <-time.After(10 * time.Second):
-		t.Fatal("edgegate did not exit within 10s of SIGTERM")
-	}
-	if code := tp.eg.ProcessState.ExitCode(); code != 0 {
-		t.Errorf("exit code %d, want 0", code)
-	}
+	tp.stopEdgegate(t)
 	for _, args := range [][]string{{"ip", "route", "show", "proto", "201"}, {"ip", "-6", "route", "show", "proto", "201"},
 		{"ip", "route", "show", "table", "4242"}, {"ip", "link", "show", "edge0"}} {
 		out, _ := tp.gw.Exec(args...)

@@ -1,31 +1,29 @@
 package e2e
 
 import (
-	"context"
 	"encoding/binary"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/edgegate/edgegate/internal/netns"
 	"golang.org/x/sys/unix"
 )
 
-// csumChecker counts TCP/IPv4 segments seen on an interface and those whose IPv4 header or TCP
-// checksum is wrong. Its checksum code is deliberately independent of package packet.
+// csumChecker counts TCP segments and UDP datagrams (IPv4) seen on an interface and those whose
+// IPv4 header or L4 checksum is wrong. Its checksum code is deliberately independent of package packet.
 type csumChecker struct {
-	fd       int
-	stopped  atomic.Bool
-	once     sync.Once
-	mu       sync.Mutex
-	segments int
-	bad      int
-	payload  int
-	firstBad string
-	done     chan struct{}
+	fd        int
+	stopped   atomic.Bool
+	once      sync.Once
+	mu        sync.Mutex
+	segments  int
+	datagrams int
+	bad       int
+	payload   int
+	firstBad  string
+	done      chan struct{}
 }
 
 func sum16(b []byte, s uint32) uint32 {
@@ -100,29 +98,42 @@ func (c *csumChecker) stop() {
 }
 
 func (c *csumChecker) check(b []byte, port uint16) {
-	if len(b) < 40 || b[0]>>4 != 4 || b[9] != 6 {
+	if len(b) < 28 || b[0]>>4 != 4 || (b[9] != 6 && b[9] != 17) {
 		return
 	}
+	proto := b[9]
 	ihl := int(b[0]&0xf) * 4
 	tot := int(binary.BigEndian.Uint16(b[2:]))
-	if tot > len(b) || ihl < 20 || tot < ihl+20 {
+	hl := 20 // TCP minimum
+	if proto == 17 {
+		hl = 8
+	}
+	if tot > len(b) || ihl < 20 || tot < ihl+hl {
 		return
 	}
-	tcp := b[ihl:tot]
-	if binary.BigEndian.Uint16(tcp[0:]) != port && binary.BigEndian.Uint16(tcp[2:]) != port {
+	l4 := b[ihl:tot]
+	if binary.BigEndian.Uint16(l4[0:]) != port && binary.BigEndian.Uint16(l4[2:]) != port {
 		return
 	}
 	ipOK := fold16(sum16(b[:ihl], 0)) == 0xffff
-	ps := sum16(b[12:20], 0) + 6 + uint32(len(tcp))
-	tcpOK := fold16(sum16(tcp, ps)) == 0xffff
+	ps := sum16(b[12:20], 0) + uint32(proto) + uint32(len(l4))
+	l4OK := fold16(sum16(l4, ps)) == 0xffff
+	if proto == 17 && l4[6] == 0 && l4[7] == 0 {
+		l4OK = true // IPv4 UDP without checksum
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.segments++
-	c.payload += len(tcp) - int(tcp[12]>>4)*4
-	if !ipOK || !tcpOK {
+	if proto == 6 {
+		c.payload += len(l4) - int(l4[12]>>4)*4
+	} else {
+		c.payload += len(l4) - 8
+		c.datagrams++
+	}
+	if !ipOK || !l4OK {
 		c.bad++
 		if c.firstBad == "" {
-			c.firstBad = fmt.Sprintf("ip ok %v tcp ok %v: % x", ipOK, tcpOK, b[:min(len(b), 60)])
+			c.firstBad = fmt.Sprintf("ip ok %v l4 ok %v: % x", ipOK, l4OK, b[:min(len(b), 60)])
 		}
 	}
 }
@@ -148,24 +159,15 @@ func TestOffloadChecksums(t *testing.T) {
 	out, err := tp.gw.Exec("ethtool", "-K", "gw-c1", "tx", "off")
 	must(t, wrapOut(err, out))
 	tp.startEdgegate(tp.writeConfig("edgegate.yaml", fmt.Sprintf(mainConfig, 1, true)))
-	for _, b := range tp.b {
-		_, err := b.Start(context.Background(), "iperf3", "-s", "-p", "5201")
-		must(t, err)
-	}
-	waitFor(t, 5*time.Second, "iperf3 servers", func() bool {
-		for _, b := range tp.b {
-			if out, _ := b.Exec("ss", "-ltn", "sport = :5201"); !strings.Contains(out, "5201") {
-				return false
-			}
-		}
-		return true
-	})
+	tp.startIperfServers(t)
 	var checkers []*csumChecker
 	for _, b := range tp.b {
 		checkers = append(checkers, startChecker(t, b, "eth0", 5201))
 	}
 	client := startChecker(t, tp.c1, "eth0", 5201)
-	for _, args := range [][]string{{"-t", "3"}, {"-t", "3", "-R"}} {
+	// TCP both ways (super-packets from the kernel), then small UDP datagrams that edgegate
+	// coalesces into UDP super-packets itself.
+	for _, args := range [][]string{{"-t", "3"}, {"-t", "3", "-R"}, {"-t", "2", "-u", "-l", "64", "-b", "0"}, {"-t", "2", "-u", "-l", "64", "-b", "0", "-R"}} {
 		out, err := tp.c1.Exec(append([]string{"iperf3", "-c", "198.18.200.11", "-p", "5201", "-J"}, args...)...)
 		if err != nil {
 			t.Fatalf("iperf3 %v: %v\n%s", args, err, out)
@@ -187,6 +189,20 @@ func TestOffloadChecksums(t *testing.T) {
 	}
 	if total < 2000 {
 		t.Errorf("only %d segments checked", total)
+	}
+	datagrams := 0
+	for _, c := range append(checkers, client) {
+		c.mu.Lock()
+		datagrams += c.datagrams
+		c.mu.Unlock()
+	}
+	if datagrams < 10000 {
+		t.Errorf("only %d UDP datagrams checked", datagrams)
+	}
+	coalesced := tp.scrape(t).get("edgegate_udp_coalesced_total")
+	t.Logf("%d UDP datagrams verified, %.0f of those edgegate sent were coalesced into super-packets", datagrams, coalesced)
+	if coalesced == 0 {
+		t.Error("no UDP datagram was coalesced: the super-packet path was not exercised")
 	}
 }
 

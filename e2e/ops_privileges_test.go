@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -129,15 +128,7 @@ func TestOpsLeastPrivilege(t *testing.T) {
 	if got := answers(c, "http://198.18.200.20/", 2); got["b3"] != 2 {
 		t.Errorf("new service after an unprivileged reload: %v", got)
 	}
-	must(t, tp.eg.Process.Signal(syscall.SIGTERM))
-	select {
-	case <-tp.gw.Exited(tp.eg):
-	case <-time.After(10 * time.Second):
-		t.Fatal("edgegate did not exit")
-	}
-	if code := tp.eg.ProcessState.ExitCode(); code != 0 {
-		t.Errorf("exit code %d", code)
-	}
+	tp.stopEdgegate(t)
 	for _, args := range [][]string{{"ip", "route", "show", "proto", "201"}, {"ip", "link", "show", "edge0"}} {
 		if out, _ := tp.gw.Exec(args...); strings.TrimSpace(out) != "" && !strings.Contains(out, "does not exist") {
 			t.Errorf("%v after an unprivileged shutdown: %s", args, out)

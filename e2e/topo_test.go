@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -240,4 +241,18 @@ func newTopoGatewayOnly(t *testing.T) *topo {
 	t.Helper()
 	netns.Require(t)
 	return &topo{t: t, dir: t.TempDir(), gw: netns.ForTest(t, "eg-gw")}
+}
+
+// stopEdgegate sends SIGTERM and expects edgegate to exit 0 within 10 s.
+func (tp *topo) stopEdgegate(t *testing.T) {
+	t.Helper()
+	must(t, tp.eg.Process.Signal(syscall.SIGTERM))
+	select {
+	case <-tp.gw.Exited(tp.eg):
+	case <-time.After(10 * time.Second):
+		t.Fatal("edgegate did not exit within 10s of SIGTERM")
+	}
+	if code := tp.eg.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("exit code %d, want 0", code)
+	}
 }

@@ -23,6 +23,7 @@ type Counters struct {
 	Forwarded          counter // translated and written
 	Local              counter // answered by the gateway (echo to a service address)
 	WriteErrors        counter // packets the kernel refused on write
+	Coalesced          counter // UDP datagrams written inside a super-packet
 	Malformed          [packet.NumReasons]counter
 	Dropped            [nat.NumReasons]counter
 	_                  [64]byte // keep workers' counters on separate cache lines
@@ -30,9 +31,9 @@ type Counters struct {
 
 // Snapshot is a plain copy of Counters summed over workers.
 type Snapshot struct {
-	RxPackets, RxBytes, TxPackets, TxBytes, Forwarded, Local, WriteErrors uint64
-	Malformed                                                             [packet.NumReasons]uint64
-	Dropped                                                               [nat.NumReasons]uint64
+	RxPackets, RxBytes, TxPackets, TxBytes, Forwarded, Local, WriteErrors, Coalesced uint64
+	Malformed                                                                        [packet.NumReasons]uint64
+	Dropped                                                                          [nat.NumReasons]uint64
 }
 
 func (s *Snapshot) add(c *Counters) {
@@ -43,6 +44,7 @@ func (s *Snapshot) add(c *Counters) {
 	s.Forwarded += c.Forwarded.Load()
 	s.Local += c.Local.Load()
 	s.WriteErrors += c.WriteErrors.Load()
+	s.Coalesced += c.Coalesced.Load()
 	for i := range c.Malformed {
 		s.Malformed[i] += c.Malformed[i].Load()
 	}

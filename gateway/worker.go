@@ -26,7 +26,9 @@ type Worker struct {
 	bufs  [][]byte
 	sizes []int
 	out   [][]byte
+	meta  []udpMeta // per out packet, for UDP coalescing
 	pkt   packet.Packet
+	uso   bool // the device takes UDP super-packets: coalesce datagrams
 }
 
 // Stage says where in the path a tapped packet was seen.
@@ -50,7 +52,10 @@ func NewWorker(dev tun.Device, tr *nat.Translator, rules *atomic.Pointer[nat.Rul
 	if tap == nil {
 		tap = new(atomic.Pointer[Tap])
 	}
-	w := &Worker{dev: dev, tr: tr, rules: rules, tap: tap, sizes: make([]int, BatchSize), out: make([][]byte, 0, BatchSize)}
+	w := &Worker{dev: dev, tr: tr, rules: rules, tap: tap, sizes: make([]int, BatchSize), out: make([][]byte, 0, BatchSize), meta: make([]udpMeta, 0, BatchSize)}
+	if u, ok := dev.(tun.USODevice); ok {
+		w.uso = u.USO()
+	}
 	size := tun.BufSize
 	if !dev.VnetHdr() {
 		size = tun.Offset + 65535 // a plain TUN still returns up to the MTU; keep room for jumbo MTUs
@@ -88,7 +93,7 @@ func (w *Worker) Step() error {
 	if t := w.tap.Load(); t != nil {
 		tap = *t
 	}
-	out := w.out[:0]
+	out, meta := w.out[:0], w.meta[:0]
 	for i := 0; i < n; i++ {
 		buf := w.bufs[i]
 		size := w.sizes[i]
@@ -115,6 +120,11 @@ func (w *Worker) Step() error {
 			if why != nat.OK {
 				w.C.Dropped[why].add(1) // answered with a refusal
 			}
+			if vnet {
+				// An answer built here carries complete checksums and no GSO: clear the header
+				// the request came with (it may ask the kernel to finish a partial checksum).
+				clear(buf[tun.Offset-tun.VnetHdrLen : tun.Offset])
+			}
 		default:
 			w.C.Dropped[why].add(1)
 			continue
@@ -124,13 +134,27 @@ func (w *Worker) Step() error {
 		}
 		w.C.TxBytes.add(uint64(len(p.B)))
 		out = append(out, buf[:tun.Offset+len(p.B)])
+		var m udpMeta
+		if w.uso && v == nat.Forward && coalescable(p, tun.VnetHdr(buf[tun.Offset-tun.VnetHdrLen:tun.Offset])) {
+			m.l4 = p.L4Off
+		}
+		meta = append(meta, m)
 	}
 	if len(out) == 0 {
 		return nil
 	}
+	sent := len(out)
+	if w.uso {
+		out = coalesceUDP(out, meta)
+		if merged := sent - len(out); merged > 0 {
+			w.C.Coalesced.add(uint64(merged + countSupers(out)))
+		}
+	}
 	m, err := w.dev.Write(out)
-	w.C.TxPackets.add(uint64(m))
-	if m < len(out) {
+	if m == len(out) {
+		w.C.TxPackets.add(uint64(sent)) // datagrams, not super-packets
+	} else {
+		w.C.TxPackets.add(uint64(m))
 		w.C.WriteErrors.add(uint64(len(out) - m))
 	}
 	if errors.Is(err, tun.ErrClosed) {

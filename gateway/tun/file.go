@@ -19,6 +19,7 @@ type fileDevice struct {
 	vnet   bool
 	owned  bool // Close also closes f
 	closed atomic.Bool
+	uso    bool // UDP segmentation offload accepted: writes may carry GSO_UDP_L4 super-packets
 }
 
 func newFileDevice(f *os.File, name string, vnet bool) (*fileDevice, error) {
@@ -112,7 +113,10 @@ func (d *fileDevice) Write(bufs [][]byte) (int, error) {
 }
 
 func (d *fileDevice) VnetHdr() bool { return d.vnet }
-func (d *fileDevice) Name() string  { return d.name }
+
+// USO reports whether the kernel takes UDP super-packets (GSOUDPL4) on write.
+func (d *fileDevice) USO() bool    { return d.uso }
+func (d *fileDevice) Name() string { return d.name }
 func (d *fileDevice) Close() error {
 	d.closed.Store(true)
 	if d.owned {

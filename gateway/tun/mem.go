@@ -14,6 +14,12 @@ type MemDevice struct {
 	Last    []byte // copy of the last packet written (without header)
 	closed  bool
 	budget  int // packets left to read; <0 unlimited
+	// UDPSeg makes the device claim UDP segmentation offload (see USO).
+	UDPSeg bool
+	// Keep makes Write keep a copy of every packet written (with its virtio-net header when
+	// vnet) in Kept, for tests.
+	Keep bool
+	Kept [][]byte
 }
 
 // NewMem returns a device that yields pkts (raw IP packets, or header+packet when vnet) round robin.
@@ -48,8 +54,15 @@ func (m *MemDevice) Read(bufs [][]byte, sizes []int) (int, error) {
 func (m *MemDevice) Write(bufs [][]byte) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	hl := 0
+	if m.vnet {
+		hl = VnetHdrLen
+	}
 	for _, b := range bufs {
 		m.WBytes += len(b) - Offset
+		if m.Keep {
+			m.Kept = append(m.Kept, append([]byte(nil), b[Offset-hl:]...))
+		}
 	}
 	if len(bufs) > 0 {
 		last := bufs[len(bufs)-1][Offset:]
@@ -60,7 +73,10 @@ func (m *MemDevice) Write(bufs [][]byte) (int, error) {
 }
 
 func (m *MemDevice) VnetHdr() bool { return m.vnet }
-func (m *MemDevice) Name() string  { return "mem0" }
+
+// USO reports whether the device takes UDP super-packets (UDPSeg).
+func (m *MemDevice) USO() bool    { return m.vnet && m.UDPSeg }
+func (m *MemDevice) Name() string { return "mem0" }
 func (m *MemDevice) Close() error {
 	m.mu.Lock()
 	m.closed = true

@@ -38,5 +38,11 @@ type Device interface {
 	Close() error
 }
 
+// USODevice is implemented by devices that may accept UDP super-packets: a write whose virtio-net
+// header says GSOUDPL4 is segmented by the kernel into datagrams of GSOSize payload bytes.
+type USODevice interface {
+	USO() bool
+}
+
 // ErrClosed is returned by Read and Write after Close.
 var ErrClosed = errors.New("tun: device closed")

@@ -110,8 +110,10 @@ func openVnet(name string, multi bool) (Device, error) {
 	// USO needs Linux 6.2; fall back to TCP offloads alone on older kernels.
 	offloads := []int{tunFCsum | tunFTSO4 | tunFTSO6 | tunFUSO4 | tunFUSO6, tunFCsum | tunFTSO4 | tunFTSO6}
 	var oerr error
-	for _, o := range offloads {
+	uso := false
+	for i, o := range offloads {
 		if oerr = unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, o); oerr == nil {
+			uso = i == 0
 			break
 		}
 	}
@@ -120,7 +122,12 @@ func openVnet(name string, multi bool) (Device, error) {
 		return nil, fmt.Errorf("tun %s: TUNSETOFFLOAD: %w", name, oerr)
 	}
 	got := ifr.Name()
-	return newFileDevice(os.NewFile(uintptr(fd), "/dev/net/tun"), got, true)
+	d, err := newFileDevice(os.NewFile(uintptr(fd), "/dev/net/tun"), got, true)
+	if err != nil {
+		return nil, err
+	}
+	d.uso = uso
+	return d, nil
 }
 
 func configureLink(name string, cfg Config) error {
