@@ -19,12 +19,13 @@ type HealthView func(service string, backend netip.Addr) bool
 type ruleBuilder struct {
 	mu     sync.Mutex
 	ids    map[string]uint32
+	names  map[uint32]string
 	nextID uint32
 	sets   map[string]*lb.Set // "name/4", "name/6"
 }
 
 func newRuleBuilder() *ruleBuilder {
-	return &ruleBuilder{ids: make(map[string]uint32), nextID: 1, sets: make(map[string]*lb.Set)}
+	return &ruleBuilder{ids: make(map[string]uint32), names: make(map[uint32]string), nextID: 1, sets: make(map[string]*lb.Set)}
 }
 
 // serviceID returns the stable id of a service name.
@@ -34,6 +35,7 @@ func (rb *ruleBuilder) serviceID(name string) uint32 {
 		id = rb.nextID
 		rb.nextID++
 		rb.ids[name] = id
+		rb.names[id] = name
 	}
 	return id
 }
@@ -42,12 +44,7 @@ func (rb *ruleBuilder) serviceID(name string) uint32 {
 func (rb *ruleBuilder) ServiceName(id uint32) string {
 	rb.mu.Lock()
 	defer rb.mu.Unlock()
-	for n, i := range rb.ids {
-		if i == id {
-			return n
-		}
-	}
-	return ""
+	return rb.names[id]
 }
 
 func protoNum(s string) uint8 {
