@@ -50,7 +50,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	timeout := fs.Duration("timeout", 0, "hard bound of the whole run (default 14m, -quick 110s)")
 	edgegateBin := fs.String("edgegate", "", "edgegate binary to use (default: go build ./cmd/edgegate)")
 	targetList := fs.String("targets", "", "comma-separated subset of: "+strings.Join(targetNames(), ","))
-	fs.IntVar(&edgegateQueues, "queues", 1, "tun.queues for the edgegate targets (one worker per queue)")
+	fs.IntVar(&edgegateQueues, "queues", runtime.NumCPU(), "tun.queues for the edgegate targets (one worker per queue; default one per CPU)")
 	caseList := fs.String("cases", "", "comma-separated subset of: "+strings.Join(caseNames(), ","))
 	if err := fs.Parse(args); err != nil {
 		return 2
