@@ -40,7 +40,7 @@ func BenchmarkEstablished(b *testing.B) {
 // BenchmarkNewFlow: lookup miss, backend choice (maglev), port allocation and insert.
 func BenchmarkNewFlow(b *testing.B) {
 	f := newFixture(b, true, "maglev", b1, b2)
-	f.tr.CT = newTable(1 << 22)
+	f.tr.CT = newTable(1 << 16)
 	tmpl := pkttest.P{Proto: ProtoTCP, Src: client, Dst: vip, Sport: 40000, Dport: 80, Flags: "S"}.Build(b)
 	buf := make([]byte, len(tmpl))
 	var pkt packet.Packet
@@ -56,7 +56,7 @@ func BenchmarkNewFlow(b *testing.B) {
 		}
 		if f.tr.CT.Len() >= 1<<15 { // well below the 2 x 64512 reply tuples per masquerade address
 			b.StopTimer()
-			f.tr.CT = newTable(1 << 22)
+			f.tr.CT = newTable(1 << 16)
 			b.StartTimer()
 		}
 	}
