@@ -16,8 +16,8 @@ var (
 
 func TestMakeTCPReset(t *testing.T) {
 	for _, tc := range []struct {
-		name            string
-		in              pkttest.P
+		name             string
+		in               pkttest.P
 		wantSeq, wantAck uint32
 		wantFlags        uint8
 	}{

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/edgegate/edgegate/gateway/tun"
-	"github.com/edgegate/edgegate/internal/pkttest"
 	"github.com/edgegate/edgegate/internal/netns"
+	"github.com/edgegate/edgegate/internal/pkttest"
 	"github.com/edgegate/edgegate/packet"
 )
 
