@@ -304,14 +304,14 @@ func (t *table) match(host, method, path string, h http.Header, u *url.URL) *mat
 		if e.method != "" && e.method != method {
 			continue
 		}
-		if !headersMatch(e.headers, h) {
+		if !valuesMatch(e.headers, h) {
 			continue
 		}
 		if len(e.query) > 0 {
 			if q == nil {
 				q = u.Query() // parsed lazily: only routes with query matches pay for it
 			}
-			if !queryMatch(e.query, q) {
+			if !valuesMatch(e.query, q) {
 				continue
 			}
 		}
@@ -332,23 +332,11 @@ func prefixMatch(path, prefix string) bool {
 	return len(path) == len(prefix) || path[len(prefix)] == '/'
 }
 
-func headersMatch(ms []valueMatch, h http.Header) bool {
+// valuesMatch applies header or query matches (http.Header and url.Values are both
+// map[string][]string): each must hold for the first value of its name.
+func valuesMatch(ms []valueMatch, vals map[string][]string) bool {
 	for i := range ms {
-		vs := h[ms[i].name]
-		var v string
-		if len(vs) > 0 {
-			v = vs[0]
-		}
-		if !ms[i].matches(v, len(vs) > 0) {
-			return false
-		}
-	}
-	return true
-}
-
-func queryMatch(ms []valueMatch, q url.Values) bool {
-	for i := range ms {
-		vs := q[ms[i].name]
+		vs := vals[ms[i].name]
 		var v string
 		if len(vs) > 0 {
 			v = vs[0]
