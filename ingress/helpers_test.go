@@ -39,8 +39,32 @@ func counterValue(t *testing.T, v *prometheus.CounterVec, labels ...string) floa
 	return m.GetCounter().GetValue()
 }
 
-// histogramCount returns the sample count of the histogram series with the given route label.
+// histogramCount returns the sample count of the histogram series with the given route label,
+// summed over their status codes.
 func histogramCount(t *testing.T, g prometheus.Gatherer, name, route string) uint64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "route" && l.GetValue() == route {
+					n += m.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+	}
+	return n
+}
+
+// histogramCountFor returns the sample count of the series with exactly these route and code labels.
+func histogramCountFor(t *testing.T, g prometheus.Gatherer, name, route, code string) uint64 {
 	t.Helper()
 	mfs, err := g.Gather()
 	if err != nil {
@@ -51,10 +75,12 @@ func histogramCount(t *testing.T, g prometheus.Gatherer, name, route string) uin
 			continue
 		}
 		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "route" && l.GetValue() == route {
-					return m.GetHistogram().GetSampleCount()
-				}
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["route"] == route && labels["code"] == code {
+				return m.GetHistogram().GetSampleCount()
 			}
 		}
 	}

@@ -22,10 +22,15 @@ type metrics struct {
 
 // routeMetrics are the cached children of one route label value.
 type routeMetrics struct {
-	parent   *metrics
-	name     string
+	parent *metrics
+	name   string
+	codes  [600]atomic.Pointer[codeMetrics]
+}
+
+// codeMetrics are the children of one (route, code) pair.
+type codeMetrics struct {
+	requests prometheus.Counter
 	duration prometheus.Observer
-	codes    [600]atomic.Pointer[prometheus.Counter]
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -39,9 +44,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"route", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "edgegate_http_request_duration_seconds",
-			Help:    "Time from request headers read to the response finished, by route.",
+			Help:    "Time from request headers read to the response finished, by route and status code.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
-		}, []string{"route"}),
+		}, []string{"route", "code"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edgegate_http_upstream_errors_total",
 			Help: "Failed upstream attempts by route and reason (connect, timeout, status_5xx, no_backend, ...).",
@@ -66,7 +71,7 @@ func (m *metrics) route(name string) *routeMetrics {
 	if r, ok := m.routes[name]; ok {
 		return r
 	}
-	r := &routeMetrics{parent: m, name: name, duration: m.duration.WithLabelValues(name)}
+	r := &routeMetrics{parent: m, name: name}
 	m.routes[name] = r
 	return r
 }
@@ -75,18 +80,19 @@ func (r *routeMetrics) observe(code int, seconds float64) {
 	if r == nil {
 		return
 	}
-	r.duration.Observe(seconds)
 	if code < 0 || code >= len(r.codes) {
 		r.parent.requests.WithLabelValues(r.name, strconv.Itoa(code)).Inc()
+		r.parent.duration.WithLabelValues(r.name, strconv.Itoa(code)).Observe(seconds)
 		return
 	}
 	c := r.codes[code].Load()
 	if c == nil {
-		v := r.parent.requests.WithLabelValues(r.name, strconv.Itoa(code))
-		c = &v
+		label := strconv.Itoa(code)
+		c = &codeMetrics{requests: r.parent.requests.WithLabelValues(r.name, label), duration: r.parent.duration.WithLabelValues(r.name, label)}
 		r.codes[code].Store(c)
 	}
-	(*c).Inc()
+	c.requests.Inc()
+	c.duration.Observe(seconds)
 }
 
 func (r *routeMetrics) upstreamError(reason string) {

@@ -133,6 +133,9 @@ func TestProxyHeadersFiltersRewrite(t *testing.T) {
 	if n := histogramCount(t, reg, "edgegate_http_request_duration_seconds", "api"); n != 3 {
 		t.Errorf("duration histogram{api} count = %d, want 3", n)
 	}
+	if n := histogramCountFor(t, reg, "edgegate_http_request_duration_seconds", "", "404"); n != 1 {
+		t.Errorf("duration histogram{route=\"\",code=404} count = %d, want 1", n)
+	}
 }
 
 func TestRedirects(t *testing.T) {
