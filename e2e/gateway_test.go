@@ -74,6 +74,7 @@ func TestGateway(t *testing.T) {
 			t.Run("NodePort", tp.testNodePort)
 			t.Run("Affinity", tp.testAffinity)
 			t.Run("ClientIPPreserved", tp.testSourceNATNone)
+			t.Run("Hairpin", tp.testHairpin)
 			t.Run("Egress", tp.testEgress)
 			t.Run("PMTU", tp.testPMTU)
 			t.Run("RefusingBackend", tp.testRefusingBackend)
@@ -195,6 +196,30 @@ func (tp *topo) testSourceNATNone(t *testing.T) {
 	}
 }
 
+// Hairpin: a backend reaching a service it belongs to is served, also when it is picked itself
+// and even for source_nat: none (such a flow is masqueraded, or the backend would answer itself).
+func (tp *topo) testHairpin(t *testing.T) {
+	self := 0
+	for i := 0; i < 9; i++ {
+		got := strings.TrimSpace(curl(t, tp.b[0], "http://198.18.200.12/remote"))
+		switch got {
+		case "198.18.250.1":
+			self++ // answered by b1 itself: masqueraded
+		case "198.19.1.2":
+			// answered by another backend, which sees b1's own address (client IP preserved)
+		default:
+			t.Fatalf("hairpin request answered with remote %q", got)
+		}
+	}
+	if self == 0 || self == 9 {
+		t.Errorf("round robin over 3 backends: b1 answered its own request %d of 9 times, want some", self)
+	}
+	// A masqueraded service from a backend: every request answered.
+	if got := spread(t, tp.b[2], "http://198.18.200.10/", 6); got["b1"]+got["b2"]+got["b3"] != 6 {
+		t.Errorf("hairpin to a masqueraded service: answers %v, want 6", got)
+	}
+}
+
 // Case 8: 200 parallel TCP connections from two inside hosts to the internet host: all succeed, the
 // server sees only pool addresses and never one (address, port) twice at once.
 func (tp *topo) testEgress(t *testing.T) {
@@ -285,6 +310,18 @@ func (tp *topo) testPMTU(t *testing.T) {
 		}
 		if strings.TrimSpace(out) != "2000000" {
 			t.Fatalf("download %s: got %s bytes, want 2000000", url, out)
+		}
+	}
+	// The transfers needed the router's errors: it sent "fragmentation needed" and "packet too
+	// big" toward the service address, and the backends lowered their path MTU from them.
+	out, err := tp.r.Exec("nstat", "-az", "IcmpOutDestUnreachs", "Icmp6OutPktTooBigs")
+	if err != nil {
+		t.Fatalf("nstat: %v", err)
+	}
+	for _, name := range []string{"IcmpOutDestUnreachs", "Icmp6OutPktTooBigs"} {
+		m := regexp.MustCompile(name + `\s+(\d+)`).FindStringSubmatch(out)
+		if m == nil || m[1] == "0" {
+			t.Errorf("router sent no %s: the PMTU path was not exercised\n%s", name, out)
 		}
 	}
 }
