@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/edgegate/edgegate/config"
@@ -22,10 +23,19 @@ type ruleBuilder struct {
 	names  map[uint32]string
 	nextID uint32
 	sets   map[string]*lb.Set // "name/4", "name/6"
+	// active holds each (service, backend)'s live-flow counter for as long as flows may use it,
+	// so a backend removed and added back keeps counting the flows it still has: live plus
+	// ended flows (backend_selections_total) never goes down.
+	active map[activeKey]*atomic.Int64
+}
+
+type activeKey struct {
+	service string
+	addr    netip.Addr
 }
 
 func newRuleBuilder() *ruleBuilder {
-	return &ruleBuilder{ids: make(map[string]uint32), names: make(map[uint32]string), nextID: 1, sets: make(map[string]*lb.Set)}
+	return &ruleBuilder{ids: make(map[string]uint32), names: make(map[uint32]string), nextID: 1, sets: make(map[string]*lb.Set), active: make(map[activeKey]*atomic.Int64)}
 }
 
 // serviceID returns the stable id of a service name.
@@ -65,6 +75,7 @@ func (rb *ruleBuilder) build(cfg *config.Config, nodeAddrs []netip.Addr, health 
 		PortHi:     cfg.NAT.PortRange.Hi,
 	}
 	sets := make(map[string]*lb.Set)
+	seen := make(map[activeKey]bool)
 	for i := range cfg.Services {
 		s := &cfg.Services[i]
 		svc := nat.Service{
@@ -100,7 +111,14 @@ func (rb *ruleBuilder) build(cfg *config.Config, nodeAddrs []netip.Addr, health 
 				case health != nil && !health(s.Name, b.Address):
 					st = lb.Unhealthy
 				}
-				bs = append(bs, lb.Backend{Addr: b.Address, Weight: w, State: st})
+				k := activeKey{s.Name, b.Address}
+				act := rb.active[k]
+				if act == nil {
+					act = new(atomic.Int64)
+					rb.active[k] = act
+				}
+				seen[k] = true
+				bs = append(bs, lb.Backend{Addr: b.Address, Weight: w, State: st, Active: act})
 			}
 			if len(bs) == 0 {
 				continue
@@ -137,6 +155,11 @@ func (rb *ruleBuilder) build(cfg *config.Config, nodeAddrs []netip.Addr, health 
 		spec.Egress = append(spec.Egress, nat.Egress{Name: e.Name, Sources: e.Sources, Destinations: e.Destinations, Pool: e.Addresses})
 	}
 	rb.sets = sets
+	for k, act := range rb.active {
+		if !seen[k] && act.Load() <= 0 {
+			delete(rb.active, k) // gone from the config and no flow left using it
+		}
+	}
 	return nat.NewRules(spec), nil
 }
 
