@@ -51,8 +51,8 @@ services:
     backends: [{address: 198.19.1.2}, {address: 198.19.2.2}, {address: 198.19.3.2}]
 egress:
   - name: pods
-    sources: [198.18.64.0/18]
-    addresses: [203.0.113.10, 203.0.113.11]
+    sources: [198.18.64.0/18, "2001:db8:64::/48"]
+    addresses: [203.0.113.10, 203.0.113.11, "2001:db8:113::10"]
 conntrack: {max_entries: 65536}
 admin: {listen: "127.0.0.1:9469"}
 `
@@ -292,9 +292,38 @@ func (tp *topo) testEgress(t *testing.T) {
 	if dup > 0 {
 		t.Errorf("server saw %d duplicate (address, port) pairs at once", dup)
 	}
-	// ICMP echo through egress translates the identifier.
-	if out, err := tp.p1.Exec("ping", "-c", "2", "-i", "0.2", "-W", "2", "198.51.100.100"); err != nil || !strings.Contains(out, "2 received") {
-		t.Errorf("egress ping: %v %s", err, out)
+	// ICMP echo through egress translates the identifier, IPv4 and IPv6.
+	for _, dst := range []string{"198.51.100.100", "2001:db8:51::100"} {
+		if out, err := tp.p1.Exec("ping", "-c", "2", "-i", "0.2", "-W", "2", dst); err != nil || !strings.Contains(out, "2 received") {
+			t.Errorf("egress ping %s: %v %s", dst, err, out)
+		}
+	}
+	// IPv6 egress: the server sees the IPv6 pool address.
+	var ln6 net.Listener
+	must(t, tp.inet.Do(func() (err error) { ln6, err = net.Listen("tcp", "[2001:db8:51::100]:9001"); return }))
+	defer ln6.Close()
+	seen6 := make(chan string, 1)
+	go func() {
+		c, err := ln6.Accept()
+		if err != nil {
+			return
+		}
+		seen6 <- c.RemoteAddr().String()
+		c.Close()
+	}()
+	var c6 net.Conn
+	must(t, tp.p2.Do(func() (err error) {
+		c6, err = net.DialTimeout("tcp", "[2001:db8:51::100]:9001", 5*time.Second)
+		return
+	}))
+	c6.Close()
+	select {
+	case ra := <-seen6:
+		if host, _, _ := net.SplitHostPort(ra); host != "2001:db8:113::10" {
+			t.Errorf("IPv6 egress: server saw %s, want the pool address 2001:db8:113::10", ra)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("IPv6 egress connection not accepted")
 	}
 }
 

@@ -103,15 +103,18 @@ func newTopo(t *testing.T) *topo {
 	for i, p := range []*netns.NS{tp.p1, tp.p2} {
 		gif := fmt.Sprintf("gw-p%d", i+1)
 		must(t, netns.Link(gw, gif, p, "eth0", 1500))
-		must(t, gw.Addr(gif, fmt.Sprintf("198.18.%d.1/24", 65+i)))
-		must(t, p.Addr("eth0", fmt.Sprintf("198.18.%d.2/24", 65+i)))
+		must(t, gw.Addr(gif, fmt.Sprintf("198.18.%d.1/24", 65+i), fmt.Sprintf("2001:db8:64:%d::1/64", i+1)))
+		must(t, p.Addr("eth0", fmt.Sprintf("198.18.%d.2/24", 65+i), fmt.Sprintf("2001:db8:64:%d::2/64", i+1)))
 		must(t, p.Route("default", "via", fmt.Sprintf("198.18.%d.1", 65+i)))
+		must(t, p.Route("-6", "default", "via", fmt.Sprintf("2001:db8:64:%d::1", i+1)))
 	}
 	must(t, netns.Link(gw, "gw-in", tp.inet, "eth0", 1500))
 	must(t, gw.Addr("gw-in", "198.51.100.1/24", "2001:db8:51::1/64"))
 	must(t, tp.inet.Addr("eth0", "198.51.100.100/24", "2001:db8:51::100/64"))
-	// The internet host knows only the pool addresses (203.0.113.0/24) as reachable via the node.
+	// The internet host knows only the pool addresses (203.0.113.0/24, 2001:db8:113::/64) as
+	// reachable via the node.
 	must(t, tp.inet.Route("203.0.113.0/24", "via", "198.51.100.1"))
+	must(t, tp.inet.Route("-6", "2001:db8:113::/64", "via", "2001:db8:51::1"))
 	return tp
 }
 
