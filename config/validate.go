@@ -431,17 +431,7 @@ func (v *validator) validateServices() {
 			v.errorf(v.at(&s.Addresses, s), "%s: at least one address is required", what)
 		}
 		svcFamilies := map[string]bool{}
-		seenAddr := map[netip.Addr]*yaml.Node{}
-		for j := range s.Addresses {
-			p := &s.Addresses[j]
-			if !v.unicast(p, fmt.Sprintf("%s: addresses[%d]", what, j)) {
-				continue
-			}
-			if first, dup := seenAddr[*p]; dup {
-				v.errorf(v.at(p), "%s: duplicate address %s (first at line %d)", what, *p, first.Line)
-				continue
-			}
-			seenAddr[*p] = v.at(p)
+		for _, p := range v.distinctAddrs(s.Addresses, what, "address") {
 			svcFamilies[family(*p)] = true
 		}
 		// Ports.
@@ -611,17 +601,7 @@ func (v *validator) validateEgress() {
 			}
 			sources = append(sources, src{*p, v.at(p), e.Name})
 		}
-		seen := map[netip.Addr]*yaml.Node{}
-		for j := range e.Addresses {
-			a := &e.Addresses[j]
-			if !v.unicast(a, fmt.Sprintf("%s: addresses[%d]", what, j)) {
-				continue
-			}
-			if first, dup := seen[*a]; dup {
-				v.errorf(v.at(a), "%s: duplicate pool address %s (first at line %d)", what, *a, first.Line)
-				continue
-			}
-			seen[*a] = v.at(a)
+		for _, a := range v.distinctAddrs(e.Addresses, what, "pool address") {
 			f := family(*a)
 			poolFam[f] = true
 			if len(srcFam) > 0 && !srcFam[f] {
@@ -747,4 +727,24 @@ func (v *validator) validateAdminLog() {
 	}
 	v.oneOf(&c.Log.Format, "log.format", "text", "json")
 	v.oneOf(&c.Log.Level, "log.level", "debug", "info", "warn", "error")
+}
+
+// distinctAddrs checks each address of list (a unicast address, not repeated) and returns
+// pointers to those that passed, for the caller's further checks; kind names them in messages.
+func (v *validator) distinctAddrs(list []netip.Addr, what, kind string) []*netip.Addr {
+	var ok []*netip.Addr
+	seen := map[netip.Addr]*yaml.Node{}
+	for j := range list {
+		a := &list[j]
+		if !v.unicast(a, fmt.Sprintf("%s: addresses[%d]", what, j)) {
+			continue
+		}
+		if first, dup := seen[*a]; dup {
+			v.errorf(v.at(a), "%s: duplicate %s %s (first at line %d)", what, kind, *a, first.Line)
+			continue
+		}
+		seen[*a] = v.at(a)
+		ok = append(ok, a)
+	}
+	return ok
 }
