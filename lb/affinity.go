@@ -19,13 +19,15 @@ const affWays = 4
 // expires. It is a fixed-size, lock-free, 4-way set-associative hash table of atomic words:
 // no locks, no allocation after creation, memory bounded by its capacity.
 //
-// Each slot is three independent atomic words. A writer stores backend and expiry, then
-// check = key^backend^expiry; a reader loads the three and accepts the slot only if
-// check^backend^expiry equals its key (the lockless hashing trick of chess transposition
-// tables). A read torn by a concurrent writer fails the check and counts as a miss, so
-// readers never see a half-written entry as valid. Writers racing for the same slot may lose
-// one entry (that client then gets a fresh pick): affinity is best effort, never wrong about
-// eligibility, because Pick re-checks the backend against the current Set.
+// Each slot is a sequence lock over three atomic words (key, backend, expiry). A writer takes
+// the slot by moving its sequence from even to odd with a CAS, stores the words and makes the
+// sequence even again; a reader accepts the words only if the sequence was even and unchanged
+// around its loads, so a read torn by a writer counts as a miss and never returns another
+// client's backend. (An XOR check word, as in chess transposition tables, was tried first: with
+// structured keys a torn read could pass it.) A writer finding the slot taken gives up, so
+// writers racing for one slot may lose an entry (that client then gets a fresh pick): affinity
+// is best effort, never wrong about eligibility, because Pick re-checks the backend against
+// the current Set.
 //
 // When all slots of a bucket are live, the one expiring first is evicted. The table is shared
 // by consecutive Sets of a service (Build carries it over), which is why it identifies
@@ -36,10 +38,13 @@ type affinityTable struct {
 }
 
 type affSlot struct {
-	check   atomic.Uint64
+	// seq is a per-slot sequence lock: odd while a writer fills the slot. Readers that see it odd
+	// or changed across their loads count a miss, so a torn read never returns another client's
+	// backend. Writers take it with a CAS and give up if another writer holds it (best effort).
+	seq     atomic.Uint64
+	key     atomic.Uint64
 	backend atomic.Uint64
 	expires atomic.Int64 // unix ns
-	_       [8]byte      // 32 bytes: two slots per cache line, buckets on line pairs
 }
 
 // affinitySlots rounds a requested capacity up to the table's real size (a power of two).
@@ -64,13 +69,21 @@ func (t *affinityTable) bucket(key uint64) []affSlot {
 func (t *affinityTable) get(key uint64, now int64) (backend uint64, expires int64, ok bool) {
 	bk := t.bucket(key)
 	for i := range bk {
-		s := &bk[i]
-		c, b, e := s.check.Load(), s.backend.Load(), s.expires.Load()
-		if c^b^uint64(e) == key && e > now {
+		if k, b, e, ok := bk[i].load(); ok && k == key && e > now {
 			return b, e, true
 		}
 	}
 	return 0, 0, false
+}
+
+// load reads a slot consistently; ok is false when a writer was active.
+func (s *affSlot) load() (key, backend uint64, expires int64, ok bool) {
+	q := s.seq.Load()
+	if q&1 != 0 {
+		return 0, 0, 0, false
+	}
+	key, backend, expires = s.key.Load(), s.backend.Load(), s.expires.Load()
+	return key, backend, expires, s.seq.Load() == q
 }
 
 // put remembers backend for key until expires. It reuses key's own slot, else the slot
@@ -80,9 +93,8 @@ func (t *affinityTable) put(key, backend uint64, expires int64) {
 	victim := -1
 	oldest := int64(0)
 	for i := range bk {
-		s := &bk[i]
-		c, b, e := s.check.Load(), s.backend.Load(), s.expires.Load()
-		if c^b^uint64(e) == key {
+		k, _, e, _ := bk[i].load()
+		if k == key {
 			victim = i
 			break
 		}
@@ -91,19 +103,22 @@ func (t *affinityTable) put(key, backend uint64, expires int64) {
 		}
 	}
 	s := &bk[victim]
+	q := s.seq.Load()
+	if q&1 != 0 || !s.seq.CompareAndSwap(q, q+1) {
+		return // another writer is filling this slot: this refresh is lost, the client re-picks
+	}
+	s.key.Store(key)
 	s.backend.Store(backend)
 	s.expires.Store(expires)
-	s.check.Store(key ^ backend ^ uint64(expires))
+	s.seq.Store(q + 2)
 }
 
 // copyFrom moves the entries of old (possibly another size) into t; entries that do not fit
 // evict older ones as put does.
 func (t *affinityTable) copyFrom(old *affinityTable) {
 	for i := range old.slots {
-		s := &old.slots[i]
-		c, b, e := s.check.Load(), s.backend.Load(), s.expires.Load()
-		if key := c ^ b ^ uint64(e); key != 0 && e != 0 {
-			t.put(key, b, e)
+		if k, b, e, ok := old.slots[i].load(); ok && e != 0 {
+			t.put(k, b, e)
 		}
 	}
 }
