@@ -284,9 +284,9 @@ func (g *Gateway) dropStale(old, cfg *config.Config) {
 }
 
 // deleteOrphans deletes service flows whose service or backend is not in cfg: UDP and ICMP ones
-// always, TCP ones that already ended (TIME_WAIT, CLOSE: a client reusing the port would re-open
-// them with their old backend), and with tcp (drain timeout) every TCP flow of a removed or
-// draining (drain: true) backend. It returns how many were deleted.
+// always, and with tcp (drain timeout) every TCP flow of a removed or draining (drain: true)
+// backend. Ended TCP flows need nothing: a SYN reusing their ports starts a new flow (nat). It
+// returns how many were deleted.
 func (g *Gateway) deleteOrphans(cfg *config.Config, tcp bool) int {
 	live := map[string]map[netip.Addr]bool{}
 	for _, s := range cfg.Services {
@@ -306,7 +306,7 @@ func (g *Gateway) deleteOrphans(cfg *config.Config, tcp bool) int {
 		if ok && backends[e.Tuple[conntrack.Reply].SrcAddr()] {
 			return true
 		}
-		if tcp || e.Tuple[conntrack.Original].Proto != nat.ProtoTCP || closed(e.State()) {
+		if tcp || e.Tuple[conntrack.Original].Proto != nat.ProtoTCP {
 			if g.CT.Delete(e) {
 				n++
 			}
@@ -314,11 +314,6 @@ func (g *Gateway) deleteOrphans(cfg *config.Config, tcp bool) int {
 		return true
 	})
 	return n
-}
-
-// closed reports TCP states after the connection ended.
-func closed(s conntrack.State) bool {
-	return s == conntrack.StateTimeWait || s == conntrack.StateClose
 }
 
 // flowEnded is the table's OnDelete hook: it counts the end of a service flow for its backend.
@@ -384,13 +379,13 @@ func (g *Gateway) SetHealth(h HealthView) error {
 	return nil
 }
 
-// dropUnhealthy deletes the UDP/ICMP flows and the ended TCP flows to backends h calls unhealthy,
-// so their next datagram (or a reused client port) picks a healthy backend. Live TCP flows stay:
-// a failed probe does not prove an established connection dead.
+// dropUnhealthy deletes the UDP/ICMP flows to backends h calls unhealthy, so their next datagram
+// picks a healthy backend. TCP flows stay: a failed probe does not prove an established connection
+// dead, and a client reusing the ports of an ended one starts a new flow anyway (nat: reopens).
 func (g *Gateway) dropUnhealthy(h HealthView) {
 	n := 0
 	g.CT.Range(func(e *conntrack.Entry) bool {
-		if e.Kind != nat.KindService || (e.Tuple[conntrack.Original].Proto == nat.ProtoTCP && !closed(e.State())) {
+		if e.Kind != nat.KindService || e.Tuple[conntrack.Original].Proto == nat.ProtoTCP {
 			return true
 		}
 		if !h(g.builder.ServiceName(e.Service), e.Tuple[conntrack.Reply].SrcAddr()) && g.CT.Delete(e) {
