@@ -11,11 +11,10 @@ import (
 	"time"
 
 	"github.com/edgegate/edgegate/internal/netns"
+	"github.com/edgegate/edgegate/internal/procstat"
 )
 
-// userHZ is the unit of the tick counters in /proc/stat and /proc/PID/stat (USER_HZ, fixed at
-// 100 by the kernel ABI regardless of CONFIG_HZ).
-const userHZ = 100
+const userHZ = procstat.UserHZ
 
 // iperfResult is the part of `iperf3 -J` output the bench reads.
 type iperfResult struct {
@@ -106,26 +105,6 @@ type cpuSnapshot struct {
 	softirq, busy uint64 // system-wide softirq ticks and all ticks, from /proc/stat
 }
 
-// parseProcStat returns utime+stime from the contents of /proc/PID/stat.
-func parseProcStat(s string) (uint64, error) {
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, errors.New("proc stat: no command field")
-	}
-	f := strings.Fields(s[i+1:])
-	// After the command: state(0) ppid pgrp session tty_nr tpgid flags minflt cminflt majflt
-	// cmajflt utime(11) stime(12).
-	if len(f) < 13 {
-		return 0, fmt.Errorf("proc stat: %d fields", len(f))
-	}
-	u, err1 := strconv.ParseUint(f[11], 10, 64)
-	s2, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, fmt.Errorf("proc stat: %w", err)
-	}
-	return u + s2, nil
-}
-
 // parseSystemStat returns the softirq ticks and the sum of all ticks of the aggregate "cpu"
 // line of /proc/stat.
 func parseSystemStat(s string) (softirq, total uint64, err error) {
@@ -165,12 +144,8 @@ func snapshot(pid int) (cpuSnapshot, error) {
 		return c, err
 	}
 	if pid > 0 {
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-		if err != nil {
+		if c.procTicks, err = procstat.Process(pid); err != nil {
 			return c, fmt.Errorf("gateway process: %w", err)
-		}
-		if c.procTicks, err = parseProcStat(string(b)); err != nil {
-			return c, err
 		}
 	}
 	return c, nil

@@ -51,27 +51,6 @@ func TestParseIperf(t *testing.T) {
 	}
 }
 
-func TestParseProcStat(t *testing.T) {
-	tests := []struct {
-		in      string
-		want    uint64
-		wantErr bool
-	}{
-		{"1234 (edgegate) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 8 0 99 0", 325, false},
-		// A command name with spaces and parentheses: fields count from the last ')'.
-		{"77 (a) b (c)) R 1 77 77 0 -1 0 0 0 0 0 3 4 0 0 20 0 1 0 5 0", 7, false},
-		{"77 edgegate S 1", 0, true},
-		{"77 (x) S 1 2 3", 0, true},
-		{"77 (x) S 1 77 77 0 -1 0 0 0 0 0 abc 4 0", 0, true},
-	}
-	for _, tt := range tests {
-		got, err := parseProcStat(tt.in)
-		if (err != nil) != tt.wantErr || got != tt.want {
-			t.Errorf("parseProcStat(%q) = %d, %v; want %d, err %v", tt.in, got, err, tt.want, tt.wantErr)
-		}
-	}
-}
-
 func TestParseSystemStat(t *testing.T) {
 	const stat = "cpu  100 5 50 800 10 3 30 2 7 1\ncpu0 50 2 25 400 5 1 15 1 0 0\nintr 1 2 3\n"
 	soft, total, err := parseSystemStat(stat)

@@ -71,8 +71,10 @@ type listener struct {
 	state atomic.Pointer[lstate]
 	certs atomic.Pointer[certSet]
 
-	srv        *http.Server
+	srv        *http.Server // TLS connections, and h2c ones handed over by h1 on plain listeners
+	h1         *h1Server    // plain listeners: HTTP/1.x connections
 	ln         net.Listener
+	baseCtx    context.Context
 	baseCancel context.CancelFunc // cancels every request context (ends tunnels) after the drain
 }
 
@@ -251,7 +253,10 @@ func (s *Server) Start() error {
 }
 
 func (s *Server) listen(l *listener) error {
-	ln, err := net.Listen("tcp", l.addr)
+	// No TCP keep-alive probes on client connections: the idle timeout already ends idle ones,
+	// and enabling them costs three setsockopt calls per accepted connection.
+	lc := net.ListenConfig{KeepAlive: -1}
+	ln, err := lc.Listen(context.Background(), "tcp", l.addr)
 	if err != nil {
 		return fmt.Errorf("ingress: listener %q: %w", l.name, err)
 	}
@@ -259,8 +264,8 @@ func (s *Server) listen(l *listener) error {
 	if ta, ok := ln.Addr().(*net.TCPAddr); ok {
 		l.port = uint16(ta.Port)
 	}
-	var baseCtx context.Context
-	baseCtx, l.baseCancel = context.WithCancel(context.Background())
+	baseCtx, cancel := context.WithCancel(context.Background())
+	l.baseCtx, l.baseCancel = baseCtx, cancel
 	var p http.Protocols
 	p.SetHTTP1(true)
 	if l.tls {
@@ -290,17 +295,40 @@ func (s *Server) listen(l *listener) error {
 
 func (s *Server) serveListener(l *listener) {
 	s.log.Info("ingress listening", "listener", l.name, "addr", l.ln.Addr().String(), "tls", l.tls)
+	if l.tls {
+		go func() {
+			if err := l.srv.ServeTLS(l.ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("ingress listener stopped", "listener", l.name, "err", err)
+			}
+		}()
+		return
+	}
+	h2 := newHandoffListener(l.ln.Addr())
+	l.h1 = newH1Server(l.srv.Handler, s.log, s.lim, l.baseCtx, h2)
+	go l.srv.Serve(h2) // returns when shut down
 	go func() {
-		var err error
-		if l.tls {
-			err = l.srv.ServeTLS(l.ln, "", "")
-		} else {
-			err = l.srv.Serve(l.ln)
-		}
-		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := l.h1.serve(l.ln); err != nil {
 			s.log.Error("ingress listener stopped", "listener", l.name, "err", err)
 		}
 	}()
+}
+
+// shutdown stops accepting, closes idle connections and waits for active ones until ctx ends,
+// then closes the rest; it returns ctx's error when it had to.
+func (l *listener) shutdown(ctx context.Context) error {
+	l.ln.Close()
+	var h1err error
+	var wg sync.WaitGroup
+	if l.h1 != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); h1err = l.h1.shutdown(ctx) }()
+	}
+	err := l.srv.Shutdown(ctx)
+	if err != nil {
+		l.srv.Close()
+	}
+	wg.Wait()
+	return errors.Join(err, h1err)
 }
 
 // Addrs returns the actual listening addresses (port 0 resolved), in no particular order; empty
@@ -397,9 +425,7 @@ func (s *Server) Reload(cfg *config.Config, ups Upstreams) error {
 func (s *Server) drainListener(l *listener, d time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	if err := l.srv.Shutdown(ctx); err != nil {
-		l.srv.Close()
-	}
+	l.shutdown(ctx)
 	l.baseCancel()
 }
 
@@ -434,9 +460,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := l.srv.Shutdown(ctx); err != nil {
+			if err := l.shutdown(ctx); err != nil {
 				errs[i] = fmt.Errorf("ingress: listener %q: %w", l.name, err)
-				l.srv.Close()
 			}
 		}()
 	}

@@ -30,6 +30,7 @@ import (
 
 	"github.com/edgegate/edgegate/config"
 	"github.com/edgegate/edgegate/ingress"
+	"github.com/edgegate/edgegate/internal/procstat"
 )
 
 // Proxy names.
@@ -94,7 +95,8 @@ type Result struct {
 	RPS         float64
 	P50, P99    time.Duration
 	Requests    int64
-	Errors      int64 // socket errors plus non-2xx/3xx responses
+	Errors      int64   // socket errors plus non-2xx/3xx responses
+	CPUPerReq   float64 // proxy process CPU time per request, microseconds (0: direct, or unknown)
 }
 
 // Summary is the median over repeats of one (proxy, mode).
@@ -103,7 +105,8 @@ type Summary struct {
 	RPS         float64 // median requests/s
 	P99         time.Duration
 	P50         time.Duration
-	Errors      int64 // total over repeats
+	Errors      int64   // total over repeats
+	CPUPerReq   float64 // median proxy CPU microseconds per request
 	Runs        int
 }
 
@@ -139,6 +142,7 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 	defer stopBackend()
 
 	targets := map[string]string{} // proxy -> URL
+	pids := map[string]int{}       // proxy -> process whose CPU time (with its children) is the proxy's
 	var stops []func()
 	defer func() {
 		for i := len(stops) - 1; i >= 0; i-- {
@@ -148,16 +152,18 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 	for _, p := range opt.Proxies {
 		var url string
 		var stop func()
+		var pid int
 		var err error
 		switch p {
 		case Direct:
 			url = fmt.Sprintf("http://127.0.0.1:%d/", bport)
 		case Edgegate:
 			url, stop, err = startEdgegate(bport, opt.Logger)
+			pid = -os.Getpid() // in-process: this process alone (wrk and the backend are its children)
 		case Nginx:
-			url, stop, err = startNginx(dir, bport)
+			url, stop, pid, err = startNginx(dir, bport)
 		case HAProxy:
-			url, stop, err = startHAProxy(dir, bport)
+			url, stop, pid, err = startHAProxy(dir, bport)
 		default:
 			err = fmt.Errorf("unknown proxy %q", p)
 		}
@@ -177,6 +183,7 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 			return nil, fmt.Errorf("l7 bench: %s not serving: %w (output: %q)", p, err, out)
 		}
 		targets[p] = url
+		pids[p] = pid
 	}
 
 	profiled := opt.CPUProfile == ""
@@ -197,9 +204,13 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 						return nil, err
 					}
 				}
+				cpu0 := proxyTicks(pids[p])
 				res, err := runWrk(ctx, wrk, url, mode, opt)
 				if stopProf != nil {
 					stopProf()
+				}
+				if cpu0 > 0 && res.Requests > 0 {
+					res.CPUPerReq = float64(proxyTicks(pids[p])-cpu0) / procstat.UserHZ * 1e6 / float64(res.Requests)
 				}
 				if err != nil {
 					return nil, fmt.Errorf("l7 bench: wrk %s %s: %w", p, mode, err)
@@ -212,6 +223,23 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 	}
 	rep.summarize()
 	return rep, nil
+}
+
+// proxyTicks is the CPU time of a proxy's processes so far: pid and its children (nginx's
+// workers), or -pid alone; 0 for none.
+func proxyTicks(pid int) uint64 {
+	read := procstat.Tree
+	if pid < 0 {
+		pid, read = -pid, procstat.Process
+	}
+	if pid == 0 {
+		return 0
+	}
+	t, err := read(pid)
+	if err != nil {
+		return 0
+	}
+	return t
 }
 
 func startProfile(path string) (func(), error) {
@@ -360,21 +388,21 @@ func startEdgegate(bport int, log *slog.Logger) (string, func(), error) {
 
 // startProc starts a proxy in the foreground of its own process group and returns a stop
 // function that signals exactly that PID (then kills it if it lingers).
-func startProc(dir, name string, args ...string) (func(), error) {
+func startProc(dir, name string, args ...string) (func(), int, error) {
 	path, err := exec.LookPath(name)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	logf, err := os.Create(filepath.Join(dir, name+".out"))
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	cmd := exec.Command(path, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, 0, fmt.Errorf("%s: %w", name, err)
 	}
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done); logf.Close() }()
@@ -388,17 +416,17 @@ func startProc(dir, name string, args ...string) (func(), error) {
 			<-done
 		}
 	}
-	return stop, nil
+	return stop, cmd.Process.Pid, nil
 }
 
-func startNginx(dir string, bport int) (string, func(), error) {
+func startNginx(dir string, bport int) (string, func(), int, error) {
 	port, err := freePort()
 	if err != nil {
-		return "", nil, err
+		return "", nil, 0, err
 	}
 	ndir := filepath.Join(dir, "nginx")
 	if err := os.MkdirAll(filepath.Join(ndir, "logs"), 0o755); err != nil {
-		return "", nil, err
+		return "", nil, 0, err
 	}
 	conf := fmt.Sprintf(`worker_processes auto;
 pid %[1]s/nginx.pid;
@@ -427,19 +455,19 @@ http {
 `, ndir, bport, port)
 	cf := filepath.Join(ndir, "nginx.conf")
 	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
-		return "", nil, err
+		return "", nil, 0, err
 	}
-	stop, err := startProc(dir, "nginx", "-p", ndir, "-c", cf, "-g", "daemon off;")
+	stop, pid, err := startProc(dir, "nginx", "-p", ndir, "-c", cf, "-g", "daemon off;")
 	if err != nil {
-		return "", nil, err
+		return "", nil, 0, err
 	}
-	return fmt.Sprintf("http://127.0.0.1:%d/", port), stop, nil
+	return fmt.Sprintf("http://127.0.0.1:%d/", port), stop, pid, nil
 }
 
-func startHAProxy(dir string, bport int) (string, func(), error) {
+func startHAProxy(dir string, bport int) (string, func(), int, error) {
 	port, err := freePort()
 	if err != nil {
-		return "", nil, err
+		return "", nil, 0, err
 	}
 	conf := fmt.Sprintf(`global
     maxconn 4096
@@ -459,13 +487,13 @@ backend be
 `, port, bport)
 	cf := filepath.Join(dir, "haproxy.cfg")
 	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
-		return "", nil, err
+		return "", nil, 0, err
 	}
-	stop, err := startProc(dir, "haproxy", "-db", "-f", cf)
+	stop, pid, err := startProc(dir, "haproxy", "-db", "-f", cf)
 	if err != nil {
-		return "", nil, err
+		return "", nil, 0, err
 	}
-	return fmt.Sprintf("http://127.0.0.1:%d/", port), stop, nil
+	return fmt.Sprintf("http://127.0.0.1:%d/", port), stop, pid, nil
 }
 
 // probe waits (bounded) until url answers with the backend's body.
@@ -571,11 +599,14 @@ func (rep *Report) summarize() {
 		rps := make([]float64, len(rs))
 		p99 := make([]time.Duration, len(rs))
 		p50 := make([]time.Duration, len(rs))
+		cpu := make([]float64, len(rs))
 		for i, r := range rs {
-			rps[i], p99[i], p50[i] = r.RPS, r.P99, r.P50
+			rps[i], p99[i], p50[i], cpu[i] = r.RPS, r.P99, r.P50, r.CPUPerReq
 			s.Errors += r.Errors
 		}
 		sort.Float64s(rps)
+		sort.Float64s(cpu)
+		s.CPUPerReq = cpu[len(cpu)/2]
 		slices.Sort(p99)
 		slices.Sort(p50)
 		s.RPS, s.P99, s.P50 = rps[len(rps)/2], p99[len(p99)/2], p50[len(p50)/2]
@@ -600,9 +631,9 @@ func (rep *Report) Markdown() string {
 	o := rep.Options
 	fmt.Fprintf(&b, "## L7 proxy benchmark\n\nwrk %s, %d B responses, median of %d runs, all on 127.0.0.1 (%s).\n\n",
 		rep.WrkFlags, BodySize, o.Repeats, rep.Start.UTC().Format(time.RFC3339))
-	b.WriteString("| proxy | mode | req/s | p50 | p99 | errors |\n|---|---|---:|---:|---:|---:|\n")
+	b.WriteString("| proxy | mode | req/s | p50 | p99 | proxy CPU/req | errors |\n|---|---|---:|---:|---:|---:|---:|\n")
 	for _, s := range rep.Summary {
-		fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %s | %d |\n", s.Proxy, s.Mode, s.RPS, fmtDur(s.P50), fmtDur(s.P99), s.Errors)
+		fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %s | %s | %d |\n", s.Proxy, s.Mode, s.RPS, fmtDur(s.P50), fmtDur(s.P99), fmtCPU(s.CPUPerReq), s.Errors)
 	}
 	b.WriteString("\n")
 	for _, mode := range o.Modes {
@@ -610,28 +641,43 @@ func (rep *Report) Markdown() string {
 		if !ok {
 			continue
 		}
-		var parts []string
+		var parts, cpu []string
 		best := eg.P99
 		for _, p := range []string{Nginx, HAProxy} {
 			if s, ok := rep.Lookup(p, mode); ok && s.RPS > 0 {
 				parts = append(parts, fmt.Sprintf("%.2fx %s", eg.RPS/s.RPS, p))
 				best = min(best, s.P99)
+				if s.CPUPerReq > 0 && eg.CPUPerReq > 0 {
+					cpu = append(cpu, fmt.Sprintf("%.2fx %s", eg.CPUPerReq/s.CPUPerReq, p))
+				}
 			}
 		}
 		if len(parts) > 0 {
-			fmt.Fprintf(&b, "- %s: edgegate throughput %s; p99 %.2fx the best proxy p99 (%s)\n",
+			fmt.Fprintf(&b, "- %s: edgegate throughput %s; p99 %.2fx the best proxy p99 (%s)",
 				mode, strings.Join(parts, ", "), float64(eg.P99)/float64(best), fmtDur(best))
+			if len(cpu) > 0 {
+				fmt.Fprintf(&b, "; CPU per request %s", strings.Join(cpu, ", "))
+			}
+			b.WriteString("\n")
 		}
 	}
 	for p, why := range rep.Skipped {
 		fmt.Fprintf(&b, "- %s skipped: %s\n", p, why)
 	}
-	b.WriteString("\n<details><summary>all runs</summary>\n\n| proxy | mode | run | req/s | p50 | p99 | requests | errors |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("\n<details><summary>all runs</summary>\n\n| proxy | mode | run | req/s | p50 | p99 | proxy CPU/req | requests | errors |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range rep.Results {
-		fmt.Fprintf(&b, "| %s | %s | %d | %.0f | %s | %s | %d | %d |\n", r.Proxy, r.Mode, r.Repeat+1, r.RPS, fmtDur(r.P50), fmtDur(r.P99), r.Requests, r.Errors)
+		fmt.Fprintf(&b, "| %s | %s | %d | %.0f | %s | %s | %s | %d | %d |\n", r.Proxy, r.Mode, r.Repeat+1, r.RPS, fmtDur(r.P50), fmtDur(r.P99), fmtCPU(r.CPUPerReq), r.Requests, r.Errors)
 	}
 	b.WriteString("\n</details>\n")
 	return b.String()
+}
+
+// fmtCPU renders CPU microseconds per request ("-" for none: the direct case).
+func fmtCPU(us float64) string {
+	if us <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1fus", us)
 }
 
 func fmtDur(d time.Duration) string {
