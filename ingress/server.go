@@ -39,7 +39,8 @@ const (
 	defaultDrainTimeout      = 10 * time.Second
 )
 
-// Server is the L7 ingress: one http.Server per configured listener sharing route tables,
+// Server is the L7 ingress: per configured listener an HTTP/1.x connection loop (plain listeners,
+// see h1Server) and an http.Server (TLS, HTTP/2, h2c), sharing route tables,
 // transports and metrics.
 type Server struct {
 	log       *slog.Logger

@@ -186,6 +186,20 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 		pids[p] = pid
 	}
 
+	// One unmeasured warm-up run per proxy and mode (up to a second): connection pools, the Go
+	// runtime's heap and the proxies' caches start each measured run in their steady state.
+	warm := opt
+	warm.Duration = min(opt.Duration, time.Second)
+	for _, mode := range opt.Modes {
+		for _, p := range opt.Proxies {
+			if url, ok := targets[p]; ok {
+				if _, err := runWrk(ctx, wrk, url, mode, warm); err != nil {
+					return nil, fmt.Errorf("l7 bench: warm-up %s %s: %w", p, mode, err)
+				}
+			}
+		}
+	}
+
 	profiled := opt.CPUProfile == ""
 	for r := 0; r < opt.Repeats; r++ {
 		for _, mode := range opt.Modes {
@@ -204,13 +218,13 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 						return nil, err
 					}
 				}
-				cpu0 := proxyTicks(pids[p])
+				cpu0, measured := proxyTicks(pids[p])
 				res, err := runWrk(ctx, wrk, url, mode, opt)
 				if stopProf != nil {
 					stopProf()
 				}
-				if cpu0 > 0 && res.Requests > 0 {
-					res.CPUPerReq = float64(proxyTicks(pids[p])-cpu0) / procstat.UserHZ * 1e6 / float64(res.Requests)
+				if cpu1, ok := proxyTicks(pids[p]); measured && ok && cpu1 >= cpu0 && res.Requests > 0 {
+					res.CPUPerReq = float64(cpu1-cpu0) / procstat.UserHZ * 1e6 / float64(res.Requests)
 				}
 				if err != nil {
 					return nil, fmt.Errorf("l7 bench: wrk %s %s: %w", p, mode, err)
@@ -226,20 +240,17 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 }
 
 // proxyTicks is the CPU time of a proxy's processes so far: pid and its children (nginx's
-// workers), or -pid alone; 0 for none.
-func proxyTicks(pid int) uint64 {
+// workers), or -pid alone; false for none (direct) or when unreadable.
+func proxyTicks(pid int) (uint64, bool) {
 	read := procstat.Tree
 	if pid < 0 {
 		pid, read = -pid, procstat.Process
 	}
 	if pid == 0 {
-		return 0
+		return 0, false
 	}
 	t, err := read(pid)
-	if err != nil {
-		return 0
-	}
-	return t
+	return t, err == nil
 }
 
 func startProfile(path string) (func(), error) {
@@ -629,7 +640,7 @@ func (rep *Report) Lookup(proxy, mode string) (Summary, bool) {
 func (rep *Report) Markdown() string {
 	var b strings.Builder
 	o := rep.Options
-	fmt.Fprintf(&b, "## L7 proxy benchmark\n\nwrk %s, %d B responses, median of %d runs, all on 127.0.0.1 (%s).\n\n",
+	fmt.Fprintf(&b, "## L7 proxy benchmark\n\nwrk %s, %d B responses, median of %d runs after a warm-up run, all on 127.0.0.1 (%s).\n\n",
 		rep.WrkFlags, BodySize, o.Repeats, rep.Start.UTC().Format(time.RFC3339))
 	b.WriteString("| proxy | mode | req/s | p50 | p99 | proxy CPU/req | errors |\n|---|---|---:|---:|---:|---:|---:|\n")
 	for _, s := range rep.Summary {
