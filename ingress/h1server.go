@@ -48,9 +48,10 @@ type h1Server struct {
 }
 
 const (
-	bgReadDelay   = 50 * time.Millisecond // see h1Server
-	smallBodyBuf  = 4 << 10               // responses this small without Content-Length get one
-	maxBodyDrain  = 256 << 10             // unread request body drained to keep the connection
+	bgReadDelay   = 50 * time.Millisecond  // see h1Server
+	smallBodyBuf  = 4 << 10                // responses this small without Content-Length get one
+	maxBodyDrain  = 256 << 10              // unread request body drained to keep the connection
+	lingerTime    = 500 * time.Millisecond // see lingerClose
 	h1ReadBufSize = 4 << 10
 	h1WriteBuf    = 8 << 10
 	h2Preface     = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -449,22 +450,40 @@ func (c *h1Conn) serveRequest(req *http.Request, hasBody bool) (keep, hijacked b
 	if panicked {
 		return false, false
 	}
+	unread := false // the client may still be sending a body we will not read
 	if hasBody {
 		switch {
 		case ecr != nil && !ecr.sent:
 			// The client waits for 100 Continue we never sent: it may or may not send the body.
-			w.closeAfter = true
+			unread = true
 		default:
 			if n, err := io.CopyN(io.Discard, req.Body, maxBodyDrain); err != io.EOF || n == maxBodyDrain {
-				w.closeAfter = true
+				unread = true
 			}
 		}
+		w.closeAfter = w.closeAfter || unread
 	}
 	w.finish()
 	if w.closeAfter || c.br.Buffered() == 0 {
 		c.bw.Flush()
 	}
+	if unread {
+		c.lingerClose()
+	}
 	return !w.closeAfter, false
+}
+
+// lingerClose ends a connection whose client may still be sending: closing at once would make
+// the kernel answer the unread bytes with a reset, which can destroy the response in the client's
+// receive buffer. So, as RFC 9112 9.6 advises (and net/http does with a fixed sleep), send FIN
+// and read until the client closes too, bounded in time and bytes.
+func (c *h1Conn) lingerClose() {
+	c.bw.Flush()
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	c.nc.SetReadDeadline(time.Now().Add(lingerTime))
+	io.CopyN(io.Discard, c.nc, 1<<20)
 }
 
 // runHandler calls the handler, recovering a panic as net/http does (http.ErrAbortHandler
@@ -552,6 +571,7 @@ func (c *h1Conn) disarmBackgroundRead() {
 func (c *h1Conn) badRequest(err error) {
 	if c.cr.hit {
 		c.writeError(http.StatusRequestHeaderFieldsTooLarge, "request header too large")
+		c.lingerClose() // the rest of the head is likely still arriving
 		return
 	}
 	var ne net.Error
@@ -688,8 +708,7 @@ func (w *h1Response) writeBody(p []byte) error {
 	}
 	bw := w.c.bw
 	if w.chunked {
-		var hex [16]byte
-		bw.Write(strconv.AppendUint(hex[:0], uint64(len(p)), 16))
+		bw.Write(strconv.AppendUint(bw.AvailableBuffer(), uint64(len(p)), 16))
 		bw.WriteString("\r\n")
 		bw.Write(p)
 		_, err := bw.WriteString("\r\n")
@@ -801,8 +820,7 @@ func (w *h1Response) commit() {
 			bw.WriteString("Transfer-Encoding: chunked\r\n")
 		} else if w.cl >= 0 {
 			bw.WriteString("Content-Length: ")
-			var num [20]byte
-			bw.Write(strconv.AppendInt(num[:0], w.cl, 10))
+			bw.Write(strconv.AppendInt(bw.AvailableBuffer(), w.cl, 10))
 			bw.WriteString("\r\n")
 		}
 	}
@@ -829,8 +847,7 @@ func (w *h1Response) writeStatus(code int) {
 	} else {
 		bw.WriteString("HTTP/1.1 ")
 	}
-	var num [8]byte
-	bw.Write(strconv.AppendInt(num[:0], int64(code), 10))
+	bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(code), 10))
 	bw.WriteByte(' ')
 	text := http.StatusText(code)
 	if text == "" {

@@ -77,31 +77,24 @@ func TestH1ServerProtocol(t *testing.T) {
 		expectClosed(t, br)
 	})
 
-	t.Run("missing Host is 400 and closes", func(t *testing.T) {
-		c, br := rawConn(t, addr)
-		io.WriteString(c, "GET / HTTP/1.1\r\n\r\n")
-		if resp, _ := readResp(t, br, "GET"); resp.StatusCode != 400 {
-			t.Fatalf("status %d, want 400", resp.StatusCode)
-		}
-		expectClosed(t, br)
-	})
-
-	t.Run("malformed request line is 400", func(t *testing.T) {
-		c, br := rawConn(t, addr)
-		io.WriteString(c, "GET\r\nHost: a\r\n\r\n")
-		if resp, _ := readResp(t, br, "GET"); resp.StatusCode != 400 {
-			t.Fatalf("status %d, want 400", resp.StatusCode)
-		}
-		expectClosed(t, br)
-	})
-
-	t.Run("unsupported Expect is 417", func(t *testing.T) {
-		c, br := rawConn(t, addr)
-		io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\nExpect: teapot\r\n\r\n")
-		if resp, _ := readResp(t, br, "GET"); resp.StatusCode != http.StatusExpectationFailed {
-			t.Fatalf("status %d, want 417", resp.StatusCode)
-		}
-	})
+	for _, tt := range []struct {
+		name, req string
+		status    int
+	}{
+		{"missing Host", "GET / HTTP/1.1\r\n\r\n", http.StatusBadRequest},
+		{"malformed request line", "GET\r\nHost: a\r\n\r\n", http.StatusBadRequest},
+		{"unsupported Expect", "GET / HTTP/1.1\r\nHost: a\r\nExpect: teapot\r\n\r\n", http.StatusExpectationFailed},
+		{"HTTP/2 request line without the preface", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", http.StatusHTTPVersionNotSupported},
+	} {
+		t.Run(tt.name+" is refused and closes", func(t *testing.T) {
+			c, br := rawConn(t, addr)
+			io.WriteString(c, tt.req)
+			if resp, _ := readResp(t, br, "GET"); resp.StatusCode != tt.status {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tt.status)
+			}
+			expectClosed(t, br)
+		})
+	}
 
 	t.Run("100-continue before the body", func(t *testing.T) {
 		c, br := rawConn(t, addr)
@@ -159,49 +152,6 @@ func TestH1ServerProtocol(t *testing.T) {
 			t.Error("no Date header")
 		}
 	})
-}
-
-// TestH1ServerStreaming: a backend response of unknown length that flushes as it goes reaches the
-// client chunked, each part before the next is produced, with its trailer.
-func TestH1ServerStreaming(t *testing.T) {
-	next := make(chan struct{})
-	stream := startBackend(t, "stream", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Trailer", "X-Sum")
-		for i := range 3 {
-			fmt.Fprintf(w, "part%d;", i)
-			w.(http.Flusher).Flush()
-			select {
-			case <-next:
-			case <-time.After(5 * time.Second):
-				return
-			}
-		}
-		w.Header().Set("X-Sum", "3")
-	}))
-	s := startIngress(t, oneRoute("stream", config.Rule{}), newFixed().add("stream", 80, stream.addr), Options{})
-	c, br := rawConn(t, addrOf(t, s, "main"))
-	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-	resp, err := http.ReadResponse(br, &http.Request{Method: "GET"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(resp.TransferEncoding) == 0 || resp.TransferEncoding[0] != "chunked" {
-		t.Fatalf("Transfer-Encoding %v, want chunked", resp.TransferEncoding)
-	}
-	buf := make([]byte, 64)
-	for i := range 3 {
-		want := fmt.Sprintf("part%d;", i)
-		if _, err := io.ReadFull(resp.Body, buf[:len(want)]); err != nil || string(buf[:len(want)]) != want {
-			t.Fatalf("part %d: %q, %v", i, buf[:len(want)], err)
-		}
-		next <- struct{}{}
-	}
-	if rest, err := io.ReadAll(resp.Body); err != nil || len(rest) != 0 {
-		t.Fatalf("after the parts: %q, %v", rest, err)
-	}
-	if got := resp.Trailer.Get("X-Sum"); got != "3" {
-		t.Errorf("trailer X-Sum = %q, want 3", got)
-	}
 }
 
 // TestH1ServerClientGone: a client that leaves while its request waits on a slow backend cancels
@@ -306,4 +256,30 @@ func FuzzH1Conn(f *testing.F) {
 			t.Fatalf("output does not start with a status line: %q", out)
 		}
 	})
+}
+
+// TestH1ServerUnreadBody: a large body the ingress never reads (no route matches) does not cost
+// the client its 404: the connection is half-closed and drained, not reset under the response.
+func TestH1ServerUnreadBody(t *testing.T) {
+	web := startBackend(t, "web", nil)
+	ing := oneRoute("web", config.Rule{Matches: []config.Match{{Path: prefix("/only")}}})
+	s := startIngress(t, ing, newFixed().add("web", 80, web.addr), Options{})
+	c, br := rawConn(t, addrOf(t, s, "main"))
+	const size = 4 << 20
+	fmt.Fprintf(c, "POST /elsewhere HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n", size)
+	go func() {
+		chunk := make([]byte, 64<<10)
+		for sent := 0; sent < size; sent += len(chunk) {
+			if _, err := c.Write(chunk); err != nil {
+				return // the server stopped reading: expected
+			}
+		}
+	}()
+	resp, body := readResp(t, br, "POST")
+	if resp.StatusCode != http.StatusNotFound || !strings.Contains(body, "404") {
+		t.Fatalf("got %d %q, want the 404", resp.StatusCode, body)
+	}
+	if !resp.Close {
+		t.Error("response to an undrained body lacks Connection: close")
+	}
 }

@@ -362,10 +362,12 @@ func TestSlowloris(t *testing.T) {
 	}
 }
 
-// TestStreaming: a response of unknown length reaches the client chunk by chunk, not buffered.
+// TestStreaming: a response of unknown length reaches the client chunk by chunk, not buffered,
+// with chunked framing and its trailer.
 func TestStreaming(t *testing.T) {
 	next := make(chan struct{})
 	stream := startBackend(t, "stream", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "X-Sum")
 		for i := range 3 {
 			fmt.Fprintf(w, "chunk%d\n", i)
 			w.(http.Flusher).Flush()
@@ -375,6 +377,7 @@ func TestStreaming(t *testing.T) {
 				return
 			}
 		}
+		w.Header().Set("X-Sum", "3")
 	}))
 	ing := &config.Ingress{Listeners: plainListener(), Routes: []config.HTTPRoute{{Name: "s", Rules: []config.Rule{{Backends: []config.BackendRef{ref("s", 80, 1)}}}}}}
 	s := startIngress(t, ing, newFixed().add("s", 80, stream.addr), Options{})
@@ -383,6 +386,9 @@ func TestStreaming(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	if len(resp.TransferEncoding) == 0 || resp.TransferEncoding[0] != "chunked" {
+		t.Fatalf("Transfer-Encoding %v, want chunked", resp.TransferEncoding)
+	}
 	br := bufio.NewReader(resp.Body)
 	for i := range 3 {
 		line, err := br.ReadString('\n')
@@ -390,6 +396,12 @@ func TestStreaming(t *testing.T) {
 			t.Fatalf("chunk %d: %q %v", i, line, err)
 		}
 		next <- struct{}{} // the backend writes the next chunk only after we saw this one
+	}
+	if rest, err := io.ReadAll(br); err != nil || len(rest) != 0 {
+		t.Fatalf("after the chunks: %q, %v", rest, err)
+	}
+	if got := resp.Trailer.Get("X-Sum"); got != "3" {
+		t.Errorf("trailer X-Sum = %q, want 3", got)
 	}
 }
 
