@@ -113,7 +113,8 @@ func TestHTTPSWithCurl(t *testing.T) {
 }
 
 // TestWebSocket: an echo through the proxy (HTTP/1.1 Upgrade, hijacked both ways).
-func TestWebSocket(t *testing.T) {
+// wsEcho starts a WebSocket echo backend behind an ingress and returns the ingress and the URL.
+func wsEcho(t *testing.T) (*Server, string) {
 	echo := startBackend(t, "ws", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := websocket.Accept(w, r, nil)
 		if err != nil {
@@ -137,9 +138,14 @@ func TestWebSocket(t *testing.T) {
 		Backends: []config.BackendRef{ref("ws", 80, 1)},
 	}}}}}
 	s := startIngress(t, ing, newFixed().add("ws", 80, echo.addr), Options{})
+	return s, "ws://" + addrOf(t, s, "main") + "/ws"
+}
+
+func TestWebSocket(t *testing.T) {
+	_, url := wsEcho(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, _, err := websocket.Dial(ctx, "ws://"+addrOf(t, s, "main")+"/ws", nil)
+	c, _, err := websocket.Dial(ctx, url, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,6 +164,37 @@ func TestWebSocket(t *testing.T) {
 		}
 	}
 	c.Close(websocket.StatusNormalClosure, "")
+}
+
+// TestShutdownEndsTunnels: Shutdown with a WebSocket tunnel open returns once its context ends,
+// reports the tunnel, and ends it.
+func TestShutdownEndsTunnels(t *testing.T) {
+	s, url := wsEcho(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	if err := c.Write(ctx, websocket.MessageText, []byte("up")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Read(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sctx, scancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer scancel()
+	start := time.Now()
+	if err := s.Shutdown(sctx); err == nil {
+		t.Error("Shutdown with an open tunnel: want an error naming it")
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("Shutdown took %v with a 300ms context", d)
+	}
+	if _, _, err := c.Read(ctx); err == nil {
+		t.Error("tunnel still carries messages after Shutdown")
+	}
 }
 
 func trunc(s string) string {

@@ -35,16 +35,15 @@ import (
 // request bodies, 431 for oversized heads, the read-header and idle timeouts, and graceful
 // shutdown that closes idle connections and lets active ones finish their request.
 type h1Server struct {
-	h          http.Handler
-	log        *slog.Logger
-	lim        limits
-	baseCtx    context.Context
-	h2         *handoffListener // nil: no h2c; else connections opening with the preface go here
-	closing    atomic.Bool
-	mu         sync.Mutex
-	conns      map[*h1Conn]struct{}
-	active     sync.WaitGroup // conn goroutines
-	acceptDone chan struct{}
+	h       http.Handler
+	log     *slog.Logger
+	lim     limits
+	baseCtx context.Context
+	h2      *handoffListener // nil: no h2c; else connections opening with the preface go here
+	closing atomic.Bool
+	mu      sync.Mutex
+	conns   map[*h1Conn]struct{}
+	active  sync.WaitGroup // conn goroutines
 }
 
 const (
@@ -65,12 +64,11 @@ const (
 )
 
 func newH1Server(h http.Handler, log *slog.Logger, lim limits, baseCtx context.Context, h2 *handoffListener) *h1Server {
-	return &h1Server{h: h, log: log, lim: lim, baseCtx: baseCtx, h2: h2, conns: map[*h1Conn]struct{}{}, acceptDone: make(chan struct{})}
+	return &h1Server{h: h, log: log, lim: lim, baseCtx: baseCtx, h2: h2, conns: map[*h1Conn]struct{}{}}
 }
 
 // serve accepts until ln is closed.
 func (s *h1Server) serve(ln net.Listener) error {
-	defer close(s.acceptDone)
 	var backoff time.Duration
 	for {
 		nc, err := ln.Accept()
@@ -94,23 +92,24 @@ func (s *h1Server) serve(ln net.Listener) error {
 	}
 }
 
+// newConn tracks a new connection; nil once shutdown has begun.
 func (s *h1Server) newConn(nc net.Conn) *h1Conn {
 	ctx, cancel := context.WithCancel(s.baseCtx)
 	c := &h1Conn{s: s, nc: nc, ctx: ctx, cancel: cancel, remote: nc.RemoteAddr().String()}
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		cancel()
+		return nil
+	}
+	s.conns[c] = struct{}{} // state starts as stateActive (zero)
+	s.active.Add(1)
+	s.mu.Unlock()
 	c.cr.c = c
 	c.br = brPool.Get().(*bufio.Reader)
 	c.br.Reset(&c.cr)
 	c.bw = bwPool.Get().(*bufio.Writer)
 	c.bw.Reset(checkWriter{c})
-	c.state.Store(stateActive)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing.Load() {
-		cancel()
-		return nil
-	}
-	s.conns[c] = struct{}{}
-	s.active.Add(1)
 	return c
 }
 
@@ -130,16 +129,12 @@ func (c *h1Conn) release() {
 	c.br, c.bw = nil, nil
 }
 
+// forget ends the server's tracking of c (closed, or hijacked by its handler).
 func (s *h1Server) forget(c *h1Conn) {
-	s.untrack(c)
-	s.active.Done()
-}
-
-// untrack removes c from shutdown's reach (a hijacked connection belongs to its handler).
-func (s *h1Server) untrack(c *h1Conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
+	s.active.Done()
 }
 
 // shutdown stops the idle connections and waits until the active ones have finished their
@@ -235,17 +230,18 @@ func (c *prefixConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // h1Conn is one client connection.
 type h1Conn struct {
-	s      *h1Server
-	nc     net.Conn
-	remote string
-	ctx    context.Context // requests' context: ends with the connection or a departed client
-	cancel context.CancelFunc
-	cr     connReader
-	br     *bufio.Reader
-	bw     *bufio.Writer
-	state  atomic.Int32
-	werr   error // first write error (client gone)
-	resp   h1Response
+	s         *h1Server
+	nc        net.Conn
+	remote    string
+	ctx       context.Context // requests' context: ends with the connection or a departed client
+	cancel    context.CancelFunc
+	cr        connReader
+	br        *bufio.Reader
+	bw        *bufio.Writer
+	state     atomic.Int32
+	werr      error // first write error (client gone)
+	forgotten bool  // hijacked: no longer tracked by the server
+	resp      h1Response
 
 	// Background read (see h1Server): armed per bodyless request, started by bgTimer.
 	bgMu      sync.Mutex
@@ -313,7 +309,9 @@ func (c *h1Conn) serve() {
 		if c.bgTimer != nil {
 			c.bgTimer.Stop()
 		}
-		c.s.forget(c)
+		if !c.forgotten {
+			c.s.forget(c)
+		}
 	}()
 	lim := c.s.lim
 	// The first request's head must arrive within the read-header timeout from the accept.
@@ -759,7 +757,10 @@ func (w *h1Response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if c.cr.pending || c.br.Buffered() > 0 {
 		nc = &prefixConn{Conn: c.nc, r: c.br}
 	}
-	c.s.untrack(c)
+	// From here the connection is the handler's: shutdown neither waits for nor closes it (the
+	// ingress tracks Upgrade tunnels itself).
+	c.s.forget(c)
+	c.forgotten = true
 	return nc, bufio.NewReadWriter(c.br, bufio.NewWriter(c.nc)), nil
 }
 
