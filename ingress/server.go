@@ -265,8 +265,7 @@ func (s *Server) listen(l *listener) error {
 	if ta, ok := ln.Addr().(*net.TCPAddr); ok {
 		l.port = uint16(ta.Port)
 	}
-	baseCtx, cancel := context.WithCancel(context.Background())
-	l.baseCtx, l.baseCancel = baseCtx, cancel
+	l.baseCtx, l.baseCancel = context.WithCancel(context.Background())
 	var p http.Protocols
 	p.SetHTTP1(true)
 	if l.tls {
@@ -281,7 +280,7 @@ func (s *Server) listen(l *listener) error {
 		MaxHeaderBytes:    s.lim.maxHeader,
 		Protocols:         &p,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-		BaseContext:       func(net.Listener) context.Context { return baseCtx },
+		BaseContext:       func(net.Listener) context.Context { return l.baseCtx },
 	}
 	if l.tls {
 		l.srv.TLSConfig = &tls.Config{
