@@ -113,8 +113,9 @@ func TestHTTPSWithCurl(t *testing.T) {
 }
 
 // TestWebSocket: an echo through the proxy (HTTP/1.1 Upgrade, hijacked both ways).
-// wsEcho starts a WebSocket echo backend behind an ingress and returns the ingress and the URL.
-func wsEcho(t *testing.T) (*Server, string) {
+// wsTunnel starts a WebSocket echo backend behind an ingress and opens a tunnel through it; the
+// context bounds the test's WebSocket calls.
+func wsTunnel(t *testing.T) (*Server, *websocket.Conn, context.Context) {
 	echo := startBackend(t, "ws", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := websocket.Accept(w, r, nil)
 		if err != nil {
@@ -138,30 +139,36 @@ func wsEcho(t *testing.T) (*Server, string) {
 		Backends: []config.BackendRef{ref("ws", 80, 1)},
 	}}}}}
 	s := startIngress(t, ing, newFixed().add("ws", 80, echo.addr), Options{})
-	return s, "ws://" + addrOf(t, s, "main") + "/ws"
-}
-
-func TestWebSocket(t *testing.T) {
-	_, url := wsEcho(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, _, err := websocket.Dial(ctx, url, nil)
+	t.Cleanup(cancel)
+	c, _, err := websocket.Dial(ctx, "ws://"+addrOf(t, s, "main")+"/ws", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.CloseNow()
+	t.Cleanup(func() { c.CloseNow() })
 	c.SetReadLimit(1 << 20)
+	return s, c, ctx
+}
+
+// wsEchoes sends m through the tunnel and checks the echo.
+func wsEchoes(t *testing.T, ctx context.Context, c *websocket.Conn, m string) {
+	t.Helper()
+	if err := c.Write(ctx, websocket.MessageText, []byte(m)); err != nil {
+		t.Fatal(err)
+	}
+	_, got, err := c.Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != "echo:"+m {
+		t.Fatalf("echo %q, want %q", trunc(string(got)), trunc("echo:"+m))
+	}
+}
+
+func TestWebSocket(t *testing.T) {
+	_, c, ctx := wsTunnel(t)
 	for _, m := range []string{"hello", "world", strings.Repeat("x", 100000)} {
-		if err := c.Write(ctx, websocket.MessageText, []byte(m)); err != nil {
-			t.Fatal(err)
-		}
-		_, got, err := c.Read(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if string(got) != "echo:"+m {
-			t.Fatalf("echo %q, want %q", trunc(string(got)), trunc("echo:"+m))
-		}
+		wsEchoes(t, ctx, c, m)
 	}
 	c.Close(websocket.StatusNormalClosure, "")
 }
@@ -169,20 +176,8 @@ func TestWebSocket(t *testing.T) {
 // TestShutdownEndsTunnels: Shutdown with a WebSocket tunnel open returns once its context ends,
 // reports the tunnel, and ends it.
 func TestShutdownEndsTunnels(t *testing.T) {
-	s, url := wsEcho(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, _, err := websocket.Dial(ctx, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseNow()
-	if err := c.Write(ctx, websocket.MessageText, []byte("up")); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := c.Read(ctx); err != nil {
-		t.Fatal(err)
-	}
+	s, c, ctx := wsTunnel(t)
+	wsEchoes(t, ctx, c, "up")
 	sctx, scancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer scancel()
 	start := time.Now()

@@ -305,10 +305,7 @@ func (c *h1Conn) serve() {
 			c.nc.Close()
 			c.release()
 		}
-		c.cancel()
-		if c.bgTimer != nil {
-			c.bgTimer.Stop()
-		}
+		c.cancel() // every armed background read was disarmed by serveRequest or Hijack
 		if !c.forgotten {
 			c.s.forget(c)
 		}
@@ -357,7 +354,7 @@ func (c *h1Conn) serve() {
 			return
 		}
 		c.cr.remain = noLimit
-		hasBody := req.Body != http.NoBody && req.Body != nil
+		hasBody := req.Body != http.NoBody // ReadRequest sets NoBody for bodyless requests
 		if hasBody {
 			c.nc.SetReadDeadline(time.Time{}) // bodies are read at the handler's pace
 		}
@@ -421,10 +418,7 @@ func (c *h1Conn) serveRequest(req *http.Request, hasBody bool) (keep, hijacked b
 	req.RemoteAddr = c.remote
 	req = req.WithContext(c.ctx)
 	w := &c.resp
-	w.reset(c, req)
-	if c.s.closing.Load() {
-		w.closeAfter = true
-	}
+	w.reset(c, req) // commit adds Connection: close once shutdown has begun
 	var ecr *expectContinueReader
 	if hasBody {
 		if len(req.Header["Expect"]) > 0 {
@@ -475,8 +469,7 @@ func (c *h1Conn) serveRequest(req *http.Request, hasBody bool) (keep, hijacked b
 // the kernel answer the unread bytes with a reset, which can destroy the response in the client's
 // receive buffer. So, as RFC 9112 9.6 advises (and net/http does with a fixed sleep), send FIN
 // and read until the client closes too, bounded in time and bytes.
-func (c *h1Conn) lingerClose() {
-	c.bw.Flush()
+func (c *h1Conn) lingerClose() { // callers have flushed the response
 	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
 		cw.CloseWrite()
 	}

@@ -141,8 +141,8 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 	}
 	defer stopBackend()
 
-	targets := map[string]string{} // proxy -> URL
-	pids := map[string]int{}       // proxy -> process whose CPU time (with its children) is the proxy's
+	targets := map[string]string{}               // proxy -> URL
+	cpuOf := map[string]func() (uint64, error){} // proxy -> its processes' CPU ticks so far
 	var stops []func()
 	defer func() {
 		for i := len(stops) - 1; i >= 0; i-- {
@@ -159,7 +159,8 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 			url = fmt.Sprintf("http://127.0.0.1:%d/", bport)
 		case Edgegate:
 			url, stop, err = startEdgegate(bport, opt.Logger)
-			pid = -os.Getpid() // in-process: this process alone (wrk and the backend are its children)
+			// In-process: this process alone (wrk and the backend are its children).
+			cpuOf[p] = func() (uint64, error) { return procstat.Process(os.Getpid()) }
 		case Nginx:
 			url, stop, pid, err = startNginx(dir, bport)
 		case HAProxy:
@@ -183,7 +184,9 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 			return nil, fmt.Errorf("l7 bench: %s not serving: %w (output: %q)", p, err, out)
 		}
 		targets[p] = url
-		pids[p] = pid
+		if pid > 0 {
+			cpuOf[p] = func() (uint64, error) { return procstat.Tree(pid) } // nginx: master + workers
+		}
 	}
 
 	// One unmeasured warm-up run per proxy and mode (up to a second): connection pools, the Go
@@ -218,13 +221,22 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 						return nil, err
 					}
 				}
-				cpu0, measured := proxyTicks(pids[p])
+				cpu := cpuOf[p] // nil for direct
+				var cpu0 uint64
+				cpuOK := cpu != nil
+				if cpuOK {
+					var err error
+					cpu0, err = cpu()
+					cpuOK = err == nil
+				}
 				res, err := runWrk(ctx, wrk, url, mode, opt)
 				if stopProf != nil {
 					stopProf()
 				}
-				if cpu1, ok := proxyTicks(pids[p]); measured && ok && cpu1 >= cpu0 && res.Requests > 0 {
-					res.CPUPerReq = float64(cpu1-cpu0) / procstat.UserHZ * 1e6 / float64(res.Requests)
+				if cpuOK && res.Requests > 0 {
+					if cpu1, err := cpu(); err == nil && cpu1 >= cpu0 {
+						res.CPUPerReq = float64(cpu1-cpu0) / procstat.UserHZ * 1e6 / float64(res.Requests)
+					}
 				}
 				if err != nil {
 					return nil, fmt.Errorf("l7 bench: wrk %s %s: %w", p, mode, err)
@@ -237,20 +249,6 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 	}
 	rep.summarize()
 	return rep, nil
-}
-
-// proxyTicks is the CPU time of a proxy's processes so far: pid and its children (nginx's
-// workers), or -pid alone; false for none (direct) or when unreadable.
-func proxyTicks(pid int) (uint64, bool) {
-	read := procstat.Tree
-	if pid < 0 {
-		pid, read = -pid, procstat.Process
-	}
-	if pid == 0 {
-		return 0, false
-	}
-	t, err := read(pid)
-	return t, err == nil
 }
 
 func startProfile(path string) (func(), error) {
