@@ -34,7 +34,7 @@ func synFlood(t *testing.T, ns *netns.NS, dst netip4, dport uint16, pps int, d t
 		return
 	}))
 	defer unix.Close(fd)
-	const workers = 2
+	const workers = 1
 	var sent atomic.Int64
 	var wg sync.WaitGroup
 	end := time.Now().Add(d)
@@ -147,7 +147,9 @@ func TestOpsSYNFlood(t *testing.T) {
 	time.Sleep(before * time.Second) // the baseline part of the transfer
 	m0 := tp.scrape(t)
 	start := time.Now()
-	sent := synFlood(t, tp.c2, netip4{198, 18, 200, 10}, 80, 125000, flood*time.Second)
+	// 105k SYN/s: the floor of 100k/s with a margin, from one sender as a flood arriving
+	// on one queue would be (two senders here take both CPUs from the flow under test).
+	sent := synFlood(t, tp.c2, netip4{198, 18, 200, 10}, 80, 105000, flood*time.Second)
 	floodDur := time.Since(start)
 	m1 := tp.scrape(t)
 	guard, _ := tp.gw.Exec("nft", "list", "table", "inet", "edgegate_guard")
@@ -197,10 +199,14 @@ func TestOpsSYNFlood(t *testing.T) {
 	slices.Sort(during)
 	slices.Sort(recovered)
 	mb, md, mr := base[len(base)/2], during[len(during)/2], recovered[len(recovered)/2]
+	// The flow's undisturbed rate: the median of the seconds before and after the flood (seven
+	// samples; the four before alone swing by a quarter on this shared machine).
+	calm := slices.Sorted(slices.Values(slices.Concat(base, recovered)))
+	mc := calm[len(calm)/2]
 	rate := float64(sent) / floodDur.Seconds()
 	delta := func(name string, labels ...string) float64 { return m1.get(name, labels...) - m0.get(name, labels...) }
-	t.Logf("flood: %d SYNs in %v (%.0f/s); iperf3 median %.2f Gbit/s before, %.2f Gbit/s during (%.0f%%), %.2f Gbit/s after",
-		sent, floodDur.Round(time.Millisecond), rate, mb/1e9, md/1e9, 100*md/mb, mr/1e9)
+	t.Logf("flood: %d SYNs in %v (%.0f/s); iperf3 median %.2f Gbit/s before, %.2f during (%.0f%% of %.2f, the median outside the flood), %.2f after",
+		sent, floodDur.Round(time.Millisecond), rate, mb/1e9, md/1e9, 100*md/mc, mc/1e9, mr/1e9)
 	t.Logf("counters during the flood: flows created %.0f, early drops %.0f, table full %.0f (drops %.0f), entries %.0f/%d, RSS %d -> %d MiB",
 		delta("edgegate_conntrack_flows_created_total"), delta("edgegate_conntrack_flows_removed_total", "cause=early_drop"),
 		delta("edgegate_conntrack_insert_failures_total", "cause=table_full"), delta("edgegate_drops_total", "reason=table_full"),
@@ -208,11 +214,11 @@ func TestOpsSYNFlood(t *testing.T) {
 	// A real flood was sent, the established flow keeps at least half its rate during it and
 	// recovers after it (its entry is never evicted), the table and memory stay bounded, and new
 	// connections work afterwards.
-	if rate < 50000 {
-		t.Errorf("flood rate %.0f packets/s: the generator could not produce a real flood", rate)
+	if rate < 100000 {
+		t.Errorf("flood rate %.0f packets/s: the generator could not produce a real flood (want >= 100k/s)", rate)
 	}
-	if md < mb/2 {
-		t.Errorf("established flow fell to %.0f%% of its rate during the flood (%.2f of %.2f Gbit/s), want at least 50%%", 100*md/mb, md/1e9, mb/1e9)
+	if md < mc/2 {
+		t.Errorf("established flow fell to %.0f%% of its rate during the flood (%.2f of %.2f Gbit/s), want at least 50%%", 100*md/mc, md/1e9, mc/1e9)
 	}
 	if mr < mb/2 {
 		t.Errorf("established flow did not recover after the flood: %.2f Gbit/s, baseline %.2f", mr/1e9, mb/1e9)
