@@ -71,6 +71,25 @@ func removeHopByHop(h http.Header, request bool) {
 	}
 }
 
+// stripHopByHop removes the hop-by-hop headers of an inbound request and reports whether it asks
+// for a protocol upgrade; an upgrade keeps "Connection: Upgrade" and its Upgrade header, which the
+// upgrade proxy forwards.
+func stripHopByHop(h http.Header) (upgrade bool) {
+	upgrade = isUpgrade(h)
+	var up []string
+	if upgrade {
+		up = h["Upgrade"]
+	}
+	removeHopByHop(h, true)
+	if upgrade {
+		h["Connection"] = connUpgrade
+		h["Upgrade"] = up
+	}
+	return upgrade
+}
+
+var connUpgrade = []string{"Upgrade"}
+
 func textTrim(s string) string { return strings.Trim(s, " \t") }
 
 func hasToken(vs []string, token string) bool {
@@ -210,6 +229,9 @@ func (s *Server) serve(rw *recorder, r *http.Request, e *matchEntry, st *lstate,
 	if e.kind == pathRegex {
 		matched = ""
 	}
+	// Hop-by-hop headers (and those the client's Connection header names) go first, so a client
+	// cannot remove what the route's filter sets.
+	upgrade := stripHopByHop(r.Header)
 	if ru.redirect != nil {
 		ru.reqHdr.apply(r.Header)
 		rw.Header()["Location"] = []string{ru.redirect.location(r, l.tls, l.port, matched)}
@@ -243,13 +265,12 @@ func (s *Server) serve(rw *recorder, r *http.Request, e *matchEntry, st *lstate,
 	if len(ru.mirrors) > 0 {
 		s.mirror(r, ru, st, clientIP, host, path, rawPath)
 	}
-	if isUpgrade(r.Header) {
+	if upgrade {
 		return s.proxyUpgrade(rw, r, ru, st, clientIP, host, path, rawPath)
 	}
 
 	// Outbound headers: the inbound map edited in place (see the note at the top of the file).
 	h := r.Header
-	removeHopByHop(h, true)
 	fwd := forwarded{prior: h["X-Forwarded-For"], ip: hostOnly(r.RemoteAddr), proto: "http", host: r.Host}
 	if l.tls {
 		fwd.proto = "https"

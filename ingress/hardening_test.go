@@ -1,0 +1,93 @@
+package ingress
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgegate/edgegate/config"
+)
+
+// upgradeEcho is a backend that accepts every Upgrade request with a 101 whose X-Seen-* headers
+// report what it received, then closes.
+func upgradeEcho(t *testing.T) *backend {
+	return startBackend(t, "up", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		nc, bw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		fmt.Fprintf(bw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: %s\r\nConnection: Upgrade\r\n"+
+			"X-Seen-Req: %s\r\nX-Seen-Xff: %s\r\nX-Seen-Xfp: %s\r\nX-Seen-Xfh: %s\r\nX-Seen-Real: %s\r\nX-Seen-Fwd: %s\r\nX-Seen-Path: %s\r\n\r\n",
+			r.Header.Get("Upgrade"), r.Header.Get("X-Req"), r.Header.Get("X-Forwarded-For"),
+			r.Header.Get("X-Forwarded-Proto"), r.Header.Get("X-Forwarded-Host"), r.Header.Get("X-Real-Ip"),
+			r.Header.Get("Forwarded"), r.URL.RequestURI())
+		bw.Flush()
+	}))
+}
+
+// rawUpgrade sends an Upgrade request head (extra header lines included) over a raw connection and
+// returns the 101 response.
+func rawUpgrade(t *testing.T, addr, path, extra string) *http.Response {
+	t.Helper()
+	c, br := rawConn(t, addr)
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: front.test\r\nUpgrade: websocket\r\n%s\r\n", path, extra)
+	resp, err := http.ReadResponse(br, &http.Request{Method: "GET"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade answered %d", resp.StatusCode)
+	}
+	return resp
+}
+
+// curlHeaders runs curl against url with extra arguments and returns the response headers.
+func curlHeaders(t *testing.T, args ...string) http.Header {
+	t.Helper()
+	curl := needTool(t, "curl")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, curl, append([]string{"-sS", "--max-time", "5", "-D", "-", "-o", "/dev/null"}, args...)...).Output()
+	if err != nil {
+		t.Fatalf("curl %v: %v", args, err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(string(out))), nil)
+	if err != nil {
+		t.Fatalf("curl output %q: %v", out, err)
+	}
+	return resp.Header
+}
+
+// TestConnectionHeaderCannotRemoveFilteredHeader: a client's "Connection: X-Req" must not remove
+// the X-Req that the route's request_headers filter sets, on the fast path (GET), the Transport
+// path (POST with a body) and the Upgrade path.
+func TestConnectionHeaderCannotRemoveFilteredHeader(t *testing.T) {
+	web := startBackend(t, "web", nil)
+	up := upgradeEcho(t)
+	filter := []config.Filter{{RequestHeaders: &config.HeaderFilter{Set: map[string]string{"X-Req": "set"}}}}
+	ing := &config.Ingress{Listeners: plainListener(), Routes: []config.HTTPRoute{{Name: "r", Rules: []config.Rule{
+		{Matches: []config.Match{{Path: prefix("/ws")}}, Filters: filter, Backends: []config.BackendRef{ref("up", 80, 1)}},
+		{Filters: filter, Backends: []config.BackendRef{ref("web", 80, 1)}},
+	}}}}
+	s := startIngress(t, ing, newFixed().add("web", 80, web.addr).add("up", 80, up.addr), Options{})
+	addr := addrOf(t, s, "main")
+	for _, method := range []string{"GET", "POST"} {
+		args := []string{"-X", method, "-H", "Connection: X-Req", "-H", "X-Req: client", "http://" + addr + "/p"}
+		if method == "POST" {
+			args = append(args, "--data", "body")
+		}
+		if got := curlHeaders(t, args...).Get("X-Seen-Req"); got != "set" {
+			t.Errorf("%s: backend saw X-Req %q, want the filter's \"set\"", method, got)
+		}
+	}
+	resp := rawUpgrade(t, addr, "/ws", "Connection: Upgrade, X-Req\r\nX-Req: client\r\n")
+	if got := resp.Header.Get("X-Seen-Req"); got != "set" {
+		t.Errorf("upgrade: backend saw X-Req %q, want the filter's \"set\"", got)
+	}
+}
