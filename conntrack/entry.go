@@ -2,6 +2,7 @@ package conntrack
 
 import (
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/edgegate/edgegate/packet"
@@ -32,8 +33,11 @@ type Entry struct {
 
 	Tuple   [2]Tuple // at offset 26: Tuple[Original] ends line 0, Tuple[Reply] starts line 1
 	Service uint32   // opaque label of the caller (service id), for filters and metrics
-	next1   atomic.Pointer[byte]
-	sh      *shared // timeouts and counters of the table (defaultShared before Insert)
+	// streamAt (UDP) is when the flow may become a stream: creation + UDPStreamDelay, in
+	// streamUnit ticks (wraps; compared by signed difference). Set by Init, then immutable.
+	streamAt uint32
+	next1    atomic.Pointer[byte]
+	sh       *shared // timeouts and counters of the table (defaultShared before Insert)
 }
 
 // Offsets of the two chain links, for next.
@@ -61,8 +65,9 @@ func pack(exp int64, st State, flags int64) int64 { return exp&^wLowMask | flags
 // State is the flow's current TCP state, or StateUnreplied/StateReplied for UDP and ICMP.
 func (e *Entry) State() State { return State(e.word.Load() & wState) }
 
-// Assured reports a flow that proved itself (TCP: handshake completed; UDP: traffic both
-// ways). Assured flows are never evicted to make room.
+// Assured reports a flow that proved itself (TCP: handshake completed; UDP: a reply seen and
+// traffic still flowing UDPStreamDelay after the first packet). Assured flows are never
+// evicted to make room.
 func (e *Entry) Assured() bool { return e.word.Load()&wAssured != 0 }
 
 // SeenReply reports whether a valid reply-direction packet was seen.
@@ -95,6 +100,7 @@ func (e *Entry) Init(p *packet.Packet, now int64) {
 		st, timeout = StateSynSent, sh.tcp[StateSynSent]
 	case p.Proto == ProtoUDP:
 		st, timeout = StateUnreplied, sh.udp
+		e.streamAt = streamTick(now + int64(UDPStreamDelay))
 	case NewFlowOK(p): // ICMP echo request
 		st, timeout = StateUnreplied, sh.icmp
 	default:
@@ -104,19 +110,37 @@ func (e *Entry) Init(p *packet.Packet, now int64) {
 	e.word.Store(pack(now+timeout, st, 0))
 }
 
-// timeoutOf is the idle timeout of state st for protocol proto.
-func (sh *shared) timeoutOf(proto uint8, st State) int64 {
+// timeoutOf is the idle timeout of state st for protocol proto with flags (the low byte of
+// Entry.word): a UDP flow gets the stream timeout only once assured.
+func (sh *shared) timeoutOf(proto uint8, st State, flags int64) int64 {
 	switch proto {
 	case ProtoTCP:
 		return sh.tcp[st]
 	case ProtoUDP:
-		if st == StateReplied {
+		if flags&wAssured != 0 {
 			return sh.udpStream
 		}
 		return sh.udp
 	}
 	return sh.icmp
 }
+
+// UDPStreamDelay is how long a UDP flow must live before it can become assured, as in
+// netfilter (nf_conntrack_udp_packet's stream_ts, 2 s): a flow is assured (stream timeout,
+// never early-dropped) by its first packet after this delay once a reply was seen. A single
+// query/answer exchange (DNS, NTP) so keeps the short timeout and stays evictable, and a
+// flood of such exchanges cannot pin a full table.
+const UDPStreamDelay = 2 * time.Second
+
+// streamUnit is the resolution of Entry.streamAt: 2^20 ns (about 1 ms). A uint32 of ticks
+// spans 52 days; only differences under half of that are compared, and an unassured UDP
+// flow lives at most UDPStreamDelay plus one UDP timeout.
+const streamUnit = 20
+
+func streamTick(ns int64) uint32 { return uint32(ns >> streamUnit) }
+
+// streamDue reports whether now is past the flow's streamAt.
+func (e *Entry) streamDue(now int64) bool { return int32(streamTick(now)-e.streamAt) > 0 }
 
 // refreshSlack is how much an unchanged state's expiry may lag before Update rewrites it:
 // skipping tiny refreshes keeps the entry's cache line from bouncing between workers on
@@ -168,6 +192,10 @@ func (e *Entry) Update(d Dir, p *packet.Packet, now int64) bool {
 			st = old
 			if d == Reply {
 				st = StateReplied
+			}
+			// netfilter: traffic again after the stream delay, a reply having been seen
+			// before this packet, makes the flow a stream.
+			if flags&wSeenReply != 0 && e.streamDue(now) {
 				flags |= wAssured
 			}
 		default: // ICMP echo: requests one way, replies the other
@@ -183,7 +211,7 @@ func (e *Entry) Update(d Dir, p *packet.Packet, now int64) bool {
 		if d == Reply {
 			flags |= wSeenReply
 		}
-		exp := now + sh.timeoutOf(proto, st)
+		exp := now + sh.timeoutOf(proto, st, flags)
 		if kill {
 			exp = now
 		}

@@ -80,7 +80,7 @@ func FuzzStateMachine(f *testing.F) {
 			}
 			if ok && w != before {
 				// A written update's expiry is now + the new state's timeout (or now: killed).
-				want := now + e.sh.timeoutOf(proto, st)
+				want := now + e.sh.timeoutOf(proto, st, e.word.Load())
 				if exp := e.Expires(); exp != want&^wLowMask && exp != now&^wLowMask {
 					t.Fatalf("packet %d: state %v expires %d, want %d", i, st, exp, want)
 				}

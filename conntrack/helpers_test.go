@@ -92,3 +92,21 @@ func mustInsert(t testing.TB, tb *Table, e *Entry, now int64) {
 		t.Fatalf("Insert(%v) = %p, %v; want %p, nil", e.Tuple[Original], got, err, e)
 	}
 }
+
+// assureUDP makes UDP entry e assured as netfilter would: a reply at now, then traffic again
+// once UDPStreamDelay has passed since its creation at created. It returns the time of the
+// last packet.
+func assureUDP(t testing.TB, e *Entry, created, now int64) int64 {
+	t.Helper()
+	e.Update(Reply, udpPkt(backend, masq, 8080, e.Tuple[Reply].DstPort), now)
+	later := max(now, created+int64(UDPStreamDelay)+streamTickNs)
+	o := e.Tuple[Original]
+	e.Update(Original, udpPkt(o.SrcAddr(), o.DstAddr(), o.SrcPort, o.DstPort), later)
+	if !e.Assured() {
+		t.Fatalf("%v not assured after a reply and traffic at +%v", o, later-created)
+	}
+	return later
+}
+
+// streamTickNs is one tick of Entry.streamAt.
+const streamTickNs = int64(1) << streamUnit

@@ -188,12 +188,13 @@ func TestUDPAndICMPStates(t *testing.T) {
 		t.Fatalf("UDP resend: %v expires=%d", e.State(), e.Expires())
 	}
 	rp := udpPkt(backend, masq, 8080, 50000)
-	if !e.Update(Reply, rp, t0+11*sec) || e.State() != StateReplied || !e.Assured() || !e.SeenReply() ||
-		e.Expires() != (t0+131*sec)&^wLowMask {
+	// The first reply is not enough (netfilter: traffic must go on after the stream delay).
+	if !e.Update(Reply, rp, t0+11*sec) || e.State() != StateReplied || e.Assured() || !e.SeenReply() ||
+		e.Expires() != (t0+41*sec)&^wLowMask {
 		t.Fatalf("UDP reply: %v assured=%v expires=%d", e.State(), e.Assured(), e.Expires())
 	}
-	if !e.Update(Original, p, t0+20*sec) || e.Expires() != (t0+140*sec)&^wLowMask {
-		t.Fatalf("UDP after reply: expires=%d, want stream timeout", e.Expires())
+	if !e.Update(Original, p, t0+20*sec) || !e.Assured() || e.Expires() != (t0+140*sec)&^wLowMask {
+		t.Fatalf("UDP after reply: assured=%v expires=%d, want stream timeout", e.Assured(), e.Expires())
 	}
 	// A TCP packet cannot belong to a UDP flow.
 	if e.Update(Original, tcpPkt(fACK), t0+21*sec) {
@@ -299,5 +300,71 @@ func TestConcurrentUpdate(t *testing.T) {
 		if st := e.State(); st != StateLastAck && st != StateTimeWait {
 			t.Fatalf("round %d: state %v after FINs from both sides", round, st)
 		}
+	}
+}
+
+// TestUDPStreamDelay: as netfilter, a UDP flow is assured only by traffic after UDPStreamDelay
+// from its creation, a reply having been seen; a quick query/answer exchange is not.
+func TestUDPStreamDelay(t *testing.T) {
+	const ms = sec / 1000
+	delay := int64(UDPStreamDelay)
+	for _, tc := range []struct {
+		name string
+		pkts []struct {
+			d  Dir
+			at int64
+		} // after creation at t0
+		assured bool
+	}{
+		{"one exchange", []struct {
+			d  Dir
+			at int64
+		}{{Reply, 5 * ms}}, false},
+		{"chatty within the delay", []struct {
+			d  Dir
+			at int64
+		}{{Reply, 5 * ms}, {Original, 900 * ms}, {Reply, 1900 * ms}}, false},
+		{"late first reply", []struct {
+			d  Dir
+			at int64
+		}{{Reply, delay + 500*ms}}, false},
+		{"one way only after the delay", []struct {
+			d  Dir
+			at int64
+		}{{Original, delay + 500*ms}, {Original, delay + 1500*ms}}, false},
+		{"both ways, then traffic after the delay", []struct {
+			d  Dir
+			at int64
+		}{{Reply, 5 * ms}, {Original, delay + 10*ms}}, true},
+		{"reply after the delay, then more", []struct {
+			d  Dir
+			at int64
+		}{{Reply, delay + 10*ms}, {Reply, delay + 20*ms}}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tb := New(Config{MaxEntries: 16})
+			p := udpPkt(client, vip, 5353, 53)
+			e := natEntry(p, 50000, t0)
+			mustInsert(t, tb, e, t0)
+			last := t0
+			for _, x := range tc.pkts {
+				q := p
+				if x.d == Reply {
+					q = udpPkt(backend, masq, 8080, 50000)
+				}
+				last = t0 + x.at
+				if !e.Update(x.d, q, last) {
+					t.Fatalf("packet at +%d refused", x.at)
+				}
+			}
+			timeout := 30 * sec
+			if tc.assured {
+				timeout = 120 * sec
+			}
+			if e.Assured() != tc.assured || e.Expires() != (last+timeout)&^wLowMask {
+				t.Fatalf("assured=%v expires=+%v; want assured=%v, +%v", e.Assured(),
+					time.Duration(e.Expires()-last), tc.assured, time.Duration(timeout))
+			}
+		})
 	}
 }

@@ -136,9 +136,9 @@ func TestExpiryAndSweep(t *testing.T) {
 		load.Add(1)
 		es = append(es, e)
 	}
-	// Keep half alive with a reply (stream timeout 120 s).
+	// Keep half alive as streams (stream timeout 120 s).
 	for _, e := range es[:5] {
-		e.Update(Reply, udpPkt(backend, masq, 8080, e.Tuple[Reply].DstPort), t0+10*sec)
+		assureUDP(t, e, t0, t0+10*sec)
 	}
 	k := es[9].Tuple[Original]
 	if got, _ := tb.Lookup(&k, t0+30*sec-1); got == nil {
@@ -198,19 +198,20 @@ func TestTableFullAndEarlyDrop(t *testing.T) {
 		es = append(es, e)
 	}
 	// Assure all but one: that one is the only eviction candidate.
+	t1 := t0
 	for _, e := range es[1:] {
-		e.Update(Reply, udpPkt(backend, masq, 8080, e.Tuple[Reply].DstPort), t0)
+		t1 = assureUDP(t, e, t0, t0)
 	}
-	e := natEntry(udpPkt(client, vip, 2000, 53), 51000, t0)
-	mustInsert(t, tb, e, t0)
+	e := natEntry(udpPkt(client, vip, 2000, 53), 51000, t1)
+	mustInsert(t, tb, e, t1)
 	if len(dropped) != 1 || dropped[0] != es[0] || tb.Len() != max || tb.Stats().EarlyDrops != 1 {
 		t.Fatalf("early drop: dropped %d (first is es[0]: %v), len %d, stats %+v",
 			len(dropped), len(dropped) > 0 && dropped[0] == es[0], tb.Len(), tb.Stats())
 	}
-	e.Update(Reply, udpPkt(backend, masq, 8080, 51000), t0)
+	t2 := assureUDP(t, e, t1, t1)
 	// Everything assured: refuse.
-	f := natEntry(udpPkt(client, vip, 2001, 53), 51001, t0)
-	if got, err := tb.Insert(f, t0); got != nil || !errors.Is(err, ErrTableFull) {
+	f := natEntry(udpPkt(client, vip, 2001, 53), 51001, t2)
+	if got, err := tb.Insert(f, t2); got != nil || !errors.Is(err, ErrTableFull) {
 		t.Fatalf("Insert into a full assured table = %p, %v", got, err)
 	}
 	if st := tb.Stats(); st.TableFull != 1 || tb.Len() != max || len(dropped) != 1 {
@@ -285,7 +286,7 @@ func TestConcurrentReadersWriters(t *testing.T) {
 	for i := range 500 {
 		e := natEntry(udpPkt(client, vip, uint16(i+1), 53), uint16(20000+i), t0)
 		mustInsert(t, tb, e, t0)
-		e.Update(Reply, udpPkt(backend, masq, 8080, uint16(20000+i)), t0)
+		assureUDP(t, e, t0, t0)
 		stable = append(stable, e)
 	}
 	stop := make(chan struct{})
@@ -435,5 +436,35 @@ func TestTupleEqual(t *testing.T) {
 				t.Fatalf("mutations %d+%d bit %d: equal %v, == %v", mi, (mi+1)%len(mut), i, d.equal(&a), d == a)
 			}
 		}
+	}
+}
+
+// TestUDPExchangesDoNotPinTable: a table filled by single query/answer exchanges (the DNS
+// pattern, or a flood of them) still admits new flows: those exchanges stay unassured and are
+// early-dropped, where one reply used to assure them and refuse every new flow.
+func TestUDPExchangesDoNotPinTable(t *testing.T) {
+	const max = 64
+	tb := New(Config{MaxEntries: max})
+	now := t0
+	for i := range max {
+		e := natEntry(udpPkt(client, vip, uint16(1000+i), 53), uint16(50000+i), now)
+		mustInsert(t, tb, e, now)
+		if !e.Update(Reply, udpPkt(backend, masq, 8080, uint16(50000+i)), now+sec/100) {
+			t.Fatal("answer refused")
+		}
+		now += sec / 50 // 50 exchanges a second: the table fills in about 1.3 s
+	}
+	if tb.Len() != max {
+		t.Fatalf("len %d, want a full table of %d", tb.Len(), max)
+	}
+	other := netip.MustParseAddr("198.51.100.77")
+	for i := range max {
+		e := natEntry(udpPkt(other, vip, uint16(3000+i), 53), uint16(60000+i), now)
+		if _, err := tb.Insert(e, now); err != nil {
+			t.Fatalf("new flow %d into a table of single exchanges: %v (stats %+v)", i, err, tb.Stats())
+		}
+	}
+	if st := tb.Stats(); st.EarlyDrops != max || st.TableFull != 0 {
+		t.Fatalf("stats %+v, want %d early drops and no refusal", st, max)
 	}
 }

@@ -267,8 +267,11 @@ func TestPortExhaustion(t *testing.T) {
 				t.Fatalf("port %d handed out twice", p.SrcPort)
 			}
 			ports[p.SrcPort] = true
-			// The backend answers: the flow is assured and must not be taken over.
+			// The backend answers and the flow goes on past the stream delay: it is assured and
+			// must not be taken over.
 			f.run(t, pkttest.P{Proto: ProtoUDP, Src: b1, Dst: masq, Sport: 53, Dport: p.SrcPort}.Build(t))
+			f.now += int64(conntrack.UDPStreamDelay) + 1e7
+			f.run(t, pkttest.P{Proto: ProtoUDP, Src: client, Dst: vip, Sport: uint16(10000 + i), Dport: 53}.Build(t))
 		case why == PortExhausted:
 			exhausted++
 		default:
