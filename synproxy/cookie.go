@@ -21,8 +21,8 @@ import (
 )
 
 const (
-	cookieBits = 24                  // low bits: hash + MSS index; high bits: minute counter
-	cookieMask = 1<<cookieBits - 1   // the hash part of a cookie
+	cookieBits = 24                // low bits: hash + MSS index; high bits: minute counter
+	cookieMask = 1<<cookieBits - 1 // the hash part of a cookie
 	// CookiePeriod is the tick of the cookie's counter (the kernel's minute).
 	CookiePeriod = 60 * time.Second
 	// MaxCookieAge is how many counter ticks a cookie stays valid: an ACK proves a SYN-ACK sent

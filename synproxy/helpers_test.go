@@ -10,13 +10,13 @@ import (
 
 // seg describes a TCP segment for tests.
 type seg struct {
-	src, dst     netip.AddrPort
-	seq, ack     uint32
-	flags        uint8
-	win          uint16
-	opts         []byte // a multiple of 4 bytes
-	payload      []byte
-	ipOpts       int // IPv4 option bytes (NOPs) before the TCP header
+	src, dst netip.AddrPort
+	seq, ack uint32
+	flags    uint8
+	win      uint16
+	opts     []byte // a multiple of 4 bytes
+	payload  []byte
+	ipOpts   int // IPv4 option bytes (NOPs) before the TCP header
 }
 
 // build returns the segment as an IP packet with valid checksums, with room behind it.
