@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -90,4 +92,71 @@ func TestConnectionHeaderCannotRemoveFilteredHeader(t *testing.T) {
 	if got := resp.Header.Get("X-Seen-Req"); got != "set" {
 		t.Errorf("upgrade: backend saw X-Req %q, want the filter's \"set\"", got)
 	}
+}
+
+// TestDotSegments: "." and ".." segments (also percent-encoded) are resolved before routing and the
+// resolved path is forwarded; a path climbing above the root gets 400. Real clients: curl with
+// --path-as-is over HTTP/1.1 and over TLS with HTTP/2.
+func TestDotSegments(t *testing.T) {
+	pki := newPKI(t)
+	web := startBackend(t, "web", nil)
+	ing := &config.Ingress{
+		Listeners: []config.Listener{{Name: "main", Address: "127.0.0.1:0"},
+			{Name: "tls", Address: "127.0.0.1:0", Protocol: "https", TLS: []config.Certificate{pki.leaf(t, "a.test", "a.test")}}},
+		Routes: []config.HTTPRoute{{Name: "r", Rules: []config.Rule{
+			{Matches: []config.Match{{Path: prefix("/public")}}, Backends: []config.BackendRef{ref("web", 80, 1)}},
+			{Matches: []config.Match{{Path: prefix("/admin"), Headers: hdr("X-Admin-Key", "k")}}, Backends: []config.BackendRef{ref("web", 80, 1)}},
+		}}},
+	}
+	s := startIngress(t, ing, newFixed().add("web", 80, web.addr), Options{})
+	_, tlsPort, _ := net.SplitHostPort(addrOf(t, s, "tls"))
+	bases := map[string][]string{
+		"http/1.1": {"http://" + addrOf(t, s, "main")},
+		"h2":       {"--http2", "--cacert", pki.caFile, "--resolve", "a.test:" + tlsPort + ":127.0.0.1", "https://a.test:" + tlsPort},
+	}
+	for proto, base := range bases {
+		for _, c := range []struct {
+			path     string
+			code     int
+			seenPath string
+		}{
+			{"/public/../admin", 404, ""},
+			{"/public/%2e%2e/admin", 404, ""},
+			{"/public/.%2E/admin", 404, ""},
+			{"/public/..%2fadmin", 404, ""},
+			{"/public/./a/../b?q=1", 200, "/public/b?q=1"},
+			{"/public/a%2Fb/c", 200, "/public/a%2Fb/c"}, // no dot segment: forwarded as sent
+			{"/public/.well-known/x", 200, "/public/.well-known/x"},
+			{"/../etc/passwd", 400, ""},
+			{"/public/../../etc", 400, ""},
+			{"/public/%2e%2e/%2e%2e/etc", 400, ""},
+		} {
+			args := append([]string{"--path-as-is", "-w", "%{http_code}"}, base[:len(base)-1]...)
+			args = append(args, base[len(base)-1]+c.path)
+			code, hdr := curlStatus(t, args...)
+			if code != c.code || hdr.Get("X-Seen-Path") != c.seenPath {
+				t.Errorf("%s %s: %d, backend saw %q; want %d, %q", proto, c.path, code, hdr.Get("X-Seen-Path"), c.code, c.seenPath)
+			}
+		}
+	}
+}
+
+// curlStatus runs curl (args end with the URL; -w %{http_code} among them) and returns the status
+// and the response headers.
+func curlStatus(t *testing.T, args ...string) (int, http.Header) {
+	t.Helper()
+	curl := needTool(t, "curl")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, curl, append([]string{"-sS", "--max-time", "5", "-D", "-", "-o", "/dev/null"}, args...)...).Output()
+	if err != nil {
+		t.Fatalf("curl %v: %v", args, err)
+	}
+	s := string(out)
+	code, _ := strconv.Atoi(s[len(s)-3:])
+	resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(strings.Replace(s[:len(s)-3], "HTTP/2", "HTTP/2.0", 1))), nil)
+	if err != nil {
+		t.Fatalf("curl output %q: %v", out, err)
+	}
+	return code, resp.Header
 }

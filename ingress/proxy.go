@@ -184,7 +184,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	route := ""
 	var upstream netip.AddrPort
 	var m *routeMetrics
-	if e := st.table.match(r.Host, r.Method, r.URL.Path, r.Header, r.URL); e != nil {
+	if !normalizePath(r.URL) {
+		m = st.notFound
+		http.Error(rw, "400 path climbs above the root", http.StatusBadRequest)
+	} else if e := st.table.match(r.Host, r.Method, r.URL.Path, r.Header, r.URL); e != nil {
 		route, m = e.rule.route, e.rule.m
 		upstream = h.s.serve(rw, r, e, st, h.l)
 	} else {

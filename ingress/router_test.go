@@ -291,3 +291,51 @@ func FuzzPathRewrite(f *testing.F) {
 		}
 	})
 }
+
+func TestResolveDotSegments(t *testing.T) {
+	for _, c := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{"/", "/", true},
+		{"/a/b", "/a/b", true},
+		{"/.well-known/x", "/.well-known/x", true},
+		{"/a/..b/c.", "/a/..b/c.", true},
+		{"/a/./b", "/a/b", true},
+		{"/a/b/..", "/a/", true},
+		{"/a/b/.", "/a/b/", true},
+		{"/a/..", "/", true},
+		{"/.", "/", true},
+		{"/public/../admin", "/admin", true},
+		{"/a/b/../../c/./d/", "/c/d/", true},
+		{"/a//../b", "/a/b", true},
+		{"/..", "", false},
+		{"/../etc/passwd", "", false},
+		{"/a/../../b", "", false},
+		{"*", "*", true},
+		{"", "", true},
+	} {
+		got, ok := resolveDotSegments(c.in)
+		if got != c.want || ok != c.ok {
+			t.Errorf("resolveDotSegments(%q) = %q, %v; want %q, %v", c.in, got, ok, c.want, c.ok)
+		}
+	}
+}
+
+func FuzzResolveDotSegments(f *testing.F) {
+	for _, s := range []string{"/", "/a/../b", "/..", "/a/./b/..", "/.well-known", "//..//."} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		got, ok := resolveDotSegments(p)
+		if !ok {
+			return
+		}
+		if strings.HasPrefix(p, "/") && hasDotSegment(got) {
+			t.Fatalf("resolveDotSegments(%q) = %q still has dot segments", p, got)
+		}
+		if again, ok := resolveDotSegments(got); !ok || again != got {
+			t.Fatalf("not idempotent: %q -> %q -> %q (%v)", p, got, again, ok)
+		}
+	})
+}
