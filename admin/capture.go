@@ -167,7 +167,7 @@ var errCaptureBusy = errors.New("a capture is already running")
 
 // runCapture installs a tap on src and writes matching packets as pcap (LINKTYPE_RAW: IPv4 and
 // IPv6 without a link header) to w until the request is satisfied or done is closed. flush is
-// called after each batch of writes. It returns the packets written and those the tap dropped.
+// called after the header and every 100 ms. It returns the packets written and those the tap dropped.
 func runCapture(src Source, busy *atomic.Bool, req CaptureRequest, w io.Writer, flush func(), done <-chan struct{}) (written int, dropped uint64, err error) {
 	f, err := ParseCaptureFilter(req.Filter)
 	if err != nil {
@@ -198,7 +198,6 @@ func runCapture(src Source, busy *atomic.Bool, req CaptureRequest, w io.Writer, 
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	var p packet.Packet
-	pending := false
 	for {
 		select {
 		case buf := <-t.full:
@@ -209,7 +208,6 @@ func runCapture(src Source, busy *atomic.Bool, req CaptureRequest, w io.Writer, 
 				ci := gopacket.CaptureInfo{Timestamp: time.Now(), CaptureLength: buf.n, Length: buf.orig}
 				err = pw.WritePacket(ci, buf.b[:buf.n])
 				written++
-				pending = true
 			}
 			t.free <- buf
 			if err != nil {
@@ -220,10 +218,7 @@ func runCapture(src Source, busy *atomic.Bool, req CaptureRequest, w io.Writer, 
 				return written, t.dropped.Load(), nil
 			}
 		case <-tick.C:
-			if pending {
-				flush()
-				pending = false
-			}
+			flush() // also when nothing is pending: the flush keeps the write deadline ahead
 		case <-timeout:
 			flush()
 			return written, t.dropped.Load(), nil

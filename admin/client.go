@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -17,9 +18,19 @@ type Client struct {
 	HTTP *http.Client
 }
 
-// NewClient returns a client for an admin listen address (host:port).
+// NewClient returns a client for an admin TCP address (host:port): it reaches /metrics,
+// /healthz and /readyz only, unless a proxy in front of the socket listens there.
 func NewClient(listen string) *Client {
 	return &Client{Base: "http://" + listen, HTTP: &http.Client{}}
+}
+
+// NewSocketClient returns a client for the admin Unix socket at path (the whole API).
+func NewSocketClient(path string) *Client {
+	var d net.Dialer
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return d.DialContext(ctx, "unix", path)
+	}}
+	return &Client{Base: "http://edgegate", HTTP: &http.Client{Transport: tr}}
 }
 
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, out any) error {
@@ -56,9 +67,46 @@ func apiError(resp *http.Response) error {
 
 // Flows lists flows matching f.
 func (c *Client) Flows(ctx context.Context, f FlowFilter) ([]Flow, error) {
-	var out []Flow
-	err := c.do(ctx, http.MethodGet, "/conntrack", f.Values(), &out)
+	out := []Flow{}
+	err := c.EachFlow(ctx, f, func(fl *Flow) error {
+		out = append(out, *fl)
+		return nil
+	})
 	return out, err
+}
+
+// EachFlow calls fn for each flow matching f as the server streams them.
+func (c *Client) EachFlow(ctx context.Context, f FlowFilter, fn func(*Flow) error) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Base+"/conntrack?"+f.Values().Encode(), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return fmt.Errorf("admin API: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return apiError(resp)
+	}
+	dec := json.NewDecoder(resp.Body)
+	if t, err := dec.Token(); err != nil || t != json.Delim('[') {
+		return fmt.Errorf("admin API /conntrack: want a JSON array: %v", err)
+	}
+	var fl Flow
+	for dec.More() {
+		fl = Flow{}
+		if err := dec.Decode(&fl); err != nil {
+			return fmt.Errorf("admin API /conntrack: decode: %w", err)
+		}
+		if err := fn(&fl); err != nil {
+			return err
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return fmt.Errorf("admin API /conntrack: truncated listing: %w", err)
+	}
+	return nil
 }
 
 // DeleteFlows deletes flows matching f; an empty filter needs all.

@@ -189,20 +189,37 @@ func flowOf(src Source, e *conntrack.Entry, now int64) Flow {
 	return f
 }
 
-// ListFlows returns the live (unexpired) flows matching f, at most limit (0: all).
-func ListFlows(src Source, f FlowFilter, limit int) []Flow {
+// StreamFlows calls fn for each live (unexpired) flow matching f, at most limit (0: all), as
+// the table walk meets them, and stops at fn's first error (returned).
+func StreamFlows(src Source, f FlowFilter, limit int, fn func(*Flow) error) error {
 	cf, ok := f.resolve(src)
 	if !ok {
-		return []Flow{}
+		return nil
 	}
 	now := time.Now().UnixNano()
-	out := []Flow{}
+	n := 0
+	var err error
+	var fl Flow
 	src.Table().Range(func(e *conntrack.Entry) bool {
 		if e.Expires() <= now || !cf.Match(e) {
 			return true
 		}
-		out = append(out, flowOf(src, e, now))
-		return limit <= 0 || len(out) < limit
+		fl = flowOf(src, e, now)
+		if err = fn(&fl); err != nil {
+			return false
+		}
+		n++
+		return limit <= 0 || n < limit
+	})
+	return err
+}
+
+// ListFlows returns the live (unexpired) flows matching f, at most limit (0: all).
+func ListFlows(src Source, f FlowFilter, limit int) []Flow {
+	out := []Flow{}
+	StreamFlows(src, f, limit, func(fl *Flow) error {
+		out = append(out, *fl)
+		return nil
 	})
 	return out
 }

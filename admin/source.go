@@ -1,6 +1,7 @@
 // Package admin is edgegate's operations surface: a Prometheus collector that reads the data
-// path's counters at scrape time, and the loopback HTTP API (/metrics, /healthz, /readyz, /config,
-// /conntrack, /status, /capture, pprof) with a client for the CLI.
+// path's counters at scrape time, and the HTTP API with a client for the CLI: /metrics, /healthz
+// and /readyz on a TCP listener (loopback by default), those and /config, /conntrack, /status,
+// /capture and pprof on a Unix socket only root (or one group) can use.
 package admin
 
 import (

@@ -178,7 +178,9 @@ log:
 
 func setupEdgegate(ctx context.Context, t *topology, dir, bin string, offload bool) (*exec.Cmd, error) {
 	file := filepath.Join(dir, fmt.Sprintf("edgegate-offload-%t.yaml", offload))
-	if err := os.WriteFile(file, []byte(edgegateConfig(offload)), 0o644); err != nil {
+	// The bench's own admin socket: never the default path an edgegate of the machine may hold.
+	cfg := edgegateConfig(offload) + fmt.Sprintf("admin: {socket: %q}\n", filepath.Join(dir, "admin.sock"))
+	if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
 	return t.gw.Start(ctx, bin, "run", "-c", file)

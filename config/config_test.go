@@ -183,6 +183,9 @@ func TestParseInvalid(t *testing.T) {
 		{"log level", "log: {level: verbose}\n", `t.yaml:1:14: log.level: unknown value "verbose" (want one of: debug, info, warn, error)`},
 		{"log format", "log: {format: xml}\n", `t.yaml:1:15: log.format: unknown value "xml" (want one of: text, json)`},
 		{"admin listen", "admin: {listen: 'nohost'}\n", `t.yaml:1:17: admin.listen: "nohost" is not host:port (or "off")`},
+		{"admin socket relative", "admin: {socket: admin.sock}\n", `t.yaml:1:17: admin.socket: "admin.sock": want an absolute path (or "off")`},
+		{"admin socket too long", "admin: {socket: /" + strings.Repeat("s", 107) + "}\n", `t.yaml:1:17: admin.socket: "/` + strings.Repeat("s", 107) + `": longer than 107 bytes (the kernel's limit for a socket path) (or "off")`},
+		{"admin socket group without socket", "admin: {socket: 'off', socket_group: adm}\n", `t.yaml:1:38: admin.socket_group: set while admin.socket is off`},
 		{"egress without pool", "egress:\n  - name: pods\n    sources: [198.18.64.0/18]\n", `t.yaml:2:5: egress "pods": at least one pool address is required`},
 		{"egress host bits", "egress:\n  - name: pods\n    sources: [198.18.64.1/18]\n    addresses: [203.0.113.1]\n", `t.yaml:3:15: egress "pods": sources[0]: prefix 198.18.64.1/18 has host bits set (did you mean 198.18.64.0/18?)`},
 		{"egress family mismatch", "egress:\n  - name: pods\n    sources: [198.18.64.0/18]\n    addresses: [2001:db8::1]\n", `t.yaml:4:17: egress "pods": IPv6 pool address 2001:db8::1 but no IPv6 source`},
@@ -303,7 +306,8 @@ func TestDefaults(t *testing.T) {
 		c.Conntrack.Timeouts.TCPEstablished.D() != 5*24*time.Hour {
 		t.Errorf("conntrack = %+v", c.Conntrack)
 	}
-	if c.Admin.Listen != "127.0.0.1:9469" || !c.Admin.Enabled() || c.Log != (Log{"text", "info"}) {
+	if c.Admin.Listen != "127.0.0.1:9469" || !c.Admin.Enabled() || c.Admin.Socket != "/run/edgegate/admin.sock" ||
+		!c.Admin.SocketEnabled() || c.Admin.SocketGroup != "" || c.Log != (Log{"text", "info"}) {
 		t.Errorf("admin/log = %+v %+v", c.Admin, c.Log)
 	}
 	if c.ServiceByName("nope") != nil || c.ServiceByName("web") != &c.Services[0] {

@@ -135,10 +135,13 @@ type Timeouts struct {
 	ICMP           Duration `yaml:"icmp"`            // 30s
 }
 
-// Admin is the loopback HTTP listener for metrics and the API.
+// Admin is the operations surface: a TCP listener for metrics and probes (loopback by default)
+// and a Unix socket for the rest of the API (flows, capture, configuration, status, pprof).
 type Admin struct {
-	Listen string `yaml:"listen"` // default 127.0.0.1:9469; "" after defaults never; "off" disables
-	Pprof  bool   `yaml:"pprof"`
+	Listen      string `yaml:"listen"`       // default 127.0.0.1:9469; "off" disables; /metrics, /healthz, /readyz only
+	Socket      string `yaml:"socket"`       // default /run/edgegate/admin.sock; "off" disables; the whole API
+	SocketGroup string `yaml:"socket_group"` // group (name or id) that may use the socket (mode 0660); default none (0600)
+	Pprof       bool   `yaml:"pprof"`        // /debug/pprof/ on the socket
 }
 
 // Log configures log/slog.

@@ -5,6 +5,7 @@ import (
 	"math/big"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,6 +26,7 @@ const (
 	DefaultMaglevTableSize  = 65537
 	DefaultMaxEntries       = 262144
 	DefaultAdminListen      = "127.0.0.1:9469"
+	DefaultAdminSocket      = "/run/edgegate/admin.sock"
 	DefaultLogFormat        = "text"
 	DefaultLogLevel         = "info"
 	DefaultHealthInterval   = Duration(2 * time.Second)
@@ -211,6 +213,9 @@ func (v *validator) defaults() {
 	}
 	if c.Admin.Listen == "" {
 		c.Admin.Listen = DefaultAdminListen
+	}
+	if c.Admin.Socket == "" {
+		c.Admin.Socket = DefaultAdminSocket
 	}
 	if c.Log.Format == "" {
 		c.Log.Format = DefaultLogFormat
@@ -718,12 +723,34 @@ func validListen(s string) error {
 	return nil
 }
 
+// MaxSocketPath is the longest Unix socket path the kernel accepts (sun_path less its NUL).
+const MaxSocketPath = 107
+
+func validSocketPath(s string) error {
+	switch {
+	case !filepath.IsAbs(s):
+		return fmt.Errorf("%q: want an absolute path", s)
+	case len(s) > MaxSocketPath:
+		return fmt.Errorf("%q: longer than %d bytes (the kernel's limit for a socket path)", s, MaxSocketPath)
+	case strings.HasSuffix(s, "/"):
+		return fmt.Errorf("%q: want a file name, not a directory", s)
+	}
+	return nil
+}
+
 func (v *validator) validateAdminLog() {
 	c := v.c
 	if c.Admin.Listen != AdminOff {
 		if err := validListen(c.Admin.Listen); err != nil {
 			v.errorf(v.at(&c.Admin.Listen), "admin.listen: %v (or \"off\")", err)
 		}
+	}
+	if c.Admin.Socket != AdminOff {
+		if err := validSocketPath(c.Admin.Socket); err != nil {
+			v.errorf(v.at(&c.Admin.Socket), "admin.socket: %v (or \"off\")", err)
+		}
+	} else if c.Admin.SocketGroup != "" {
+		v.errorf(v.at(&c.Admin.SocketGroup), "admin.socket_group: set while admin.socket is off")
 	}
 	v.oneOf(&c.Log.Format, "log.format", "text", "json")
 	v.oneOf(&c.Log.Level, "log.level", "debug", "info", "warn", "error")

@@ -131,5 +131,8 @@ func (s *Service) AffinityTimeout() time.Duration {
 	return s.SessionAffinityTimeout.D()
 }
 
-// Enabled says whether the admin listener runs ("off" disables it).
+// Enabled says whether the admin TCP listener runs ("off" disables it).
 func (a Admin) Enabled() bool { return a.Listen != AdminOff }
+
+// SocketEnabled says whether the admin Unix socket is served ("off" disables it).
+func (a Admin) SocketEnabled() bool { return a.Socket != AdminOff }

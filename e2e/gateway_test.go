@@ -54,7 +54,7 @@ egress:
     sources: [198.18.64.0/18, "2001:db8:64::/48"]
     addresses: [203.0.113.10, 203.0.113.11, "2001:db8:113::10"]
 conntrack: {max_entries: 65536}
-admin: {listen: "127.0.0.1:9469"}
+admin: {listen: "127.0.0.1:9469", socket: "` + adminSocketVar + `"}
 `
 
 // TestGateway runs the end-to-end cases against one edgegate: offloads on with one queue, and

@@ -35,7 +35,8 @@ func TestOpsAdmin(t *testing.T) {
 		srv[i] = tp.serveBackend(t, i)
 	}
 	cfg := opsConfig("", svcSpec{name: "web", vip: "198.18.200.10", backends: []int{0, 1, 2}}) + ingressSection
-	tp.startEdgegate(tp.writeConfig("edgegate.yaml", cfg))
+	cfgPath := tp.writeConfig("edgegate.yaml", cfg)
+	tp.startEdgegate(cfgPath)
 	tp.waitReady(t)
 	c := nsClient(tp.c1, 2*time.Second)
 	if got := answers(c, "http://198.18.200.10/", 6); got["b1"] != 2 || got["b2"] != 2 || got["b3"] != 2 {
@@ -69,7 +70,7 @@ func TestOpsAdmin(t *testing.T) {
 				t.Errorf("metric %s missing", name)
 			}
 		}
-		for _, p := range []string{"/healthz", "/readyz", "/config"} {
+		for _, p := range []string{"/healthz", "/readyz", "/config", "/status"} {
 			tp.adminGet(t, p)
 		}
 		if code, _, _ := tp.adminDo(http.MethodGet, "/debug/pprof/"); code != http.StatusNotFound {
@@ -78,7 +79,8 @@ func TestOpsAdmin(t *testing.T) {
 	})
 
 	t.Run("ConntrackCLI", func(t *testing.T) {
-		out, err := tp.gw.Exec(edgegateBin, "conntrack", "list", "-p", "tcp", "-backend", "198.19.2.2")
+		// The CLI finds the socket in the configuration file (-c) or is given it (-socket).
+		out, err := tp.gw.Exec(edgegateBin, "conntrack", "list", "-c", cfgPath, "-p", "tcp", "-backend", "198.19.2.2")
 		if err != nil {
 			t.Fatalf("conntrack list: %v\n%s", err, out)
 		}
@@ -86,20 +88,20 @@ func TestOpsAdmin(t *testing.T) {
 		if n := len(row.FindAllString(out, -1)); n != 2 {
 			t.Errorf("want 2 conntrack -L style rows for b2, got %d:\n%s", n, out)
 		}
-		out, err = tp.gw.Exec(edgegateBin, "conntrack", "delete", "-service", "web", "-backend", "198.19.2.2")
+		out, err = tp.gw.Exec(edgegateBin, "conntrack", "delete", "-socket", tp.socket(), "-service", "web", "-backend", "198.19.2.2")
 		if err != nil || !strings.Contains(out, "2 flow entries have been deleted") {
 			t.Errorf("conntrack delete: %v\n%s", err, out)
 		}
 		if left := tp.flows(t, "backend=198.19.2.2"); len(left) != 0 {
 			t.Errorf("%d flows left after delete", len(left))
 		}
-		if out, err := tp.gw.Exec(edgegateBin, "conntrack", "delete"); err == nil {
+		if out, err := tp.gw.Exec(edgegateBin, "conntrack", "delete", "-socket", tp.socket()); err == nil {
 			t.Errorf("delete without filter succeeded: %s", out)
 		}
 	})
 
 	t.Run("Status", func(t *testing.T) {
-		out, err := tp.gw.Exec(edgegateBin, "status")
+		out, err := tp.gw.Exec(edgegateBin, "status", "-c", cfgPath)
 		if err != nil {
 			t.Fatalf("status: %v\n%s", err, out)
 		}
@@ -115,7 +117,7 @@ func TestOpsAdmin(t *testing.T) {
 			t.Fatalf("tcpdump not installed: %v", err)
 		}
 		file := filepath.Join(t.TempDir(), "cap.pcap")
-		capture, err := tp.gw.Start(context.Background(), edgegateBin, "capture", "-o", file, "-n", "40", "-d", "10s", "-filter", "tcp")
+		capture, err := tp.gw.Start(context.Background(), edgegateBin, "capture", "-socket", tp.socket(), "-o", file, "-n", "40", "-d", "10s", "-filter", "tcp")
 		must(t, err)
 		// Traffic until the capture has its 40 packets (the tap is installed asynchronously).
 		deadline := time.Now().Add(10 * time.Second)
@@ -133,6 +135,9 @@ func TestOpsAdmin(t *testing.T) {
 		if err := tp.gw.Wait(capture); err != nil {
 			t.Fatalf("capture: %v\n%s", err, tp.gw.Output(capture))
 		}
+		if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("capture file %v, %v: want mode 0600 (it holds every payload)", fi, err)
+		}
 		out, err := exec.Command("tcpdump", "-n", "-r", file).CombinedOutput()
 		if err != nil {
 			t.Fatalf("tcpdump -r: %v\n%s", err, out)
@@ -144,6 +149,8 @@ func TestOpsAdmin(t *testing.T) {
 			t.Errorf("tcpdump read %d lines, want 40 with packets before and after translation:\n%s", lines, out)
 		}
 	})
+
+	t.Run("Access", func(t *testing.T) { tp.checkAdminAccess(t) })
 
 	t.Run("Ingress", func(t *testing.T) {
 		got := answers(c, "http://198.18.1.1:8000/", 6)
@@ -188,4 +195,49 @@ func TestOpsAdmin(t *testing.T) {
 			t.Errorf("process still exists")
 		}
 	})
+}
+
+// asNobody runs a command in the gateway namespace as the unprivileged user nobody (no groups,
+// no capabilities), as any local user could.
+func (tp *topo) asNobody(args ...string) (string, error) {
+	return tp.gw.Exec(append([]string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"}, args...)...)
+}
+
+// checkAdminAccess: a local user reaches metrics and probes on admin.listen, but neither the
+// private API there (404) nor the socket (permission denied); root's CLI works through the socket.
+func (tp *topo) checkAdminAccess(t *testing.T) {
+	// Open the test directories so that only the socket's own mode stands in the way.
+	must(t, os.Chmod(tp.dir, 0o755))
+	must(t, os.Chmod(filepath.Dir(tp.dir), 0o755))
+	for _, p := range []string{"/metrics", "/healthz", "/readyz"} {
+		if out, err := tp.asNobody("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:9469"+p); err != nil || out != "200" {
+			t.Errorf("nobody GET %s on admin.listen: %q %v, want 200", p, out, err)
+		}
+	}
+	for _, req := range [][]string{{"GET", "/capture?count=1"}, {"GET", "/conntrack"}, {"DELETE", "/conntrack?all=true"},
+		{"GET", "/config"}, {"GET", "/status"}, {"GET", "/debug/pprof/"}} {
+		out, err := tp.asNobody("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", req[0], "http://127.0.0.1:9469"+req[1])
+		if err != nil || out != "404" {
+			t.Errorf("nobody %s %s on admin.listen: %q %v, want 404", req[0], req[1], out, err)
+		}
+	}
+	fi, err := os.Stat(tp.socket())
+	if err != nil || fi.Mode().Perm() != 0o600 || fi.Sys().(*syscall.Stat_t).Uid != 0 {
+		t.Fatalf("admin socket %v, %v: want mode 0600, owner root", fi, err)
+	}
+	// The same request: root's connects, nobody's is refused (curl says "Couldn't connect" for
+	// EACCES; test -w asks access(2) directly).
+	curl := []string{"curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket", tp.socket(), "http://edgegate/config"}
+	if out, err := tp.gw.Exec(curl...); err != nil || out != "200" {
+		t.Errorf("root on the admin socket: %q %v, want 200", out, err)
+	}
+	if out, err := tp.asNobody(curl...); err == nil || !strings.Contains(err.Error(), "exit status 7") {
+		t.Errorf("nobody on the admin socket: %q %v, want curl's connect failure (exit 7)", out, err)
+	}
+	if _, err := tp.asNobody("test", "-w", tp.socket()); err == nil {
+		t.Error("the admin socket is writable (connectable) by nobody")
+	}
+	if out, err := tp.gw.Exec(edgegateBin, "status", "-socket", tp.socket()); err != nil || !strings.Contains(out, "web") {
+		t.Errorf("root's status through the socket: %v\n%s", err, out)
+	}
 }

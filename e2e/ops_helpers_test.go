@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,8 +42,8 @@ nat:
   masquerade_addresses: [198.18.250.1]
 node_ports:
   addresses: [198.18.1.1]
-admin: {listen: "127.0.0.1:9469"}
-`, queues)
+admin: {listen: "127.0.0.1:9469", socket: "%s"}
+`, queues, adminSocketVar)
 	if conntrack != "" {
 		fmt.Fprintf(&b, "conntrack: %s\n", conntrack)
 	}
@@ -76,19 +77,36 @@ func nsClient(ns *netns.NS, timeout time.Duration) *http.Client {
 	return &http.Client{Timeout: timeout, Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true}}
 }
 
-// adminDo calls the admin API of the edgegate running in the gateway namespace.
+// publicPaths are what admin.listen serves; the rest of the API is on the socket.
+var publicPaths = []string{"/metrics", "/healthz", "/readyz"}
+
+// adminDo calls the admin API of the edgegate running in the gateway namespace: metrics and
+// probes on its TCP listener, the rest on its Unix socket.
 func (tp *topo) adminDo(method, path string) (int, string, error) {
-	req, err := http.NewRequest(method, "http://127.0.0.1:9469"+path, nil)
+	base, hc := "http://127.0.0.1:9469", nsClient(tp.gw, 10*time.Second)
+	if p, _, _ := strings.Cut(path, "?"); !slices.Contains(publicPaths, p) {
+		base, hc = "http://edgegate", socketClient(tp.socket(), 10*time.Second)
+	}
+	req, err := http.NewRequest(method, base+path, nil)
 	if err != nil {
 		return 0, "", err
 	}
-	resp, err := nsClient(tp.gw, 10*time.Second).Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return 0, "", err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b), err
+}
+
+// socketClient is an HTTP client over the Unix socket at path.
+func socketClient(path string, timeout time.Duration) *http.Client {
+	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", path)
+	}
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{DialContext: dial}}
 }
 
 // adminGet is adminDo GET that fails the test unless the answer is 200.
@@ -163,7 +181,7 @@ func (m metrics) has(name string) bool {
 func (tp *topo) reload(t *testing.T, path, yaml string) {
 	t.Helper()
 	before := tp.scrape(t).get("edgegate_config_reloads_total")
-	must(t, os.WriteFile(path, []byte(yaml), 0o644))
+	must(t, os.WriteFile(path, []byte(tp.render(yaml)), 0o644))
 	must(t, tp.eg.Process.Signal(syscall.SIGHUP))
 	waitFor(t, 5*time.Second, "reload counted", func() bool {
 		return tp.scrape(t).get("edgegate_config_reloads_total") > before

@@ -139,9 +139,20 @@ func (l *lockedBuffer) String() string {
 // writeConfig writes a config file into the test directory and returns its path.
 func (tp *topo) writeConfig(name, yaml string) string {
 	p := filepath.Join(tp.dir, name)
-	must(tp.t, os.WriteFile(p, []byte(yaml), 0o644))
+	must(tp.t, os.WriteFile(p, []byte(tp.render(yaml)), 0o644))
 	return p
 }
+
+// adminSocketVar in a configuration stands for the test's admin socket (socket()): each test
+// has its own, never the default path another edgegate on the machine may be using.
+const adminSocketVar = "@ADMIN_SOCKET@"
+
+func (tp *topo) render(yaml string) string {
+	return strings.ReplaceAll(yaml, adminSocketVar, tp.socket())
+}
+
+// socket is the test's admin socket; its directory does not exist before edgegate creates it.
+func (tp *topo) socket() string { return filepath.Join(tp.dir, "run", "admin.sock") }
 
 // startEdgegate runs edgegate in the gateway namespace and waits until its routes are in place.
 func (tp *topo) startEdgegate(cfgPath string) { tp.startEdgegateWith(edgegateBin, cfgPath) }

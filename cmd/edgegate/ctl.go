@@ -14,25 +14,30 @@ import (
 	"github.com/edgegate/edgegate/config"
 )
 
-// adminFlags adds -admin and -c to fs and returns a function resolving the API address.
-func adminFlags(fs *flag.FlagSet) func() (string, error) {
-	addr := fs.String("admin", "", "admin API address host:port (default: admin.listen of -c, else "+admin.DefaultListen+")")
-	path := fs.String("c", "", "configuration file to read admin.listen from")
-	return func() (string, error) {
-		if *addr != "" {
-			return *addr, nil
-		}
-		if *path != "" {
+// adminFlags adds -socket, -admin and -c to fs and returns a function making the API client:
+// the Unix socket by default (the only listener serving flows, capture and status), a TCP
+// address only when -admin names one (e.g. a proxy in front of the socket).
+func adminFlags(fs *flag.FlagSet) func() (*admin.Client, error) {
+	sock := fs.String("socket", "", "admin API Unix socket (default: admin.socket of -c, else "+admin.DefaultSocket+")")
+	addr := fs.String("admin", "", "admin API at host:port instead of the socket")
+	path := fs.String("c", "", "configuration file to read admin.socket from")
+	return func() (*admin.Client, error) {
+		switch {
+		case *sock != "":
+			return admin.NewSocketClient(*sock), nil
+		case *addr != "":
+			return admin.NewClient(*addr), nil
+		case *path != "":
 			cfg, err := config.Load(*path)
 			if err != nil {
-				return "", err
+				return nil, err
 			}
-			if !cfg.Admin.Enabled() {
-				return "", fmt.Errorf("%s: the admin API is off", *path)
+			if !cfg.Admin.SocketEnabled() {
+				return nil, fmt.Errorf("%s: admin.socket is off", *path)
 			}
-			return cfg.Admin.Listen, nil
+			return admin.NewSocketClient(cfg.Admin.Socket), nil
 		}
-		return admin.DefaultListen, nil
+		return admin.NewSocketClient(admin.DefaultSocket), nil
 	}
 }
 
@@ -52,14 +57,14 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	addr, err := resolve()
+	c, err := resolve()
 	if err != nil {
 		fmt.Fprintln(stderr, "edgegate status:", err)
 		return 1
 	}
 	ctx, cancel := ctlContext(10 * time.Second)
 	defer cancel()
-	st, err := admin.NewClient(addr).Status(ctx)
+	st, err := c.Status(ctx)
 	if err != nil {
 		fmt.Fprintln(stderr, "edgegate status:", err)
 		return 1
@@ -116,14 +121,13 @@ func cmdConntrack(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "edgegate conntrack:", err)
 		return 2
 	}
-	addr, err := resolve()
+	c, err := resolve()
 	if err != nil {
 		fmt.Fprintln(stderr, "edgegate conntrack:", err)
 		return 1
 	}
 	ctx, cancel := ctlContext(30 * time.Second)
 	defer cancel()
-	c := admin.NewClient(addr)
 	if verb == "delete" || verb == "-D" {
 		n, err := c.DeleteFlows(ctx, f, *all)
 		if err != nil {
@@ -133,15 +137,17 @@ func cmdConntrack(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "edgegate conntrack: %d flow entries have been deleted.\n", n)
 		return 0
 	}
-	flows, err := c.Flows(ctx, f)
+	n := 0
+	err = c.EachFlow(ctx, f, func(fl *admin.Flow) error {
+		n++
+		_, err := fmt.Fprintln(stdout, admin.FormatFlow(*fl))
+		return err
+	})
 	if err != nil {
 		fmt.Fprintln(stderr, "edgegate conntrack:", err)
 		return 1
 	}
-	for _, fl := range flows {
-		fmt.Fprintln(stdout, admin.FormatFlow(fl))
-	}
-	fmt.Fprintf(stderr, "edgegate conntrack: %d flow entries have been shown.\n", len(flows))
+	fmt.Fprintf(stderr, "edgegate conntrack: %d flow entries have been shown.\n", n)
 	return 0
 }
 
@@ -165,14 +171,14 @@ func cmdCapture(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "edgegate capture:", err)
 		return 2
 	}
-	addr, err := resolve()
+	c, err := resolve()
 	if err != nil {
 		fmt.Fprintln(stderr, "edgegate capture:", err)
 		return 1
 	}
 	w := io.Writer(stdout)
 	if *out != "-" {
-		f, err := os.Create(*out)
+		f, err := createPrivate(*out)
 		if err != nil {
 			fmt.Fprintln(stderr, "edgegate capture:", err)
 			return 1
@@ -182,11 +188,28 @@ func cmdCapture(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := ctlContext(0)
 	defer cancel()
-	n, err := admin.NewClient(addr).Capture(ctx, admin.CaptureRequest{Count: *count, Duration: *dur, Filter: *filter, Snaplen: *snap}, w)
+	n, err := c.Capture(ctx, admin.CaptureRequest{Count: *count, Duration: *dur, Filter: *filter, Snaplen: *snap}, w)
 	if err != nil {
 		fmt.Fprintln(stderr, "edgegate capture:", err)
 		return 1
 	}
 	fmt.Fprintf(stderr, "edgegate capture: %d bytes written to %s\n", n, *out)
 	return 0
+}
+
+// captureFileMode: a capture holds every packet's payload; only its owner may read it.
+const captureFileMode = 0o600
+
+// createPrivate creates (or truncates) a file readable by its owner only, also when it existed
+// with a wider mode.
+func createPrivate(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, captureFileMode)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Chmod(captureFileMode); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }

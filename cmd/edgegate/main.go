@@ -33,8 +33,8 @@ commands:
                      write a pcap of packets before and after translation
   version            print the version
 
-The admin commands reach the admin API at -admin HOST:PORT (default: admin.listen of -c FILE
-if given, else 127.0.0.1:9469).
+The admin commands use the admin Unix socket: -socket PATH, else admin.socket of -c FILE if
+given, else /run/edgegate/admin.sock (-admin HOST:PORT: a TCP address instead, e.g. a proxy).
 `)
 }
 

@@ -113,8 +113,9 @@ func (d *daemon) start(cfg *config.Config) error {
 		return err
 	}
 	d.checker.Update(cfg)
-	if cfg.Admin.Enabled() {
-		d.api = admin.NewServer(admin.Options{Listen: cfg.Admin.Listen, Pprof: cfg.Admin.Pprof, Source: g, Registry: reg, Logger: d.log, Version: versionString()})
+	if cfg.Admin.Enabled() || cfg.Admin.SocketEnabled() {
+		d.api = admin.NewServer(admin.Options{Listen: cfg.Admin.Listen, Socket: cfg.Admin.Socket, SocketGroup: cfg.Admin.SocketGroup,
+			Pprof: cfg.Admin.Pprof, Source: g, Registry: reg, Logger: d.log, Version: versionString()})
 		d.api.SetHealth(d.checker)
 		if err := d.api.Start(); err != nil {
 			return err
