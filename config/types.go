@@ -118,6 +118,9 @@ type Conntrack struct {
 	Timeouts   Timeouts `yaml:"timeouts"`
 	// DrainTimeout bounds how long TCP flows to a removed backend continue (0: until they end).
 	DrainTimeout Duration `yaml:"drain_timeout"`
+	// TCPLoose picks up flows met in mid-stream after a restart (netfilter's
+	// nf_conntrack_tcp_loose) when their translation can be rebuilt; default true.
+	TCPLoose *bool `yaml:"tcp_loose"`
 }
 
 // Timeouts are netfilter's defaults unless set.

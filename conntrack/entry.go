@@ -57,6 +57,7 @@ const (
 	wAssured   = 0x10
 	wSeenReply = 0x20
 	wDead      = 0x40 // removed from the table (set under the writer lock, exactly once)
+	wNoOrig    = 0x80 // picked up from a reply: no original-direction packet seen yet
 	wLowMask   = 0xff
 )
 
@@ -110,11 +111,33 @@ func (e *Entry) Init(p *packet.Packet, now int64) {
 	e.word.Store(pack(now+timeout, st, 0))
 }
 
+// InitPickUp sets the state of a flow picked up in mid-stream (PickUpOK) from its first packet,
+// seen in direction d: ESTABLISHED, not assured, a reply seen when d is Reply. Until the flow is
+// assured (a packet each way, then one more) it times out after tcp_syn_recv, not
+// tcp_established: a mid-stream segment nobody answers is as unproven as a half-open handshake,
+// and a flood of stray ACKs must not fill the table with five-day entries (they are unassured,
+// so early drop may evict them too). A packet PickUpOK refuses leaves the entry uninitialised.
+func (e *Entry) InitPickUp(d Dir, p *packet.Packet, now int64) {
+	if !PickUpOK(p) {
+		e.word.Store(0)
+		return
+	}
+	var flags int64
+	if d == Reply {
+		flags = wSeenReply | wNoOrig
+	}
+	e.word.Store(pack(now+e.shared().tcp[StateSynRecv], StateEstablished, flags))
+}
+
 // timeoutOf is the idle timeout of state st for protocol proto with flags (the low byte of
-// Entry.word): a UDP flow gets the stream timeout only once assured.
+// Entry.word): a UDP flow gets the stream timeout only once assured, and a TCP flow picked up in
+// mid-stream (InitPickUp) gets tcp_established only once assured.
 func (sh *shared) timeoutOf(proto uint8, st State, flags int64) int64 {
 	switch proto {
 	case ProtoTCP:
+		if st == StateEstablished && flags&wAssured == 0 {
+			return sh.tcp[StateSynRecv]
+		}
 		return sh.tcp[st]
 	case ProtoUDP:
 		if flags&wAssured != 0 {
@@ -164,7 +187,10 @@ func (e *Entry) Update(d Dir, p *packet.Packet, now int64) bool {
 	for {
 		w := e.word.Load()
 		old := State(w & wState)
-		flags := w & (wAssured | wSeenReply | wDead)
+		flags := w & (wAssured | wSeenReply | wDead | wNoOrig)
+		if d == Original {
+			flags &^= wNoOrig
+		}
 		var st State
 		kill := false
 		switch proto {
@@ -184,7 +210,7 @@ func (e *Entry) Update(d Dir, p *packet.Packet, now int64) bool {
 				// RST before any reply (e.g. connection refused): netfilter kills the
 				// flow at once rather than keeping it for the CLOSE timeout.
 				kill = true
-			case flags&wSeenReply != 0 && st == StateEstablished &&
+			case flags&(wSeenReply|wNoOrig) == wSeenReply && st == StateEstablished &&
 				(old == StateSynRecv || old == StateEstablished):
 				flags |= wAssured
 			}

@@ -5,7 +5,7 @@ import (
 )
 
 // FuzzStateMachine feeds random packet sequences to one flow: data[0] picks the protocol
-// (TCP, UDP, ICMP echo), every further byte is a packet: bit 7 the direction, the rest TCP
+// (TCP, UDP, ICMP echo, TCP picked up in mid-stream), every further byte is a packet: bit 7 the direction, the rest TCP
 // flags (for ICMP: bit 0 echo reply instead of request, bit 1 an ICMP error). Nothing may
 // panic, an INVALID packet must leave the entry untouched, and the state, flags and expiry
 // must stay consistent with the protocol.
@@ -17,20 +17,26 @@ func FuzzStateMachine(f *testing.F) {
 	f.Add([]byte{1, 0x00, 0x80, 0x00})                         // UDP
 	f.Add([]byte{2, 0x00, 0x81, 0x02})                         // ICMP echo, reply, error
 	f.Add([]byte{0, 0x03, 0x00, 0xff, 0x7f})                   // garbage flags
+	f.Add([]byte{3, 0x18, 0x90, 0x10, 0x11, 0x91})             // picked up, confirmed, closed
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) == 0 {
 			return
 		}
 		var first = tcpPkt(fSYN)
-		switch data[0] % 3 {
+		switch data[0] % 4 {
 		case 1:
 			first = udpPkt(client, vip, 40000, 53)
 		case 2:
 			first = echoPkt(false, 40000)
+		case 3:
+			first = tcpPkt(fACK) // picked up in mid-stream
 		}
 		proto := first.Proto
 		tb := New(Config{MaxEntries: 4})
 		e := natEntry(first, 50000, t0)
+		if data[0]%4 == 3 {
+			e.InitPickUp(Original, first, t0)
+		}
 		mustInsert(t, tb, e, t0)
 		now := t0
 		for i, b := range data[1:] {

@@ -255,3 +255,11 @@ func NewFlowOK(p *packet.Packet) bool {
 	}
 	return false
 }
+
+// PickUpOK says whether a packet of no known flow may start one by loose pick-up (netfilter's
+// nf_conntrack_tcp_loose): a TCP segment carrying ACK without SYN, FIN or RST, i.e. the middle of
+// a connection whose entry was lost (a restart). FIN and RST segments of lost flows are not
+// picked up: they end the connection anyway, as in netfilter.
+func PickUpOK(p *packet.Packet) bool {
+	return p.Proto == ProtoTCP && tcpKind(p.TCPFlags) == kindACK
+}

@@ -217,7 +217,7 @@ func (t *Table) Insert(e *Entry, now int64) (*Entry, error) {
 		}
 		if x == nil {
 			e.sh = t.sh
-			e.word.Store(pack(now+t.sh.timeoutOf(k0.Proto, st, w), st, w&(wAssured|wSeenReply)))
+			e.word.Store(pack(now+t.sh.timeoutOf(k0.Proto, st, w), st, w&(wAssured|wSeenReply|wNoOrig)))
 			e.next(Original).Store(t.buckets[b0].Load())
 			t.buckets[b0].Store(link(e, Original))
 			e.next(Reply).Store(t.buckets[b1].Load())

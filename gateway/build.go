@@ -73,6 +73,7 @@ func (rb *ruleBuilder) build(cfg *config.Config, nodeAddrs []netip.Addr, health 
 		Masquerade: cfg.NAT.MasqueradeAddresses,
 		PortLo:     cfg.NAT.PortRange.Lo,
 		PortHi:     cfg.NAT.PortRange.Hi,
+		TCPLoose:   boolOr(cfg.Conntrack.TCPLoose, true),
 	}
 	sets := make(map[string]*lb.Set)
 	seen := make(map[activeKey]bool)

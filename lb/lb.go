@@ -300,6 +300,25 @@ func (s *Set) Pick(client netip.Addr, hash uint64, now int64) (b *Backend, ok bo
 	return &s.backends[i], true
 }
 
+// Recompute returns the backend Pick chose for a flow when it was new, for a flow met in mid-stream
+// whose entry was lost (a restart): possible only for schedulers whose choice is a function of the
+// packet and the eligible set alone, with fixed hash secrets (the same in every process), i.e.
+// maglev without session affinity (the flow hash) and source_hash (the client address, with or
+// without affinity, which then holds the same choice). It is the same backend while the eligible
+// set is unchanged. ok=false: another scheduler (random, round robin, least connections, two
+// choices, maglev with affinity) or no eligible backend. Recompute touches no affinity entry and
+// no counter.
+func (s *Set) Recompute(client netip.Addr, hash uint64) (b *Backend, ok bool) {
+	if len(s.eligible) == 0 {
+		return nil, false
+	}
+	switch {
+	case s.sched == schedSourceHash, s.sched == schedMaglev && s.aff == nil:
+		return &s.backends[s.pick(client, hash)], true
+	}
+	return nil, false
+}
+
 // pick runs the scheduler; there is at least one eligible backend.
 func (s *Set) pick(client netip.Addr, hash uint64) int {
 	switch s.sched {

@@ -57,6 +57,9 @@ type Spec struct {
 	Masquerade []netip.Addr
 	PortLo     uint16
 	PortHi     uint16
+	// TCPLoose picks up flows met in mid-stream whose translation can be rebuilt
+	// (conntrack.tcp_loose; see pickUp).
+	TCPLoose bool
 }
 
 type svcKey struct {
@@ -88,6 +91,7 @@ type Rules struct {
 	portLo    uint16
 	portHi    uint16
 	services  []Service
+	tcpLoose  bool
 }
 
 // NewRules indexes spec for lookups on the packet path. spec must already be valid (config
@@ -102,6 +106,7 @@ func NewRules(spec Spec) *Rules {
 		portLo:    spec.PortLo,
 		portHi:    spec.PortHi,
 		services:  spec.Services,
+		tcpLoose:  spec.TCPLoose,
 	}
 	if r.portLo == 0 {
 		r.portLo = 1024

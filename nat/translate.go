@@ -35,10 +35,11 @@ const (
 	NoRule               // not a service, not a flow, not egress traffic
 	NoFlowICMP           // ICMP error quoting a packet of no known flow
 	NoMasquerade         // masquerade needed but no address of the flow's family configured
+	NoPickUp             // mid-stream packet of an unknown flow whose translation cannot be rebuilt
 	NumReasons
 )
 
-var reasonNames = [NumReasons]string{"ok", "invalid_state", "table_full", "no_backend", "port_exhausted", "no_rule", "icmp_no_flow", "no_masquerade_address"}
+var reasonNames = [NumReasons]string{"ok", "invalid_state", "table_full", "no_backend", "port_exhausted", "no_rule", "icmp_no_flow", "no_masquerade_address", "pickup_not_rebuildable"}
 
 func (r Reason) String() string {
 	if r < NumReasons {
@@ -107,10 +108,18 @@ func apply(p *packet.Packet, e *conntrack.Entry, d conntrack.Dir, partial bool) 
 
 func (t *Translator) newFlow(p *packet.Packet, k *conntrack.Tuple, r *Rules, now int64, partial bool) (Verdict, Reason) {
 	if !conntrack.NewFlowOK(p) {
+		if r.tcpLoose && conntrack.PickUpOK(p) {
+			return t.pickUp(p, k, r, now, partial)
+		}
 		return Drop, Invalid
 	}
 	if tg, ok := r.lookupService(p.Proto, p.Dst, p.DstPort); ok {
 		return t.newServiceFlow(p, k, r, tg, now, partial)
+	}
+	if p.Proto == ProtoUDP && r.tcpLoose {
+		if v, why, ok := t.pickUpReply(p, k, r, now, partial); ok {
+			return v, why
+		}
 	}
 	if isEchoRequest(p) && r.IsVIP(p.Dst) {
 		p.MakeEchoReply()
@@ -123,6 +132,7 @@ func (t *Translator) newFlow(p *packet.Packet, k *conntrack.Tuple, r *Rules, now
 			return Drop, NoMasquerade
 		}
 		e := &conntrack.Entry{Kind: KindEgress}
+		e.Init(p, now)
 		v, why, _ := t.insertAndApply(p, k, e, pool, p.Dst, p.DstPort, true, true, r, now, partial)
 		return v, why
 	}
@@ -175,6 +185,7 @@ func (t *Translator) newServiceFlow(p *packet.Packet, k *conntrack.Tuple, r *Rul
 		return refuse(p, tg.Svc)
 	}
 	e := &conntrack.Entry{Kind: KindService, Service: tg.Svc.ID, Load: b.Active}
+	e.Init(p, now)
 	tport := tg.Port.TargetPort
 	if p.Proto == ProtoICMP || p.Proto == ProtoICMPv6 {
 		tport = 0
@@ -200,8 +211,8 @@ func (t *Translator) newServiceFlow(p *packet.Packet, k *conntrack.Tuple, r *Rul
 	return v, why
 }
 
-// insertAndApply completes e (original tuple k, reply tuple from dst:dport back to src:port) and
-// inserts it. inserted reports whether e itself went into the table.
+// insertAndApply completes e (original tuple k, reply tuple from dst:dport back to src:port; its
+// state already set from p) and inserts it. inserted reports whether e itself went into the table.
 //
 // Source ports (ICMP echo: identifiers) with newPort: a service flow first tries to keep the
 // client's port, as netfilter's MASQUERADE does without --random-fully: a backend that still holds
@@ -213,7 +224,6 @@ func (t *Translator) newServiceFlow(p *packet.Packet, k *conntrack.Tuple, r *Rul
 // those go before a new flow is refused.
 func (t *Translator) insertAndApply(p *packet.Packet, k *conntrack.Tuple, e *conntrack.Entry, src, dst netip.Addr, dport uint16, newPort, random bool, r *Rules, now int64, partial bool) (v Verdict, why Reason, inserted bool) {
 	e.Tuple[conntrack.Original] = *k
-	e.Init(p, now)
 	tries := 1
 	if newPort {
 		tries = portTries

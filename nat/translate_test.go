@@ -396,6 +396,8 @@ func FuzzTranslate(f *testing.F) {
 		{Proto: ProtoUDP, Src: pod, Dst: inet, Sport: 3333, Dport: 7000, Payload: "x"},
 		{Proto: ProtoICMP, Src: client, Dst: vip, ICMPType: 8, Sport: 5},
 		{Proto: ProtoTCP, Src: client6, Dst: vip6, Sport: 1, Dport: 80, Flags: "S"},
+		{Proto: ProtoTCP, Src: client, Dst: vip, Sport: 40001, Dport: 80, Flags: "A", Payload: "mid"},
+		{Proto: ProtoTCP, Src: b1, Dst: client, Sport: 8080, Dport: 40001, Flags: "A", Payload: "mid"},
 	}
 	for _, s := range seeds {
 		f.Add(s.Build(f))
@@ -413,6 +415,15 @@ func FuzzTranslate(f *testing.F) {
 		v, _ := fx.tr.Translate(&p, fx.rules, fx.now, false)
 		if v != Drop && valid && !pkttest.ChecksumsValid(p.B) {
 			t.Fatalf("valid packet %x translated to invalid %x", b, p.B)
+		}
+		// Again through a gateway that picks up mid-stream flows (client IP kept, maglev).
+		loose := newFixture(t, false, "maglev", b1, b2, b6).loose()
+		in = append(in[:0], b...)
+		if p.Parse(in) != packet.OK {
+			t.Fatalf("%x parsed once, not twice", b)
+		}
+		if v, _ := loose.tr.Translate(&p, loose.rules, loose.now, false); v != Drop && valid && !pkttest.ChecksumsValid(p.B) {
+			t.Fatalf("valid packet %x translated to invalid %x (tcp_loose)", b, p.B)
 		}
 	})
 }
