@@ -73,6 +73,9 @@ func TestTCPCheck(t *testing.T) {
 	waitUntil(t, "successful probes", func() bool { p := (*c.probers.Load())[Key{"web", lo}]; return p.ok.Load() >= 2 })
 	ln.Close()
 	waitUntil(t, "unhealthy after the listener closed", func() bool { return !c.Healthy("web", lo) })
+	// The verdict is stored before the callback runs (the callback reads it), so the callback
+	// may still be on its way when the verdict is seen: wait for it, then check there was one.
+	waitUntil(t, "the change callback", func() bool { return changes.Load() >= 1 })
 	if changes.Load() != 1 {
 		t.Errorf("%d change callbacks, want 1", changes.Load())
 	}
@@ -91,6 +94,7 @@ func TestTCPCheck(t *testing.T) {
 		}
 	}()
 	waitUntil(t, "healthy again", func() bool { return c.Healthy("web", lo) })
+	waitUntil(t, "the second change callback", func() bool { return changes.Load() >= 2 })
 	if changes.Load() != 2 {
 		t.Errorf("%d change callbacks, want 2", changes.Load())
 	}

@@ -51,6 +51,7 @@ const (
 	smallBodyBuf  = 4 << 10                // responses this small without Content-Length get one
 	maxBodyDrain  = 256 << 10              // unread request body drained to keep the connection
 	lingerTime    = 500 * time.Millisecond // see lingerClose
+	newConnGrace  = time.Second            // see h1Server.closeIdle
 	h1ReadBufSize = 4 << 10
 	h1WriteBuf    = 8 << 10
 	h2Preface     = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -58,7 +59,8 @@ const (
 
 // Connection states for graceful shutdown (see h1Server.shutdown).
 const (
-	stateActive int32 = iota
+	stateNew    int32 = iota // accepted, no byte of the first request yet
+	stateActive              // reading or serving a request
 	stateIdle
 	stateClosed
 )
@@ -95,14 +97,14 @@ func (s *h1Server) serve(ln net.Listener) error {
 // newConn tracks a new connection; nil once shutdown has begun.
 func (s *h1Server) newConn(nc net.Conn) *h1Conn {
 	ctx, cancel := context.WithCancel(s.baseCtx)
-	c := &h1Conn{s: s, nc: nc, ctx: ctx, cancel: cancel, remote: nc.RemoteAddr().String()}
+	c := &h1Conn{s: s, nc: nc, ctx: ctx, cancel: cancel, remote: nc.RemoteAddr().String(), accepted: time.Now()}
 	s.mu.Lock()
 	if s.closing.Load() {
 		s.mu.Unlock()
 		cancel()
 		return nil
 	}
-	s.conns[c] = struct{}{} // state starts as stateActive (zero)
+	s.conns[c] = struct{}{} // state starts as stateNew (zero)
 	s.active.Add(1)
 	s.mu.Unlock()
 	c.cr.c = c
@@ -162,11 +164,16 @@ func (s *h1Server) shutdown(ctx context.Context) error {
 	}
 }
 
+// closeIdle closes the idle keep-alive connections, and the new ones that have not sent a byte
+// within newConnGrace of their accept: a client may open a connection it never uses (Go's
+// Transport dials a spare one when a request waits for a connection), and shutdown must not wait
+// the read-header timeout for it. The grace covers a client whose first request is on its way.
 func (s *h1Server) closeIdle() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.conns {
-		if c.state.CompareAndSwap(stateIdle, stateClosed) {
+		if c.state.CompareAndSwap(stateIdle, stateClosed) ||
+			time.Since(c.accepted) >= newConnGrace && c.state.CompareAndSwap(stateNew, stateClosed) {
 			c.nc.Close()
 		}
 	}
@@ -239,6 +246,7 @@ type h1Conn struct {
 	br        *bufio.Reader
 	bw        *bufio.Writer
 	state     atomic.Int32
+	accepted  time.Time
 	werr      error // first write error (client gone)
 	forgotten bool  // hijacked: no longer tracked by the server
 	resp      h1Response
@@ -313,8 +321,14 @@ func (c *h1Conn) serve() {
 	lim := c.s.lim
 	// The first request's head must arrive within the read-header timeout from the accept.
 	c.nc.SetReadDeadline(time.Now().Add(lim.readHeader))
+	c.cr.remain = int64(lim.maxHeader) + 4096
 	if c.s.h2 != nil {
-		c.cr.remain = int64(len(h2Preface))
+		c.cr.remain = int64(len(h2Preface)) // read no further before telling h2c from HTTP/1
+	}
+	if _, err := c.br.Peek(1); err != nil || !c.state.CompareAndSwap(stateNew, stateActive) {
+		return // gone, timed out, or closed by shutdown before its first byte
+	}
+	if c.s.h2 != nil {
 		if b, err := c.br.Peek(3); err == nil && string(b) == h2Preface[:3] {
 			if b, err := c.br.Peek(len(h2Preface)); err == nil && string(b) == h2Preface {
 				buffered, _ := c.br.Peek(c.br.Buffered())

@@ -52,6 +52,8 @@ type Server struct {
 
 	mu        sync.Mutex // serialises Start, Reload and Shutdown
 	listeners map[string]*listener
+	draining  map[*listener]struct{} // removed or changed by a reload, still draining
+	drains    sync.WaitGroup         // their drain goroutines
 	lim       limits
 	started   bool
 	closed    bool
@@ -72,9 +74,10 @@ type listener struct {
 	state atomic.Pointer[lstate]
 	certs atomic.Pointer[certSet]
 
-	srv        *http.Server // TLS connections, and h2c ones handed over by h1 on plain listeners
-	h1         *h1Server    // plain listeners: HTTP/1.x connections
-	ln         net.Listener
+	srv        *http.Server   // TLS connections, and h2c ones handed over by h1 on plain listeners
+	h1         *h1Server      // plain listeners: HTTP/1.x connections
+	ln         *ownedListener // closed only by the listener (see ownedListener)
+	serving    sync.WaitGroup // the accept loops (h1, net/http) until they have returned
 	baseCtx    context.Context
 	baseCancel context.CancelFunc // cancels every request context (ends tunnels) after the drain
 }
@@ -100,6 +103,7 @@ func New(cfg *config.Config, ups Upstreams, opt Options) (*Server, error) {
 		log:       opt.Logger,
 		mirrorSem: make(chan struct{}, maxMirrors),
 		listeners: map[string]*listener{},
+		draining:  map[*listener]struct{}{},
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -261,7 +265,7 @@ func (s *Server) listen(l *listener) error {
 	if err != nil {
 		return fmt.Errorf("ingress: listener %q: %w", l.name, err)
 	}
-	l.ln = ln
+	l.ln = &ownedListener{Listener: ln}
 	if ta, ok := ln.Addr().(*net.TCPAddr); ok {
 		l.port = uint16(ta.Port)
 	}
@@ -295,28 +299,28 @@ func (s *Server) listen(l *listener) error {
 
 func (s *Server) serveListener(l *listener) {
 	s.log.Info("ingress listening", "listener", l.name, "addr", l.ln.Addr().String(), "tls", l.tls)
+	// An accept loop's error is reported unless the loop ended because the listener was shut
+	// down (ErrServerClosed) or closed its socket (see ownedListener).
+	report := func(err error) {
+		if err != nil && !errors.Is(err, http.ErrServerClosed) && !l.ln.stopped(err) {
+			s.log.Error("ingress listener stopped", "listener", l.name, "err", err)
+		}
+	}
 	if l.tls {
-		go func() {
-			if err := l.srv.ServeTLS(l.ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				s.log.Error("ingress listener stopped", "listener", l.name, "err", err)
-			}
-		}()
+		l.serving.Go(func() { report(l.srv.ServeTLS(l.ln, "", "")) })
 		return
 	}
 	h2 := newHandoffListener(l.ln.Addr())
 	l.h1 = newH1Server(l.srv.Handler, s.log, s.lim, l.baseCtx, h2)
-	go l.srv.Serve(h2) // returns when shut down
-	go func() {
-		if err := l.h1.serve(l.ln); err != nil {
-			s.log.Error("ingress listener stopped", "listener", l.name, "err", err)
-		}
-	}()
+	l.serving.Go(func() { report(l.srv.Serve(h2)) }) // h2c connections handed over by h1
+	l.serving.Go(func() { report(l.h1.serve(l.ln)) })
 }
 
 // shutdown stops accepting, closes idle connections and waits for active ones until ctx ends,
-// then closes the rest; it returns ctx's error when it had to.
+// then closes the rest; it returns ctx's error when it had to. It returns once the accept loops
+// have (so nothing they log comes after it). Safe to call more than once.
 func (l *listener) shutdown(ctx context.Context) error {
-	l.ln.Close()
+	lnErr := l.ln.Close()
 	var h1err error
 	var wg sync.WaitGroup
 	if l.h1 != nil {
@@ -328,7 +332,8 @@ func (l *listener) shutdown(ctx context.Context) error {
 		l.srv.Close()
 	}
 	wg.Wait()
-	return errors.Join(err, h1err)
+	l.serving.Wait()
+	return errors.Join(lnErr, err, h1err)
 }
 
 // Addrs returns the actual listening addresses (port 0 resolved), in no particular order; empty
@@ -399,7 +404,11 @@ func (s *Server) Reload(cfg *config.Config, ups Upstreams) error {
 		if old.ln == nil {
 			continue
 		}
-		old.ln.Close()
+		if err := old.ln.Close(); err != nil { // stop accepting now; the drain's close is a no-op
+			s.log.Warn("ingress reload: closing listener", "listener", old.name, "err", err)
+		}
+		s.draining[old] = struct{}{}
+		s.drains.Add(1)
 		go s.drainListener(old, drain)
 	}
 	s.lim = limitsOf(cfg.Ingress)
@@ -422,11 +431,19 @@ func (s *Server) Reload(cfg *config.Config, ups Upstreams) error {
 	return errors.Join(errs...)
 }
 
+// drainListener drains a listener a reload removed or changed, for at most d (Shutdown cuts it
+// short).
 func (s *Server) drainListener(l *listener, d time.Duration) {
+	defer s.drains.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	l.shutdown(ctx)
+	if err := l.shutdown(ctx); err != nil {
+		s.log.Warn("ingress reload: listener drain incomplete", "listener", l.name, "err", err)
+	}
 	l.baseCancel()
+	s.mu.Lock()
+	delete(s.draining, l)
+	s.mu.Unlock()
 }
 
 // DrainTimeout is the configured drain_timeout (default 10s): the bound a caller should give
@@ -438,7 +455,8 @@ func (s *Server) DrainTimeout() time.Duration {
 }
 
 // Shutdown stops accepting, lets requests in flight (and Upgrade tunnels) finish until ctx ends,
-// then closes what is left.
+// then closes what is left, listeners still draining after a reload included; when it returns,
+// every listener's goroutines have.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if s.closed {
@@ -451,6 +469,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if l.srv != nil {
 			ls = append(ls, l)
 		}
+	}
+	for l := range s.draining { // shut down twice (here and by the drain): the first to end wins
+		ls = append(ls, l)
 	}
 	s.mu.Unlock()
 
@@ -466,6 +487,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	s.drains.Wait() // the drains' shutdowns end with the ones above
 	tunnels := make(chan struct{})
 	go func() { s.upgrades.Wait(); close(tunnels) }()
 	select {
