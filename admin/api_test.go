@@ -2,7 +2,9 @@ package admin
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -264,15 +266,24 @@ func TestCapture(t *testing.T) {
 func TestCaptureBusy(t *testing.T) {
 	src := newFakeSource(t)
 	ts := newTestServer(t, src)
+	// The first capture runs until cancelled, so it is still running whenever the second comes.
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		_, err := (&Client{Base: ts.URL, HTTP: ts.Client()}).Capture(t.Context(), CaptureRequest{Duration: 2 * time.Second}, io.Discard)
+		_, err := (&Client{Base: ts.URL, HTTP: ts.Client()}).Capture(ctx, CaptureRequest{}, io.Discard)
 		done <- err
 	}()
-	deadline := time.Now().Add(2 * time.Second)
-	for src.tap.Load() == nil && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
+	waitTap := func(what string, installed bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); (src.tap.Load() != nil) != installed; {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
 	}
+	waitTap("the first capture's tap", true)
 	resp, err := ts.Client().Get(ts.URL + "/capture?count=1")
 	if err != nil {
 		t.Fatal(err)
@@ -283,9 +294,11 @@ func TestCaptureBusy(t *testing.T) {
 	if resp.StatusCode != http.StatusConflict {
 		t.Errorf("second capture: %d %q, want 409", resp.StatusCode, e.Error)
 	}
-	if err := <-done; err != nil {
+	cancel()
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
 		t.Errorf("first capture: %v", err)
 	}
+	waitTap("the cancelled capture to remove its tap", false)
 }
 
 // BenchmarkTapPacket: what a worker pays per packet while a capture runs (copy into a
