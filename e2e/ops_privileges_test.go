@@ -19,8 +19,7 @@ var (
 	staticErr  error
 )
 
-// staticEdgegate builds a cgo-free binary, as the Dockerfile does: only then can edgegate change
-// the capabilities of all its threads (AllThreadsSyscall).
+// staticEdgegate builds a cgo-free binary, as the Dockerfile does.
 func staticEdgegate(t *testing.T) string {
 	t.Helper()
 	staticOnce.Do(func() {
@@ -80,9 +79,30 @@ func procStatus(t *testing.T, pid int) map[string]string {
 }
 
 // TestOpsLeastPrivilege: once the TUN is open and routes are set, edgegate runs as an
-// unprivileged user with only CAP_NET_ADMIN (effective, permitted and bounding), and can still
-// reload (routes for a new service) and shut down cleanly.
+// unprivileged user with only CAP_NET_ADMIN (effective, permitted and bounding) on every thread,
+// and can still reload (routes for a new service) and shut down cleanly. Both documented builds:
+// the README's plain `go build` (a cgo binary where a C compiler is installed) and the
+// Dockerfile's CGO_ENABLED=0.
 func TestOpsLeastPrivilege(t *testing.T) {
+	t.Run("README", func(t *testing.T) {
+		if _, err := exec.LookPath("gcc"); err == nil && !isCgoBinary(t, edgegateBin) {
+			t.Fatal("the README build on a machine with gcc is not a cgo binary: this case tests nothing")
+		}
+		testLeastPrivilege(t, edgegateBin)
+	})
+	t.Run("Static", func(t *testing.T) { testLeastPrivilege(t, staticEdgegate(t)) })
+}
+
+// isCgoBinary reads the build settings recorded in bin.
+func isCgoBinary(t *testing.T, bin string) bool {
+	out, err := exec.Command("go", "version", "-m", bin).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go version -m: %v\n%s", err, out)
+	}
+	return strings.Contains(string(out), "CGO_ENABLED=1")
+}
+
+func testLeastPrivilege(t *testing.T, bin string) {
 	tp := newTopo(t)
 	for i := range tp.b {
 		tp.serveBackend(t, i)
@@ -91,7 +111,7 @@ func TestOpsLeastPrivilege(t *testing.T) {
 	must(t, os.Chmod(tp.dir, 0o755))
 	must(t, os.Chmod(filepath.Dir(tp.dir), 0o755))
 	path := tp.writeConfig("edgegate.yaml", opsConfig("", svcSpec{name: "web", vip: "198.18.200.10", backends: []int{0, 1}}))
-	tp.startEdgegateWith(staticEdgegate(t), path, "-user", "nobody")
+	tp.startEdgegateWith(bin, path, "-user", "nobody")
 	tp.waitReady(t)
 	waitFor(t, 5*time.Second, "privileges dropped", func() bool { return strings.Contains(tp.egLog.String(), "privileges dropped") })
 

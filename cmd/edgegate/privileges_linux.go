@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+	"kernel.org/pub/linux/libs/security/libcap/psx"
 
 	"github.com/edgegate/edgegate/config"
 )
@@ -32,17 +33,12 @@ func dropPrivileges(userName string, cfg *config.Config, log *slog.Logger) error
 			}
 		}
 	}
-	// AllThreadsSyscall is unavailable in cgo binaries: say so instead of pretending.
-	if _, _, e := syscall.AllThreadsSyscall(syscall.SYS_PRCTL, unix.PR_CAPBSET_READ, unix.CAP_NET_ADMIN, 0); e == syscall.ENOTSUP {
-		log.Warn("privileges not dropped: this binary uses cgo (build with CGO_ENABLED=0)")
-		return nil
-	}
 	// Clear the bounding set so nothing dropped can come back through exec.
 	for c := 0; c <= lastCap; c++ {
 		if keep&(1<<c) != 0 {
 			continue
 		}
-		_, _, e := syscall.AllThreadsSyscall6(syscall.SYS_PRCTL, unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0, 0)
+		_, _, e := psx.Syscall3(syscall.SYS_PRCTL, unix.PR_CAPBSET_DROP, uintptr(c), 0)
 		if e == syscall.EPERM {
 			// No CAP_SETPCAP (e.g. a container given only NET_ADMIN): the effective and
 			// permitted sets below are still narrowed, which is what matters without exec.
@@ -61,26 +57,29 @@ func dropPrivileges(userName string, cfg *config.Config, log *slog.Logger) error
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
 		// Keep the permitted set across the uid change, then narrow it below.
-		if _, _, e := syscall.AllThreadsSyscall6(syscall.SYS_PRCTL, unix.PR_SET_KEEPCAPS, 1, 0, 0, 0, 0); e != 0 {
+		if _, _, e := psx.Syscall3(syscall.SYS_PRCTL, unix.PR_SET_KEEPCAPS, 1, 0); e != 0 {
 			return fmt.Errorf("PR_SET_KEEPCAPS: %w", e)
 		}
-		if err := syscall.Setgroups(nil); err != nil {
-			return fmt.Errorf("setgroups: %w", err)
-		}
-		if err := syscall.Setresgid(gid, gid, gid); err != nil {
-			return fmt.Errorf("setresgid %d: %w", gid, err)
-		}
-		if err := syscall.Setresuid(uid, uid, uid); err != nil {
-			return fmt.Errorf("setresuid %d: %w", uid, err)
+		for _, c := range []struct {
+			what    string
+			nr      uintptr
+			a, b, c uintptr
+		}{
+			{"setgroups", unix.SYS_SETGROUPS, 0, 0, 0},
+			{"setresgid", unix.SYS_SETRESGID, uintptr(gid), uintptr(gid), uintptr(gid)},
+			{"setresuid", unix.SYS_SETRESUID, uintptr(uid), uintptr(uid), uintptr(uid)},
+		} {
+			if _, _, e := psx.Syscall3(c.nr, c.a, c.b, c.c); e != 0 {
+				return fmt.Errorf("%s to %s: %w", c.what, userName, e)
+			}
 		}
 	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
 	data[0].Effective, data[0].Permitted = uint32(keep), uint32(keep)
 	data[1].Effective, data[1].Permitted = uint32(keep>>32), uint32(keep>>32)
-	// capset acts on the calling thread only; AllThreadsSyscall applies it to every thread of
-	// the process (needs a cgo-free binary, which edgegate is).
-	if _, _, e := syscall.AllThreadsSyscall(unix.SYS_CAPSET, uintptr(unsafePointer(&hdr)), uintptr(unsafePointer(&data[0])), 0); e != 0 {
+	// capset acts on the calling thread only; psx runs it on every thread of the process.
+	if _, _, e := psx.Syscall3(unix.SYS_CAPSET, uintptr(unsafePointer(&hdr)), uintptr(unsafePointer(&data[0])), 0); e != 0 {
 		return fmt.Errorf("capset: %w", e)
 	}
 	log.Info("privileges dropped", "user", userName, "capabilities", capNames(keep))
