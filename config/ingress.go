@@ -1,5 +1,7 @@
 package config
 
+import "net/netip"
+
 // The ingress section: an HTTP(S) router modelled on Gateway API HTTPRoute. Types only here;
 // validation of this section lives beside them in ingress_validate.go.
 
@@ -13,6 +15,10 @@ type Ingress struct {
 	MaxHeaderBytes    int      `yaml:"max_header_bytes"`    // default 64 KiB
 	DrainTimeout      Duration `yaml:"drain_timeout"`       // default 10s on shutdown
 	AccessLog         *bool    `yaml:"access_log"`          // default true
+	// TrustedProxies are the client addresses whose X-Forwarded-*, X-Real-IP and Forwarded headers
+	// are kept (X-Forwarded-For then gets the client address appended); from any other client they
+	// are replaced. Default none: the ingress is the edge.
+	TrustedProxies []netip.Prefix `yaml:"trusted_proxies"`
 }
 
 // Listener is one address:port, plain HTTP or HTTPS.

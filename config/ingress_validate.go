@@ -266,6 +266,9 @@ func (v *validator) validateIngress() {
 	if in.MaxHeaderBytes < MinMaxHeaderBytes || in.MaxHeaderBytes > MaxMaxHeaderBytes {
 		v.errorf(v.at(&in.MaxHeaderBytes), "ingress.max_header_bytes: %d out of range %d..%d", in.MaxHeaderBytes, MinMaxHeaderBytes, MaxMaxHeaderBytes)
 	}
+	for i := range in.TrustedProxies {
+		v.prefix(&in.TrustedProxies[i], fmt.Sprintf("ingress.trusted_proxies[%d]", i))
+	}
 	names := map[string]*yaml.Node{}
 	type bound struct {
 		host, port, what string

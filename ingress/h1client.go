@@ -245,6 +245,11 @@ func (c *h1Client) exchange(uc *upConn, r *http.Request, host, path, rawPath str
 
 // forwarded carries the X-Forwarded-* values of one request, so the fast path writes them
 // straight to the wire and the Transport path puts them in the header map.
+//
+// At the edge a client must not choose the address a backend sees: unless the client is one of
+// ingress.trusted_proxies, its X-Forwarded-For, -Proto and -Host are replaced and its X-Real-IP
+// and Forwarded removed. A trusted proxy's values are kept, and its address is appended to
+// X-Forwarded-For (Traefik's forwardedHeaders.trustedIPs).
 type forwarded struct {
 	prior []string // X-Forwarded-For values received
 	ip    string   // client address
@@ -289,10 +294,48 @@ func (f *forwarded) set(h http.Header) {
 	if xff != "" {
 		h["X-Forwarded-For"] = []string{xff}
 	}
-	if f.proto == "https" {
+	switch f.proto {
+	case "https":
 		h["X-Forwarded-Proto"] = protoHTTPS
-	} else {
+	case "http":
 		h["X-Forwarded-Proto"] = protoHTTP
+	default:
+		h["X-Forwarded-Proto"] = []string{f.proto}
 	}
 	h["X-Forwarded-Host"] = []string{f.host}
+}
+
+// newForwarded takes the forwarded headers out of r's header map (they are written from the
+// result) and applies the trust rule above; client is the peer address.
+func newForwarded(r *http.Request, tls bool, client netip.Addr, trusted []netip.Prefix) forwarded {
+	h := r.Header
+	f := forwarded{ip: hostOnly(r.RemoteAddr), proto: "http", host: r.Host}
+	if tls {
+		f.proto = "https"
+	}
+	if trustedPeer(trusted, client) {
+		f.prior = h["X-Forwarded-For"]
+		if v := h["X-Forwarded-Proto"]; len(v) > 0 && v[0] != "" {
+			f.proto = v[0]
+		}
+		if v := h["X-Forwarded-Host"]; len(v) > 0 && v[0] != "" {
+			f.host = v[0]
+		}
+	} else {
+		delete(h, "X-Real-Ip")
+		delete(h, "Forwarded")
+	}
+	delete(h, "X-Forwarded-For")
+	delete(h, "X-Forwarded-Proto")
+	delete(h, "X-Forwarded-Host")
+	return f
+}
+
+func trustedPeer(trusted []netip.Prefix, client netip.Addr) bool {
+	for _, p := range trusted {
+		if p.Contains(client) {
+			return true
+		}
+	}
+	return false
 }

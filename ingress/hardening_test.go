@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -59,7 +61,7 @@ func curlHeaders(t *testing.T, args ...string) http.Header {
 	if err != nil {
 		t.Fatalf("curl %v: %v", args, err)
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(string(out))), nil)
+	resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(strings.Replace(string(out), "HTTP/2 ", "HTTP/2.0 ", 1))), nil)
 	if err != nil {
 		t.Fatalf("curl output %q: %v", out, err)
 	}
@@ -159,4 +161,84 @@ func curlStatus(t *testing.T, args ...string) (int, http.Header) {
 		t.Fatalf("curl output %q: %v", out, err)
 	}
 	return code, resp.Header
+}
+
+// fwdEcho is a backend reporting the forwarding headers it received.
+func fwdEcho(t *testing.T) *backend {
+	return startBackend(t, "fwd", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		for name, hdr := range map[string]string{"Xff": "X-Forwarded-For", "Xfp": "X-Forwarded-Proto",
+			"Xfh": "X-Forwarded-Host", "Real": "X-Real-Ip", "Fwd": "Forwarded"} {
+			w.Header().Set("X-Seen-"+name, strings.Join(r.Header.Values(hdr), "|"))
+		}
+	}))
+}
+
+// TestForwardedHeaders: a client cannot forge the address the backend sees. By default its
+// X-Forwarded-* are replaced and X-Real-IP and Forwarded dropped; from a trusted proxy they are
+// kept and the address appended. One behaviour for HTTP/1.1 (fast and Transport paths), HTTP/2
+// over TLS and WebSocket upgrades; curl and a raw-TCP upgrade as clients.
+func TestForwardedHeaders(t *testing.T) {
+	pki := newPKI(t)
+	cert := pki.leaf(t, "a.test", "a.test")
+	web, up := fwdEcho(t), upgradeEcho(t)
+	ups := newFixed().add("web", 80, web.addr).add("up", 80, up.addr)
+	forged := []string{"X-Forwarded-For: 192.0.2.66", "X-Forwarded-Proto: gopher", "X-Forwarded-Host: evil.test",
+		"X-Real-IP: 192.0.2.66", "Forwarded: for=192.0.2.66"}
+	for _, c := range []struct {
+		name    string
+		trusted []netip.Prefix
+		want    map[string]string // X-Seen-* header -> value; {proto} is the listener's scheme
+	}{
+		{"default", nil, map[string]string{"Xff": "127.0.0.1", "Xfp": "{proto}", "Xfh": "{host}", "Real": "", "Fwd": ""}},
+		{"other proxy trusted", []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")},
+			map[string]string{"Xff": "127.0.0.1", "Xfp": "{proto}", "Xfh": "{host}", "Real": "", "Fwd": ""}},
+		{"client trusted", []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+			map[string]string{"Xff": "192.0.2.66, 127.0.0.1", "Xfp": "gopher", "Xfh": "evil.test", "Real": "192.0.2.66", "Fwd": "for=192.0.2.66"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ing := &config.Ingress{
+				Listeners: []config.Listener{{Name: "main", Address: "127.0.0.1:0"},
+					{Name: "tls", Address: "127.0.0.1:0", Protocol: "https", TLS: []config.Certificate{cert}}},
+				Routes: []config.HTTPRoute{{Name: "r", Rules: []config.Rule{
+					{Matches: []config.Match{{Path: prefix("/ws")}}, Backends: []config.BackendRef{ref("up", 80, 1)}},
+					{Backends: []config.BackendRef{ref("web", 80, 1)}},
+				}}},
+				TrustedProxies: c.trusted,
+			}
+			s := startIngress(t, ing, ups, Options{})
+			plain := addrOf(t, s, "main")
+			_, tlsPort, _ := net.SplitHostPort(addrOf(t, s, "tls"))
+			check := func(what, proto string, hdr http.Header) {
+				host := "a.test"
+				if proto == "https" {
+					host += ":" + tlsPort // curl sends the port in :authority
+				}
+				for k, want := range c.want {
+					want = strings.NewReplacer("{proto}", proto, "{host}", host).Replace(want)
+					if got := hdr.Get("X-Seen-" + k); got != want {
+						t.Errorf("%s: backend saw %s %q, want %q", what, k, got, want)
+					}
+				}
+			}
+			var hargs []string
+			for _, f := range forged {
+				hargs = append(hargs, "-H", f)
+			}
+			h1 := append(append([]string{}, hargs...), "-H", "Host: a.test", "http://"+plain+"/p")
+			check("HTTP/1.1 GET", "http", curlHeaders(t, h1...))
+			check("HTTP/1.1 POST", "http", curlHeaders(t, append([]string{"--data", "x"}, h1...)...))
+			h2 := append(append([]string{}, hargs...), "--http2", "--cacert", pki.caFile,
+				"--resolve", "a.test:"+tlsPort+":127.0.0.1", "https://a.test:"+tlsPort+"/p")
+			check("h2 GET", "https", curlHeaders(t, h2...))
+			check("h2 POST", "https", curlHeaders(t, append([]string{"--data", "x"}, h2...)...))
+			c, br := rawConn(t, plain)
+			fmt.Fprintf(c, "GET /ws HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n%s\r\n\r\n", strings.Join(forged, "\r\n"))
+			resp, err := http.ReadResponse(br, &http.Request{Method: "GET"})
+			if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+				t.Fatalf("upgrade: %v %v", resp, err)
+			}
+			check("WebSocket", "http", resp.Header)
+		})
+	}
 }

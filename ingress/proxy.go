@@ -235,6 +235,9 @@ func (s *Server) serve(rw *recorder, r *http.Request, e *matchEntry, st *lstate,
 	// Hop-by-hop headers (and those the client's Connection header names) go first, so a client
 	// cannot remove what the route's filter sets.
 	upgrade := stripHopByHop(r.Header)
+	client, _ := netip.ParseAddrPort(r.RemoteAddr)
+	clientIP := client.Addr().Unmap()
+	fwd := newForwarded(r, l.tls, clientIP, st.trusted)
 	if ru.redirect != nil {
 		ru.reqHdr.apply(r.Header)
 		rw.Header()["Location"] = []string{ru.redirect.location(r, l.tls, l.port, matched)}
@@ -253,8 +256,6 @@ func (s *Server) serve(rw *recorder, r *http.Request, e *matchEntry, st *lstate,
 		ctx, cancel = context.WithTimeout(ctx, ru.timeout)
 		defer cancel()
 	}
-	client, _ := netip.ParseAddrPort(r.RemoteAddr)
-	clientIP := client.Addr().Unmap()
 
 	ru.reqHdr.apply(r.Header)
 	path, rawPath := r.URL.Path, r.URL.RawPath
@@ -266,18 +267,14 @@ func (s *Server) serve(rw *recorder, r *http.Request, e *matchEntry, st *lstate,
 		host = ru.rewrite.host
 	}
 	if len(ru.mirrors) > 0 {
-		s.mirror(r, ru, st, clientIP, host, path, rawPath)
+		s.mirror(r, ru, st, clientIP, host, path, rawPath, &fwd)
 	}
 	if upgrade {
-		return s.proxyUpgrade(rw, r, ru, st, clientIP, host, path, rawPath)
+		return s.proxyUpgrade(rw, r, ru, st, clientIP, host, path, rawPath, &fwd)
 	}
 
 	// Outbound headers: the inbound map edited in place (see the note at the top of the file).
 	h := r.Header
-	fwd := forwarded{prior: h["X-Forwarded-For"], ip: hostOnly(r.RemoteAddr), proto: "http", host: r.Host}
-	if l.tls {
-		fwd.proto = "https"
-	}
 	bodyless := r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0
 	fastOK := bodyless && idempotent(r.Method)
 
@@ -496,7 +493,7 @@ func (s *Server) copyResponse(rw *recorder, resp *http.Response, ru *rule) bool 
 // proxyUpgrade hands Upgrade requests (WebSocket, ...) to httputil.ReverseProxy, which hijacks the
 // connection and copies both ways. No retries (the handshake is not replayed) and the rule's timeout
 // does not apply: the tunnel lives until either side closes or the listener is shut down.
-func (s *Server) proxyUpgrade(rw *recorder, r *http.Request, ru *rule, st *lstate, client netip.Addr, host, path, rawPath string) netip.AddrPort {
+func (s *Server) proxyUpgrade(rw *recorder, r *http.Request, ru *rule, st *lstate, client netip.Addr, host, path, rawPath string, fwd *forwarded) netip.AddrPort {
 	_, addr, active, ok := s.pick(st, ru, client, nil)
 	if active != nil {
 		active.Add(1)
@@ -515,7 +512,12 @@ func (s *Server) proxyUpgrade(rw *recorder, r *http.Request, ru *rule, st *lstat
 			pr.Out.URL.Scheme, pr.Out.URL.Host = "http", target
 			pr.Out.URL.Path, pr.Out.URL.RawPath = path, rawPath
 			pr.Out.Host = host
-			pr.SetXForwarded()
+			// The same forwarded headers as every other request. ReverseProxy drops Forwarded
+			// before Rewrite; r's header holds it only when it came from a trusted proxy.
+			fwd.set(pr.Out.Header)
+			if v := pr.In.Header["Forwarded"]; v != nil {
+				pr.Out.Header["Forwarded"] = v
+			}
 		},
 		Transport: s.h1,
 		ModifyResponse: func(resp *http.Response) error {
@@ -541,7 +543,7 @@ func (s *Server) proxyUpgrade(rw *recorder, r *http.Request, ru *rule, st *lstat
 // mirrorBodyMax with a known length are buffered (and then also replayable for retries); larger or
 // streamed bodies are not mirrored (counted as reason mirror_skipped) so mirroring never turns a
 // streaming request into a buffered one. In-flight mirrors are bounded; excess ones are dropped.
-func (s *Server) mirror(r *http.Request, ru *rule, st *lstate, client netip.Addr, host, path, rawPath string) {
+func (s *Server) mirror(r *http.Request, ru *rule, st *lstate, client netip.Addr, host, path, rawPath string, fwd *forwarded) {
 	var body []byte
 	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
 		if r.ContentLength < 0 || r.ContentLength > mirrorBodyMax {
@@ -569,7 +571,7 @@ func (s *Server) mirror(r *http.Request, ru *rule, st *lstate, client netip.Addr
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), mirrorTimeout)
 		mr := r.Clone(ctx)
-		removeHopByHop(mr.Header, true)
+		fwd.set(mr.Header)
 		mr.URL = &url.URL{Scheme: "http", Host: addr.String(), Path: path, RawPath: rawPath, RawQuery: r.URL.RawQuery}
 		mr.Host = host
 		mr.RequestURI = ""

@@ -64,7 +64,7 @@ func TestProxyHeadersFiltersRewrite(t *testing.T) {
 	for k, want := range map[string]string{
 		"X-Seen-Path":    "/v1/items?x=1", // prefix /api/ replaced by /
 		"X-Seen-Host":    "internal.test", // hostname rewrite
-		"X-Seen-Xff":     "192.0.2.1, 127.0.0.1",
+		"X-Seen-Xff":     "127.0.0.1",     // the client's own X-Forwarded-For is replaced (not trusted)
 		"X-Seen-Xfp":     "http",
 		"X-Seen-Xfh":     "front.test",
 		"X-Seen-Hop":     "|", // named in Connection, and Keep-Alive: both removed

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -89,6 +90,7 @@ type lstate struct {
 	active    ActiveUpstreams // ups when it implements it, else nil
 	accessLog bool
 	notFound  *routeMetrics
+	trusted   []netip.Prefix // ingress.trusted_proxies
 }
 
 // New compiles cfg.Ingress (routes, filters, certificates) without listening yet.
@@ -217,7 +219,8 @@ func (s *Server) compile(cfg *config.Config, ups Upstreams) ([]*listener, error)
 			return nil, fmt.Errorf("ingress: listener %q: unknown protocol %q", name, cl.Protocol)
 		}
 		active, _ := ups.(ActiveUpstreams)
-		l.state.Store(&lstate{table: t, ups: ups, active: active, accessLog: accessLog, notFound: s.metrics.route("")})
+		l.state.Store(&lstate{table: t, ups: ups, active: active, accessLog: accessLog, notFound: s.metrics.route(""),
+			trusted: ing.TrustedProxies})
 		out = append(out, l)
 	}
 	return out, nil
