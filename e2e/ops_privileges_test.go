@@ -110,7 +110,12 @@ func testLeastPrivilege(t *testing.T, bin string) {
 	// The unprivileged user re-reads the file on reload: open the test directories to it.
 	must(t, os.Chmod(tp.dir, 0o755))
 	must(t, os.Chmod(filepath.Dir(tp.dir), 0o755))
-	path := tp.writeConfig("edgegate.yaml", opsConfig("", svcSpec{name: "web", vip: "198.18.200.10", backends: []int{0, 1}}))
+	// With the SYN guard: reloads and the exit change nftables after the drop.
+	guarded := func(rate int, svcs ...svcSpec) string {
+		return strings.Replace(opsConfig("", svcs...), "queues: 1}", fmt.Sprintf("queues: 1, syn_rate_limit: %d}", rate), 1)
+	}
+	web := svcSpec{name: "web", vip: "198.18.200.10", backends: []int{0, 1}}
+	path := tp.writeConfig("edgegate.yaml", guarded(5000, web))
 	tp.startEdgegateWith(bin, path, "-user", "nobody")
 	tp.waitReady(t)
 	waitFor(t, 5*time.Second, "privileges dropped", func() bool { return strings.Contains(tp.egLog.String(), "privileges dropped") })
@@ -140,16 +145,25 @@ func testLeastPrivilege(t *testing.T, bin string) {
 	if got := answers(c, "http://198.18.200.10/", 4); got["b1"] != 2 || got["b2"] != 2 {
 		t.Errorf("answers before reload: %v", got)
 	}
-	tp.reload(t, path, opsConfig("", svcSpec{name: "web", vip: "198.18.200.10", backends: []int{0, 1}},
-		svcSpec{name: "api", vip: "198.18.200.20", backends: []int{2}}))
+	guard := func() string {
+		out, _ := tp.gw.Exec("nft", "list", "table", "inet", "edgegate_guard")
+		return out
+	}
+	if g := guard(); !strings.Contains(g, "limit rate over 5000/second") {
+		t.Errorf("SYN guard after start:\n%s", g)
+	}
+	tp.reload(t, path, guarded(2000, web, svcSpec{name: "api", vip: "198.18.200.20", backends: []int{2}}))
 	if m := tp.scrape(t); m.get("edgegate_config_reloads_total", "result=success") != 1 {
 		t.Fatalf("reload as nobody failed:\n%s", tp.egLog.String())
 	}
 	if got := answers(c, "http://198.18.200.20/", 2); got["b3"] != 2 {
 		t.Errorf("new service after an unprivileged reload: %v", got)
 	}
+	if g := guard(); !strings.Contains(g, "limit rate over 2000/second") || strings.Count(g, "limit rate") != 1 {
+		t.Errorf("SYN guard after an unprivileged reload to 2000/s:\n%s", g)
+	}
 	tp.stopEdgegate(t)
-	for _, args := range [][]string{{"ip", "route", "show", "proto", "201"}, {"ip", "link", "show", "edge0"}} {
+	for _, args := range [][]string{{"ip", "route", "show", "proto", "201"}, {"ip", "link", "show", "edge0"}, {"nft", "list", "tables"}} {
 		if out, _ := tp.gw.Exec(args...); strings.TrimSpace(out) != "" && !strings.Contains(out, "does not exist") {
 			t.Errorf("%v after an unprivileged shutdown: %s", args, out)
 		}

@@ -238,8 +238,11 @@ func (g *Gateway) applySYNGuard(old, cfg *config.Config) error {
 	}
 	if t.SYNRateLimit <= 0 {
 		if g.guarded {
-			removeSYNGuard()
+			if err := removeSYNGuard(); err != nil {
+				return err
+			}
 			g.guarded = false
+			g.log.Info("SYN guard removed")
 		}
 		return nil
 	}
@@ -429,7 +432,9 @@ func (g *Gateway) Close() error {
 	}
 	var errs []error
 	if g.guarded {
-		removeSYNGuard()
+		if err := removeSYNGuard(); err != nil {
+			errs = append(errs, err)
+		}
 		g.guarded = false
 	}
 	if g.routing != nil {
