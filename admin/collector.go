@@ -25,6 +25,7 @@ type Collector struct {
 
 	packets, bytes, verdicts, writeErrors, drops, coalesced         *prometheus.Desc
 	ctEntries, ctMax, ctCreated, ctRemoved, ctInsertFail, ctInvalid *prometheus.Desc
+	ctInvalidWindow                                                 *prometheus.Desc
 	selections, active, backendState, eligible                      *prometheus.Desc
 	snatUsed, snatCapacity                                          *prometheus.Desc
 	reloads, reloadTS, reloadLastOK, ready                          *prometheus.Desc
@@ -50,6 +51,8 @@ func NewCollector(src Source) *Collector {
 		ctRemoved:    d("conntrack_flows_removed_total", "Flows removed by cause: expired, deleted (API, reload, drain), early_drop (evicted to make room).", "cause"),
 		ctInsertFail: d("conntrack_insert_failures_total", "Flow inserts refused by cause: table_full, insert_race, reply_taken.", "cause"),
 		ctInvalid:    d("conntrack_invalid_total", "Packets that fit no state of their flow (conntrack INVALID)."),
+		ctInvalidWindow: d("conntrack_invalid_window_total",
+			"TCP segments outside their flow's sequence window: RSTs are dropped (drops_total reason invalid_window), other segments forwarded."),
 		selections:   d("backend_selections_total", "New flows sent to a backend (live plus ended flows of the backend).", "service", "backend"),
 		active:       d("backend_active_flows", "Live flows of a backend.", "service", "backend"),
 		backendState: d("backend_state", "1 for the backend's current scheduling state (active, draining, unhealthy).", "service", "backend", "state"),
@@ -80,7 +83,7 @@ func (c *Collector) RecordReload(err error) {
 // Describe sends every descriptor.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.packets, c.bytes, c.verdicts, c.writeErrors, c.drops,
-		c.ctEntries, c.ctMax, c.ctCreated, c.ctRemoved, c.ctInsertFail, c.ctInvalid,
+		c.ctEntries, c.ctMax, c.ctCreated, c.ctRemoved, c.ctInsertFail, c.ctInvalid, c.ctInvalidWindow,
 		c.selections, c.active, c.backendState, c.eligible, c.snatUsed, c.snatCapacity,
 		c.reloads, c.reloadTS, c.reloadLastOK, c.ready} {
 		ch <- d
@@ -135,6 +138,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.ctInsertFail, st.InsertRaces, "insert_race")
 	counter(c.ctInsertFail, st.ReplyTaken, "reply_taken")
 	counter(c.ctInvalid, st.Invalid)
+	counter(c.ctInvalidWindow, st.InvalidWindow)
 
 	c.collectTable(ch, gauge)
 	c.collectBackends(ch, counter, gauge)

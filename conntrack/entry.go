@@ -14,12 +14,12 @@ import (
 // src=Reply.Dst, dst=Reply.Src; Reply-direction packets get src=Original.Dst,
 // dst=Original.Src. Immutable after Insert except the atomics; an Entry is inserted at most
 // once (never reused after removal, the GC frees it), which is what lets readers walk hash
-// chains without locks. 128 bytes: one allocation per flow.
+// chains without locks. 168 bytes: one allocation (of the 176-byte size class) per flow.
 //
-// Field order is a cache layout: an entry is two 64-byte lines (the allocator aligns 128-byte
-// objects); line 0 holds what an Original-direction lookup reads (its chain link, tuple and
-// the state word), line 1 holds Tuple[Reply] and its chain link, so walking past an entry in a
-// hash chain touches one line.
+// Field order is a cache layout: the first 64 bytes hold what an Original-direction lookup
+// reads (its chain link, tuple and the state word), the next 64 Tuple[Reply] and its chain
+// link, so walking past an entry in a hash chain touches one line (two when the allocator's
+// 176-byte slot straddles a line); the TCP sequence state follows, read once per TCP packet.
 type Entry struct {
 	// word packs expiry (unix ns, rounded down to 256 ns) with state and flags in the low
 	// byte, so one CAS moves state, flags and timeout together.
@@ -38,6 +38,9 @@ type Entry struct {
 	streamAt uint32
 	next1    atomic.Pointer[byte]
 	sh       *shared // timeouts and counters of the table (defaultShared before Insert)
+	// win is the TCP sequence state of each direction (window tracking, see SeqWindow);
+	// unused for UDP and ICMP. Line 2: touched once per TCP packet, after the lookup.
+	win [2]SeqWindow
 }
 
 // Offsets of the two chain links, for next.
@@ -99,6 +102,7 @@ func (e *Entry) Init(p *packet.Packet, now int64) {
 	switch {
 	case p.Proto == ProtoTCP && tcpKind(p.TCPFlags) == kindSYN:
 		st, timeout = StateSynSent, sh.tcp[StateSynSent]
+		e.win[Original].initSYN(segmentOf(p), p)
 	case p.Proto == ProtoUDP:
 		st, timeout = StateUnreplied, sh.udp
 		e.streamAt = streamTick(now + int64(UDPStreamDelay))
@@ -170,20 +174,60 @@ func (e *Entry) streamDue(now int64) bool { return int32(streamTick(now)-e.strea
 // every packet, at the cost of expiring up to 134 ms early.
 const refreshSlack = 1 << 27
 
-// Update advances the state machine for a packet of this flow in direction d and refreshes
-// the timeout; false means the packet is INVALID for this flow (count and drop it, do not
-// translate). ICMP errors quoting the flow are RELATED: accepted, no state change. Safe for
-// concurrent use (CAS on one word); 0 allocs.
-func (e *Entry) Update(d Dir, p *packet.Packet, now int64) bool {
+// Verdict is what Track decides for a packet of a tracked flow.
+type Verdict uint8
+
+const (
+	// Accept: translate and forward the packet.
+	Accept Verdict = iota
+	// Invalid: the packet fits no state of its flow (conntrack INVALID); drop it.
+	Invalid
+	// OutOfWindow: an RST outside the flow's sequence window (a blind reset); drop it.
+	OutOfWindow
+	// outOfWindowPass is internal: a non-RST segment outside the window, counted and
+	// forwarded without a state change (Track returns Accept).
+	outOfWindowPass
+)
+
+// Update is Track(d, p, now) == Accept.
+func (e *Entry) Update(d Dir, p *packet.Packet, now int64) bool { return e.Track(d, p, now) == Accept }
+
+// Track advances the state machine for a packet of this flow in direction d and refreshes the
+// timeout. TCP segments are also checked against the sequence windows (see SeqWindow): an RST
+// outside them is OutOfWindow, other out-of-window segments are counted (Stats.InvalidWindow)
+// and accepted without a state change. Invalid means the packet fits no state of the flow
+// (count and drop it, do not translate). ICMP errors quoting the flow are RELATED: accepted,
+// no state change. Safe for concurrent use (CAS on one word, atomics for the windows); 0 allocs.
+func (e *Entry) Track(d Dir, p *packet.Packet, now int64) Verdict {
 	if p.IsICMPError {
-		return true
+		return Accept
 	}
 	proto := e.Tuple[Original].Proto
 	if p.Proto != proto {
 		e.shared().invalid.Add(1)
-		return false
+		return Invalid
 	}
 	sh := e.shared()
+	keep := false // an in-window but inexact RST: forward it, keep the state
+	if proto == ProtoTCP {
+		w := e.word.Load()
+		old := State(w & wState)
+		switch tcpTransitions[d][tcpKind(p.TCPFlags)][old] {
+		case sIV:
+			sh.invalid.Add(1)
+			return Invalid
+		case sIG:
+			return Accept
+		}
+		var v Verdict
+		if v, keep = e.window(d, p, old, w&wAssured != 0); v != Accept {
+			sh.invalidWindow.Add(1)
+			if v == OutOfWindow {
+				return OutOfWindow
+			}
+			return Accept
+		}
+	}
 	for {
 		w := e.word.Load()
 		old := State(w & wState)
@@ -199,9 +243,9 @@ func (e *Entry) Update(d Dir, p *packet.Packet, now int64) bool {
 			switch {
 			case st == sIV:
 				sh.invalid.Add(1)
-				return false
-			case st == sIG:
-				return true
+				return Invalid
+			case st == sIG || keep:
+				return Accept
 			case st == StateSynSent && (old == StateTimeWait || old == StateClose):
 				// A new SYN re-opens a closed flow (port reuse, RFC 1122), as netfilter
 				// does; it starts over unassured.
@@ -227,7 +271,7 @@ func (e *Entry) Update(d Dir, p *packet.Packet, now int64) bool {
 		default: // ICMP echo: requests one way, replies the other
 			if (d == Original && !isEchoRequest(p)) || (d == Reply && !isEchoReply(p)) {
 				sh.invalid.Add(1)
-				return false
+				return Invalid
 			}
 			st = old
 			if d == Reply {
@@ -244,11 +288,11 @@ func (e *Entry) Update(d Dir, p *packet.Packet, now int64) bool {
 		nw := pack(exp, st, flags)
 		if nw&wLowMask == w&wLowMask {
 			if delta := (nw &^ wLowMask) - (w &^ wLowMask); delta < refreshSlack {
-				return true // same state, expiry (nearly) current: no write
+				return Accept // same state, expiry (nearly) current: no write
 			}
 		}
 		if e.word.CompareAndSwap(w, nw) {
-			return true
+			return Accept
 		}
 	}
 }

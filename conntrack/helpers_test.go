@@ -58,6 +58,14 @@ func tcpDirPkt(d Dir, flags uint8) *packet.Packet {
 	return p
 }
 
+// dirOf is the direction of a test packet: Reply when it comes from the backend.
+func dirOf(p *packet.Packet) Dir {
+	if p.Src == backend {
+		return Reply
+	}
+	return Original
+}
+
 func udpPkt(src, dst netip.Addr, sport, dport uint16) *packet.Packet {
 	return pkt(ProtoUDP, src, dst, sport, dport)
 }

@@ -98,6 +98,8 @@ type shared struct {
 	udpStream int64
 	icmp      int64
 	invalid   paddedCounter
+	// invalidWindow counts TCP segments outside their flow's window (dropped RSTs included).
+	invalidWindow paddedCounter
 }
 
 func newShared(t Timeouts) *shared {

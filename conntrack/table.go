@@ -48,7 +48,10 @@ type Stats struct {
 	InsertRaces uint64 // inserts lost to an entry with the same original tuple (ErrExists)
 	ReplyTaken  uint64 // inserts refused with ErrReplyTaken
 	Invalid     uint64 // packets found INVALID by Entry.Update, plus CountInvalid calls
-	Sweeps      uint64 // Sweep and SweepPart runs
+	// InvalidWindow counts TCP segments outside their flow's sequence window: RSTs (dropped,
+	// Entry.Track's OutOfWindow) and others (forwarded without a state change).
+	InvalidWindow uint64
+	Sweeps        uint64 // Sweep and SweepPart runs
 }
 
 // paddedCounter keeps a hot counter on its own cache line.
@@ -449,14 +452,15 @@ func (t *Table) CountInvalid() { t.sh.invalid.Add(1) }
 // Stats reads the counters (each atomically; not a consistent snapshot across them).
 func (t *Table) Stats() Stats {
 	return Stats{
-		Inserted:    t.inserted.Load(),
-		Deleted:     t.deleted.Load(),
-		Expired:     t.expired.Load(),
-		EarlyDrops:  t.early.Load(),
-		TableFull:   t.tableFull.Load(),
-		InsertRaces: t.races.Load(),
-		ReplyTaken:  t.replyTaken.Load(),
-		Invalid:     t.sh.invalid.Load(),
-		Sweeps:      t.sweeps.Load(),
+		Inserted:      t.inserted.Load(),
+		Deleted:       t.deleted.Load(),
+		Expired:       t.expired.Load(),
+		EarlyDrops:    t.early.Load(),
+		TableFull:     t.tableFull.Load(),
+		InsertRaces:   t.races.Load(),
+		ReplyTaken:    t.replyTaken.Load(),
+		Invalid:       t.sh.invalid.Load(),
+		InvalidWindow: t.sh.invalidWindow.Load(),
+		Sweeps:        t.sweeps.Load(),
 	}
 }

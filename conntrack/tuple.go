@@ -3,11 +3,14 @@
 // and timeouts, early drop of unassured flows when full, and expiry without scanning on the
 // packet path (Lookup treats expired entries as absent; Sweep removes them in the background).
 //
-// Deliberate differences from netfilter's nf_conntrack: no TCP window (sequence number)
-// tracking, so any RST for a known flow is accepted and out-of-window segments are not
-// INVALID; no loose pick-up of mid-stream connections (an ACK without an entry is INVALID);
-// a SYN from the reply side on a TIME_WAIT entry is INVALID instead of re-opening the flow with
-// the roles switched (the NAT mapping could not follow the switch).
+// TCP sequence windows are tracked per direction as netfilter's tcp_in_window does (see
+// SeqWindow): an RST outside the window is dropped, other out-of-window segments are counted
+// and forwarded without a state change (netfilter would mark them INVALID).
+//
+// Deliberate differences from netfilter's nf_conntrack: no loose pick-up of mid-stream
+// connections (an ACK without an entry is INVALID); a SYN from the reply side on a TIME_WAIT
+// entry is INVALID instead of re-opening the flow with the roles switched (the NAT mapping
+// could not follow the switch).
 package conntrack
 
 import (

@@ -36,10 +36,11 @@ const (
 	NoFlowICMP           // ICMP error quoting a packet of no known flow
 	NoMasquerade         // masquerade needed but no address of the flow's family configured
 	NoPickUp             // mid-stream packet of an unknown flow whose translation cannot be rebuilt
+	InvalidWindow        // TCP RST outside its flow's sequence window (blind reset)
 	NumReasons
 )
 
-var reasonNames = [NumReasons]string{"ok", "invalid_state", "table_full", "no_backend", "port_exhausted", "no_rule", "icmp_no_flow", "no_masquerade_address", "pickup_not_rebuildable"}
+var reasonNames = [NumReasons]string{"ok", "invalid_state", "table_full", "no_backend", "port_exhausted", "no_rule", "icmp_no_flow", "no_masquerade_address", "pickup_not_rebuildable", "invalid_window"}
 
 func (r Reason) String() string {
 	if r < NumReasons {
@@ -80,11 +81,22 @@ func (t *Translator) Translate(p *packet.Packet, r *Rules, now int64, partial bo
 	if e == nil {
 		return t.newFlow(p, &k, r, now, partial)
 	}
-	if !e.Update(d, p, now) {
-		return Drop, Invalid
+	if v, why := track(e, d, p, now); v != Forward {
+		return v, why
 	}
 	apply(p, e, d, partial)
 	return Forward, OK
+}
+
+// track runs conntrack for a packet of e in direction d: Forward, or Drop with its reason.
+func track(e *conntrack.Entry, d conntrack.Dir, p *packet.Packet, now int64) (Verdict, Reason) {
+	switch e.Track(d, p, now) {
+	case conntrack.Accept:
+		return Forward, OK
+	case conntrack.OutOfWindow:
+		return Drop, InvalidWindow
+	}
+	return Drop, Invalid
 }
 
 // apply rewrites p as a packet of e travelling in direction d (netfilter's rule: the translation
@@ -245,8 +257,8 @@ func (t *Translator) insertAndApply(p *packet.Packet, k *conntrack.Tuple, e *con
 		case errors.Is(err, conntrack.ErrExists):
 			// Lost the insert race (two packets of one new flow at once): follow the winner so the
 			// flow has one entry and one backend.
-			if !got.Update(conntrack.Original, p, now) {
-				return Drop, Invalid, false
+			if v, why := track(got, conntrack.Original, p, now); v != Forward {
+				return v, why, false
 			}
 			apply(p, got, conntrack.Original, partial)
 			return Forward, OK, false

@@ -499,3 +499,49 @@ func TestRefuseWhenEmpty(t *testing.T) {
 		}
 	}
 }
+
+// TestBlindResetAndHijack: two spoofed packets with the client's port (an RST with a guessed
+// sequence number, then a SYN) neither close the connection nor move it to another backend;
+// the RST is dropped and counted, the SYN forwarded to the same backend (which answers it with a
+// challenge ACK). An in-window RST still closes the flow, and only then does a SYN start a new
+// flow on the next backend.
+func TestBlindResetAndHijack(t *testing.T) {
+	f := newFixture(t, true, "round_robin", b1, b2)
+	const cISN, sISN = 1_000_000, 7_000_000
+	tcp := func(flags string, seq, ack uint32) []byte {
+		return pkttest.P{Proto: ProtoTCP, Src: client, Dst: vip, Sport: 40000, Dport: 80, Flags: flags, Seq: seq, Ack: ack}.Build(t)
+	}
+	_, _, p := f.run(t, tcp("S", cISN, 0))
+	backend, mport := p.Dst, p.SrcPort
+	if v, why, _ := f.run(t, pkttest.P{Proto: ProtoTCP, Src: backend, Dst: masq, Sport: 8080, Dport: mport, Flags: "SA", Seq: sISN, Ack: cISN + 1}.Build(t)); v != Forward {
+		t.Fatalf("syn-ack: %v %v", v, why)
+	}
+	if v, why, _ := f.run(t, tcp("A", cISN+1, sISN+1)); v != Forward {
+		t.Fatalf("ack: %v %v", v, why)
+	}
+	// The attacker guesses the port but not the sequence number.
+	if v, why, _ := f.run(t, tcp("R", cISN+1+50_000_000, 0)); v != Drop || why != InvalidWindow {
+		t.Fatalf("blind rst: %v %v, want drop invalid_window", v, why)
+	}
+	if st := f.tr.CT.Stats(); st.InvalidWindow != 1 {
+		t.Fatalf("invalid_window %d, want 1", st.InvalidWindow)
+	}
+	v, why, p := f.run(t, tcp("S", cISN+12345, 0))
+	if v != Forward || p.Dst != backend || p.SrcPort != mport {
+		t.Fatalf("spoofed syn: %v %v to %v:%d, want forwarded to the flow's backend %v:%d", v, why, p.Dst, p.SrcPort, backend, mport)
+	}
+	k := conntrack.MakeTuple(ProtoTCP, client, vip, 40000, 80)
+	if e, _ := f.tr.CT.Lookup(&k, f.now); e == nil || e.State() != conntrack.StateEstablished {
+		t.Fatalf("flow after the attack: %v", e)
+	}
+	// The client's own reset (exact sequence number) closes it; a new SYN then is a new flow.
+	if v, why, _ := f.run(t, tcp("R", cISN+1, 0)); v != Forward {
+		t.Fatalf("genuine rst: %v %v", v, why)
+	}
+	if e, _ := f.tr.CT.Lookup(&k, f.now); e == nil || e.State() != conntrack.StateClose {
+		t.Fatalf("flow after the genuine rst: %v", e)
+	}
+	if _, _, p := f.run(t, tcp("S", cISN+99999, 0)); p.Dst == backend {
+		t.Fatalf("new connection after close went to the same backend %v under round robin", backend)
+	}
+}

@@ -66,6 +66,11 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		checkInvariants(t, &p, data, false)
+		if p.Proto == ProtoTCP {
+			if shift, ok := p.TCP().WindowScale(); shift > MaxWindowScale || (!ok && shift != 0) {
+				t.Fatalf("window scale %d, %v", shift, ok)
+			}
+		}
 		var again Packet
 		if again.Parse(p.B) != OK || again.L4Off != p.L4Off || len(again.B) != len(p.B) {
 			t.Fatal("Parse of its own B differs")

@@ -168,6 +168,44 @@ func (h TCP) UrgentPtr() uint16 { return binary.BigEndian.Uint16(h[18:]) }
 // Options returns the option bytes (MSS clamping, window scale, ...).
 func (h TCP) Options() []byte { return h[TCPMinLen:h.DataOffset()] }
 
+// TCP option kinds.
+const (
+	TCPOptEnd         = 0
+	TCPOptNOP         = 1
+	TCPOptWindowScale = 3 // RFC 7323, 3 bytes: kind, length, shift
+)
+
+// MaxWindowScale is the largest window scale shift RFC 7323 §2.3 allows; a larger one is
+// used as 14.
+const MaxWindowScale = 14
+
+// WindowScale returns the shift of the window scale option (capped at MaxWindowScale) and
+// whether the option is present; h must hold its whole header (DataOffset bytes). A malformed
+// option list ends the walk (no option found past it).
+func (h TCP) WindowScale() (shift uint8, ok bool) {
+	if len(h) < TCPMinLen || h.DataOffset() < TCPMinLen || h.DataOffset() > len(h) {
+		return 0, false
+	}
+	o := h.Options()
+	for len(o) > 0 {
+		switch o[0] {
+		case TCPOptEnd:
+			return 0, false
+		case TCPOptNOP:
+			o = o[1:]
+			continue
+		}
+		if len(o) < 2 || o[1] < 2 || int(o[1]) > len(o) {
+			return 0, false
+		}
+		if o[0] == TCPOptWindowScale && o[1] == 3 {
+			return min(o[2], MaxWindowScale), true
+		}
+		o = o[o[1]:]
+	}
+	return 0, false
+}
+
 // UDP is a view of a UDP header.
 type UDP []byte
 

@@ -16,8 +16,12 @@ type Packet struct {
 	Src, Dst netip.Addr
 	// TCP/UDP ports. ICMP echo request: SrcPort=id, DstPort=0; echo reply: SrcPort=0,
 	// DstPort=id (so a reversed request tuple matches its reply).
-	SrcPort, DstPort   uint16
-	TCPFlags           uint8 // FIN=0x01 SYN=0x02 RST=0x04 PSH=0x08 ACK=0x10 ...
+	SrcPort, DstPort uint16
+	TCPFlags         uint8 // FIN=0x01 SYN=0x02 RST=0x04 PSH=0x08 ACK=0x10 ...
+	// TCP sequence and acknowledgement numbers and the unscaled window (for conntrack's
+	// window tracking); zero for other protocols and for quoted segments cut before them.
+	Seq, Ack           uint32
+	Window             uint16
 	ICMPType, ICMPCode uint8
 	IsICMPError        bool // dest unreachable / packet too big / time exceeded / parameter problem
 	PayloadLen         int  // L4 payload bytes (TCP after options); for Inner: quoted bytes only
@@ -183,6 +187,9 @@ func (p *Packet) parseL4(off int, lenient bool) Reason {
 			p.TCPFlags = l4[13]
 		}
 		if rem >= TCPMinLen {
+			p.Seq = binary.BigEndian.Uint32(l4[4:])
+			p.Ack = binary.BigEndian.Uint32(l4[8:])
+			p.Window = binary.BigEndian.Uint16(l4[14:])
 			doff := int(l4[12]>>4) * 4
 			switch {
 			case doff >= TCPMinLen && doff <= rem:

@@ -58,6 +58,9 @@ func TestParseValid(t *testing.T) {
 			}
 			got := p
 			got.B = nil
+			if got.Proto == ProtoTCP { // the builder's fixed numbers (see build)
+				tt.want.Seq, tt.want.Ack, tt.want.Window = 0x01020304, 0x05060708, 29200
+			}
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("got  %+v\nwant %+v", got, tt.want)
 			}
@@ -210,5 +213,39 @@ func TestReasonString(t *testing.T) {
 	}
 	if ErrTruncatedL4.String() != "truncated_l4" || NumReasons.String() != "unknown" {
 		t.Fatal("labels changed")
+	}
+}
+
+func TestTCPWindowScale(t *testing.T) {
+	hdr := func(opts ...byte) TCP {
+		h := make([]byte, TCPMinLen+len(opts))
+		h[12] = byte(len(h)/4) << 4
+		copy(h[TCPMinLen:], opts)
+		return TCP(h)
+	}
+	for _, tc := range []struct {
+		name  string
+		h     TCP
+		shift uint8
+		ok    bool
+	}{
+		{"none", hdr(), 0, false},
+		{"mss, nop, wscale 7", hdr(2, 4, 5, 0xb4, 1, 3, 3, 7), 7, true},
+		{"capped at 14", hdr(3, 3, 15, 0), 14, true},
+		{"end of list first", hdr(0, 3, 3, 7), 0, false},
+		{"zero length option", hdr(8, 0, 3, 3, 7, 0, 0, 0), 0, false},
+		{"option past the header", hdr(1, 1, 3, 9), 0, false},
+		{"bad wscale length", hdr(3, 4, 7, 0), 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if shift, ok := tc.h.WindowScale(); shift != tc.shift || ok != tc.ok {
+				t.Fatalf("WindowScale = %d, %v; want %d, %v", shift, ok, tc.shift, tc.ok)
+			}
+		})
+	}
+	var p Packet
+	b := build(t, pk{src: c4, dst: s4, proto: ProtoTCP, sport: 1, dport: 2, flags: TCPSyn | TCPAck})
+	if p.Parse(b) != OK || p.Seq != 0x01020304 || p.Ack != 0x05060708 || p.Window != 29200 {
+		t.Fatalf("seq %#x ack %#x window %d", p.Seq, p.Ack, p.Window)
 	}
 }

@@ -19,6 +19,7 @@ type P struct {
 	Sport     uint16 // ICMP echo request: identifier
 	Dport     uint16 // ICMP echo reply: identifier
 	Flags     string // TCP: letters of S, A, R, F
+	Seq, Ack  uint32 // TCP: sequence and acknowledgement numbers; 0 takes 1000 and 1
 	ICMPType  uint8
 	Payload   string
 	UDPNoCsum bool // IPv4 UDP without checksum
@@ -65,6 +66,12 @@ func (s P) Build(t testing.TB) []byte {
 			case 'F':
 				tcp.FIN = true
 			}
+		}
+		if s.Seq != 0 {
+			tcp.Seq = s.Seq
+		}
+		if s.Ack != 0 && tcp.ACK {
+			tcp.Ack = s.Ack
 		}
 		tcp.SetNetworkLayerForChecksum(nl)
 		l4 = tcp
