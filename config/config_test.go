@@ -236,6 +236,8 @@ func TestParseInvalid(t *testing.T) {
 		{"health check all_unhealthy", base + "    health_check: {all_unhealthy: panic}\n", `t.yaml:10:35: service "web": health_check.all_unhealthy: unknown value "panic" (want one of: fail_open, refuse)`},
 		{"duplicate listener", base + ingressBase + "    - name: plain\n      address: :8081\n", `t.yaml:14:13: ingress.listeners[1]: duplicate name "plain" (first at line 12)`},
 		{"trusted proxy host bits", base + "ingress:\n  trusted_proxies: [192.0.2.1/24]\n  listeners: [{name: l, address: ':80'}]\n", `t.yaml:11:21: ingress.trusted_proxies[0]: prefix 192.0.2.1/24 has host bits set (did you mean 192.0.2.0/24?)`},
+		{"send timeout", base + "ingress:\n  send_timeout: 0s\n  listeners: [{name: l, address: ':80'}]\n", `t.yaml:11:17: ingress.send_timeout: must be positive`},
+		{"max upgraded connections", base + "ingress:\n  max_upgraded_connections: 0\n  listeners: [{name: l, address: ':80'}]\n", `t.yaml:11:29: ingress.max_upgraded_connections: must be at least 1`},
 		{"max header bytes", base + "ingress:\n  max_header_bytes: 100\n  listeners: [{name: l, address: ':80'}]\n", `t.yaml:11:21: ingress.max_header_bytes: 100 out of range 1024..16777216`},
 		{"two default certificates", base + ingressBase + "      protocol: https\n      tls:\n        - {cert_file: ../examples/certs/default.crt, key_file: ../examples/certs/default.key}\n        - {cert_file: ../examples/certs/example.crt, key_file: ../examples/certs/example.key}\n", `t.yaml:17:11: listener "plain": tls[1]: only one certificate may have no hostnames (the default)`},
 		{"uppercase route hostname", base + ingressBase + routeBase("      hostnames: [Example.com]\n", ""), `t.yaml:16:19: route "r": hostnames[0]: "Example.com" must be lowercase DNS labels separated by dots`},
@@ -576,7 +578,9 @@ func TestIngressDefaultsAndHelpers(t *testing.T) {
 	}
 	in := c.Ingress
 	if in.ReadHeaderTimeout.D() != 10*time.Second || in.IdleTimeout.D() != 2*time.Minute ||
-		in.MaxHeaderBytes != 65536 || in.DrainTimeout.D() != 10*time.Second || !in.AccessLogEnabled() {
+		in.MaxHeaderBytes != 65536 || in.DrainTimeout.D() != 10*time.Second || !in.AccessLogEnabled() ||
+		in.RequestBodyTimeout.D() != time.Minute || in.SendTimeout.D() != time.Minute ||
+		in.UpgradeIdleTimeout.D() != time.Hour || in.MaxUpgradedConnections != 10000 {
 		t.Errorf("ingress limits: %+v", in)
 	}
 	sec := in.ListenerByName("secure")

@@ -15,6 +15,17 @@ type Ingress struct {
 	MaxHeaderBytes    int      `yaml:"max_header_bytes"`    // default 64 KiB
 	DrainTimeout      Duration `yaml:"drain_timeout"`       // default 10s on shutdown
 	AccessLog         *bool    `yaml:"access_log"`          // default true
+	// RequestBodyTimeout bounds the wait for each read of a request body (nginx's
+	// client_body_timeout); a client that stops sending gets 408 and is disconnected.
+	RequestBodyTimeout Duration `yaml:"request_body_timeout"` // default 60s
+	// SendTimeout bounds each write to a client (nginx's send_timeout): a client that stops reading
+	// is disconnected.
+	SendTimeout Duration `yaml:"send_timeout"` // default 60s
+	// UpgradeIdleTimeout ends an Upgrade tunnel (WebSocket) with no byte in either direction for
+	// this long (HAProxy's timeout tunnel).
+	UpgradeIdleTimeout Duration `yaml:"upgrade_idle_timeout"` // default 1h
+	// MaxUpgradedConnections bounds the Upgrade tunnels open at once; more get 503.
+	MaxUpgradedConnections int `yaml:"max_upgraded_connections"` // default 10000
 	// TrustedProxies are the client addresses whose X-Forwarded-*, X-Real-IP and Forwarded headers
 	// are kept (X-Forwarded-For then gets the client address appended); from any other client they
 	// are replaced. Default none: the ingress is the edge.

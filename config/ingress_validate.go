@@ -17,15 +17,19 @@ import (
 
 // Ingress defaults and limits.
 const (
-	DefaultReadHeaderTimeout = Duration(10 * time.Second)
-	DefaultIdleTimeout       = Duration(120 * time.Second)
-	DefaultMaxHeaderBytes    = 64 << 10
-	DefaultDrainTimeout      = Duration(10 * time.Second)
-	DefaultRetries           = 1
-	DefaultRedirectStatus    = 302
-	MaxRetries               = 5
-	MinMaxHeaderBytes        = 1 << 10
-	MaxMaxHeaderBytes        = 16 << 20
+	DefaultReadHeaderTimeout      = Duration(10 * time.Second)
+	DefaultIdleTimeout            = Duration(120 * time.Second)
+	DefaultMaxHeaderBytes         = 64 << 10
+	DefaultDrainTimeout           = Duration(10 * time.Second)
+	DefaultRequestBodyTimeout     = Duration(60 * time.Second)
+	DefaultSendTimeout            = Duration(60 * time.Second)
+	DefaultUpgradeIdleTimeout     = Duration(time.Hour)
+	DefaultMaxUpgradedConnections = 10000
+	DefaultRetries                = 1
+	DefaultRedirectStatus         = 302
+	MaxRetries                    = 5
+	MinMaxHeaderBytes             = 1 << 10
+	MaxMaxHeaderBytes             = 16 << 20
 )
 
 // Accepted values of the ingress enumerations.
@@ -124,6 +128,18 @@ func (v *validator) ingressDefaults() {
 	}
 	if !v.set(&in.DrainTimeout) {
 		in.DrainTimeout = DefaultDrainTimeout
+	}
+	if !v.set(&in.RequestBodyTimeout) {
+		in.RequestBodyTimeout = DefaultRequestBodyTimeout
+	}
+	if !v.set(&in.SendTimeout) {
+		in.SendTimeout = DefaultSendTimeout
+	}
+	if !v.set(&in.UpgradeIdleTimeout) {
+		in.UpgradeIdleTimeout = DefaultUpgradeIdleTimeout
+	}
+	if !v.set(&in.MaxUpgradedConnections) {
+		in.MaxUpgradedConnections = DefaultMaxUpgradedConnections
 	}
 	if in.AccessLog == nil {
 		in.AccessLog = ptr(true)
@@ -262,6 +278,17 @@ func (v *validator) validateIngress() {
 	}
 	if in.IdleTimeout <= 0 {
 		v.errorf(v.at(&in.IdleTimeout), "ingress.idle_timeout: must be positive")
+	}
+	for _, d := range []struct {
+		p   *Duration
+		key string
+	}{{&in.RequestBodyTimeout, "request_body_timeout"}, {&in.SendTimeout, "send_timeout"}, {&in.UpgradeIdleTimeout, "upgrade_idle_timeout"}} {
+		if *d.p <= 0 {
+			v.errorf(v.at(d.p), "ingress.%s: must be positive", d.key)
+		}
+	}
+	if in.MaxUpgradedConnections < 1 {
+		v.errorf(v.at(&in.MaxUpgradedConnections), "ingress.max_upgraded_connections: must be at least 1")
 	}
 	if in.MaxHeaderBytes < MinMaxHeaderBytes || in.MaxHeaderBytes > MaxMaxHeaderBytes {
 		v.errorf(v.at(&in.MaxHeaderBytes), "ingress.max_header_bytes: %d out of range %d..%d", in.MaxHeaderBytes, MinMaxHeaderBytes, MaxMaxHeaderBytes)

@@ -250,6 +250,7 @@ type h1Conn struct {
 	werr      error // first write error (client gone)
 	forgotten bool  // hijacked: no longer tracked by the server
 	resp      h1Response
+	body      countingBody // the current request's body
 
 	// Background read (see h1Server): armed per bodyless request, started by bgTimer.
 	bgMu      sync.Mutex
@@ -264,8 +265,9 @@ type h1Conn struct {
 // returns first the byte a background read took.
 type connReader struct {
 	c       *h1Conn
-	remain  int64 // bytes the current head may still read
-	hit     bool  // remain reached 0
+	idle    time.Duration // >0 while reading a body: each read must arrive within it
+	remain  int64         // bytes the current head may still read
+	hit     bool          // remain reached 0
 	pending bool
 	b       [1]byte
 }
@@ -287,6 +289,9 @@ func (r *connReader) Read(p []byte) (int, error) {
 		r.remain--
 		return 1, nil
 	}
+	if r.idle > 0 {
+		r.c.nc.SetReadDeadline(time.Now().Add(r.idle))
+	}
 	n, err := r.c.nc.Read(p)
 	r.remain -= int64(n)
 	return n, err
@@ -294,10 +299,12 @@ func (r *connReader) Read(p []byte) (int, error) {
 
 const noLimit = 1<<62 - 1
 
-// checkWriter records the first write error and cancels the requests' context: the client is gone.
+// checkWriter bounds each write by send_timeout, records the first write error and cancels the
+// requests' context: the client is gone.
 type checkWriter struct{ c *h1Conn }
 
 func (w checkWriter) Write(p []byte) (int, error) {
+	w.c.nc.SetWriteDeadline(time.Now().Add(w.c.s.lim.send))
 	n, err := w.c.nc.Write(p)
 	if err != nil && w.c.werr == nil {
 		w.c.werr = err
@@ -370,13 +377,14 @@ func (c *h1Conn) serve() {
 		c.cr.remain = noLimit
 		hasBody := req.Body != http.NoBody // ReadRequest sets NoBody for bodyless requests
 		if hasBody {
-			c.nc.SetReadDeadline(time.Time{}) // bodies are read at the handler's pace
+			c.cr.idle = lim.body // each body read waits at most request_body_timeout
 		}
 		if code, msg := checkRequest(req); code != 0 {
 			c.writeError(code, msg)
 			return
 		}
 		keep, hj := c.serveRequest(req, hasBody)
+		c.cr.idle = 0
 		if hj {
 			hijacked = true
 			return
@@ -435,6 +443,8 @@ func (c *h1Conn) serveRequest(req *http.Request, hasBody bool) (keep, hijacked b
 	w.reset(c, req) // commit adds Connection: close once shutdown has begun
 	var ecr *expectContinueReader
 	if hasBody {
+		c.body = countingBody{rc: req.Body}
+		req.Body = &c.body
 		if len(req.Header["Expect"]) > 0 {
 			ecr = &expectContinueReader{rc: req.Body, c: c}
 			req.Body = ecr
@@ -456,22 +466,26 @@ func (c *h1Conn) serveRequest(req *http.Request, hasBody bool) (keep, hijacked b
 	if panicked {
 		return false, false
 	}
-	unread := false // the client may still be sending a body we will not read
-	if hasBody {
-		switch {
-		case ecr != nil && !ecr.sent:
-			// The client waits for 100 Continue we never sent: it may or may not send the body.
-			unread = true
-		default:
-			if n, err := io.CopyN(io.Discard, req.Body, maxBodyDrain); err != io.EOF || n == maxBodyDrain {
-				unread = true
-			}
-		}
-		w.closeAfter = w.closeAfter || unread
-	}
+	// The client waits for a 100 Continue we never sent: it may or may not send the body. Or
+	// more is left of it than a drain may read: the response says the connection closes.
+	unread := hasBody && (ecr != nil && !ecr.sent || req.ContentLength-c.body.n > maxBodyDrain)
+	w.closeAfter = w.closeAfter || unread
 	w.finish()
-	if w.closeAfter || c.br.Buffered() == 0 {
-		c.bw.Flush()
+	if hasBody || w.closeAfter || c.br.Buffered() == 0 {
+		c.bw.Flush() // the response goes out before an unread body is drained
+	}
+	if hasBody && !unread {
+		// Drain what the handler left unread, bounded in bytes and time, to keep the connection;
+		// when it closes anyway, only learn (without waiting) whether the body has ended.
+		c.cr.idle = 0
+		dl := time.Now().Add(min(bodyDrainTime, c.s.lim.body))
+		if w.closeAfter {
+			dl = aLongTimeAgo
+		}
+		c.nc.SetReadDeadline(dl)
+		if n, err := io.CopyN(io.Discard, req.Body, maxBodyDrain); err != io.EOF || n == maxBodyDrain {
+			unread, w.closeAfter = true, true
+		}
 	}
 	if unread {
 		c.lingerClose()
@@ -917,3 +931,17 @@ type cachedDate struct {
 }
 
 var dateCache atomic.Pointer[cachedDate]
+
+// countingBody counts the body bytes the handler read.
+type countingBody struct {
+	rc io.ReadCloser
+	n  int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	b.n += int64(n)
+	return n, err
+}
+
+func (b *countingBody) Close() error { return b.rc.Close() }

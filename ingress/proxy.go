@@ -1,6 +1,7 @@
 package ingress
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -121,12 +122,16 @@ func idempotent(method string) bool {
 type guardBody struct {
 	rc   io.ReadCloser
 	read bool
+	err  error // the client's body failed (a timeout: request_body_timeout)
 }
 
 func (g *guardBody) Read(p []byte) (int, error) {
 	n, err := g.rc.Read(p)
 	if n > 0 {
 		g.read = true
+	}
+	if err != nil && err != io.EOF {
+		g.err = err
 	}
 	return n, err
 }
@@ -140,6 +145,8 @@ type recorder struct {
 	status  int
 	bytes   int64
 	aborted bool
+	lim     *limits                  // the listener's
+	ctl     *http.ResponseController // net/http connections: each write gets send_timeout
 }
 
 func (r *recorder) Header() http.Header { return r.w.Header() }
@@ -155,18 +162,88 @@ func (r *recorder) Write(b []byte) (int, error) {
 	if r.status == 0 {
 		r.status = http.StatusOK
 	}
+	r.sendDeadline()
 	n, err := r.w.Write(b)
 	r.bytes += int64(n)
 	return n, err
 }
 
 func (r *recorder) Flush() {
+	r.sendDeadline()
 	if f, ok := r.w.(http.Flusher); ok {
 		f.Flush()
 	}
 }
 
 func (r *recorder) Unwrap() http.ResponseWriter { return r.w }
+
+// sendDeadline bounds the next write to a net/http connection by send_timeout (the HTTP/1 loop
+// bounds its writes itself).
+func (r *recorder) sendDeadline() {
+	if r.ctl != nil {
+		r.ctl.SetWriteDeadline(time.Now().Add(r.lim.send))
+	}
+}
+
+// Hijack hands over the client connection for an Upgrade tunnel, wrapped so that the tunnel ends
+// after upgrade_idle_timeout without a byte either way and each write waits at most send_timeout.
+func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	nc, brw, err := http.NewResponseController(r.w).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	nc.SetWriteDeadline(time.Now().Add(r.lim.send)) // the 101 response, written through brw
+	tc := &tunnelConn{Conn: nc, idle: r.lim.tunnelIdle, send: r.lim.send}
+	tc.last.Store(time.Now().UnixNano())
+	return tc, brw, nil
+}
+
+// tunnelConn is the client side of an Upgrade tunnel; both directions of the tunnel pass through
+// it (reads from the client, writes of what the backend sent), so it sees all activity.
+type tunnelConn struct {
+	net.Conn
+	idle, send time.Duration
+	last       atomic.Int64 // unix nanoseconds of the last byte either way
+}
+
+func (c *tunnelConn) Read(p []byte) (int, error) {
+	for {
+		c.Conn.SetReadDeadline(time.Unix(0, c.last.Load()).Add(c.idle))
+		n, err := c.Conn.Read(p)
+		if n > 0 {
+			c.last.Store(time.Now().UnixNano())
+			return n, err
+		}
+		if err != nil && isTimeout(err) && time.Since(time.Unix(0, c.last.Load())) < c.idle {
+			continue // the other direction carried bytes meanwhile
+		}
+		return n, err
+	}
+}
+
+func (c *tunnelConn) Write(p []byte) (int, error) {
+	c.Conn.SetWriteDeadline(time.Now().Add(c.send))
+	n, err := c.Conn.Write(p)
+	if n > 0 {
+		c.last.Store(time.Now().UnixNano())
+	}
+	return n, err
+}
+
+// bodyTimeout bounds each read of a request body on a net/http connection by
+// request_body_timeout (the HTTP/1 loop does this itself).
+type bodyTimeout struct {
+	rc   io.ReadCloser
+	ctl  *http.ResponseController
+	idle time.Duration
+}
+
+func (b *bodyTimeout) Read(p []byte) (int, error) {
+	b.ctl.SetReadDeadline(time.Now().Add(b.idle))
+	return b.rc.Read(p)
+}
+
+func (b *bodyTimeout) Close() error { return b.rc.Close() }
 
 var recorderPool = sync.Pool{New: func() any { return new(recorder) }}
 
@@ -180,7 +257,13 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	st := h.l.state.Load()
 	rw := recorderPool.Get().(*recorder)
-	*rw = recorder{w: w}
+	*rw = recorder{w: w, lim: &h.l.lim}
+	if _, own := w.(*h1Response); !own {
+		rw.ctl = http.NewResponseController(w)
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = &bodyTimeout{rc: r.Body, ctl: rw.ctl, idle: h.l.lim.body}
+		}
+	}
 	route := ""
 	var upstream netip.AddrPort
 	var m *routeMetrics
@@ -211,6 +294,13 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			slog.Int64("bytes", rw.bytes), slog.Duration("duration", d),
 			slog.String("route", route), slog.String("upstream", up),
 			slog.String("client", r.RemoteAddr), slog.String("listener", h.l.name))
+	}
+	if rw.ctl != nil {
+		// net/http writes the rest of the response and drains an unread body after we return.
+		rw.sendDeadline()
+		if _, ok := r.Body.(*bodyTimeout); ok {
+			rw.ctl.SetReadDeadline(time.Now().Add(min(bodyDrainTime, h.l.lim.body)))
+		}
 	}
 	aborted := rw.aborted
 	*rw = recorder{}
@@ -341,6 +431,9 @@ func (s *Server) serve(rw *recorder, r *http.Request, e *matchEntry, st *lstate,
 		if err != nil {
 			a.end(false)
 			switch {
+			case guard != nil && guard.err != nil && isTimeout(guard.err):
+				http.Error(rw, "408 request body timeout", http.StatusRequestTimeout)
+				return addr
 			case r.Context().Err() != nil:
 				rw.status = statusClientClosed
 				return addr
@@ -504,6 +597,13 @@ func (s *Server) proxyUpgrade(rw *recorder, r *http.Request, ru *rule, st *lstat
 		http.Error(rw, "503 "+errNoBackend.Error(), http.StatusServiceUnavailable)
 		return netip.AddrPort{}
 	}
+	if s.tunnels.Add(1) > rw.lim.maxTunnels {
+		s.tunnels.Add(-1)
+		ru.m.upstreamError("upgrade_limit")
+		http.Error(rw, "503 too many upgraded connections", http.StatusServiceUnavailable)
+		return netip.AddrPort{}
+	}
+	defer s.tunnels.Add(-1)
 	target := addr.String()
 	s.upgrades.Add(1)
 	defer s.upgrades.Done()

@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,6 +51,7 @@ type Server struct {
 	up        *h1Client // fast path for bodyless idempotent requests to HTTP/1.1 backends
 	mirrorSem chan struct{}
 	upgrades  sync.WaitGroup // hijacked (Upgrade) connections in flight
+	tunnels   atomic.Int64   // Upgrade requests in flight (bounded by max_upgraded_connections)
 
 	mu        sync.Mutex // serialises Start, Reload and Shutdown
 	listeners map[string]*listener
@@ -64,7 +66,22 @@ type Server struct {
 type limits struct {
 	readHeader, idle, drain time.Duration
 	maxHeader               int
+	body, send              time.Duration // request_body_timeout, send_timeout
+	tunnelIdle              time.Duration // upgrade_idle_timeout
+	maxTunnels              int64         // max_upgraded_connections
 }
+
+// Limits of the ingress that are not configuration keys.
+const (
+	// bodyDrainTime bounds the drain of a request body the handler left unread, after the
+	// response was sent (the drain keeps the connection for another request).
+	bodyDrainTime = time.Second
+	// TCP keep-alive of client sockets: a client gone without FIN or RST is noticed after
+	// keepAliveIdle + keepAliveCount*keepAliveInterval (2 minutes).
+	keepAliveIdle     = 60 * time.Second
+	keepAliveInterval = 15 * time.Second
+	keepAliveCount    = 4
+)
 
 // listener is one configured listener and its live snapshot.
 type listener struct {
@@ -75,6 +92,7 @@ type listener struct {
 	state atomic.Pointer[lstate]
 	certs atomic.Pointer[certSet]
 
+	lim        limits         // as when the listener was opened
 	srv        *http.Server   // TLS connections, and h2c ones handed over by h1 on plain listeners
 	h1         *h1Server      // plain listeners: HTTP/1.x connections
 	ln         *ownedListener // closed only by the listener (see ownedListener)
@@ -174,7 +192,18 @@ func limitsOf(ing *config.Ingress) limits {
 	if l.maxHeader <= 0 {
 		l.maxHeader = defaultMaxHeaderBytes
 	}
+	l.body = orDefault(time.Duration(ing.RequestBodyTimeout), config.DefaultRequestBodyTimeout.D())
+	l.send = orDefault(time.Duration(ing.SendTimeout), config.DefaultSendTimeout.D())
+	l.tunnelIdle = orDefault(time.Duration(ing.UpgradeIdleTimeout), config.DefaultUpgradeIdleTimeout.D())
+	l.maxTunnels = int64(orDefault(ing.MaxUpgradedConnections, config.DefaultMaxUpgradedConnections))
 	return l
+}
+
+func orDefault[T int | time.Duration](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
 }
 
 // compile builds a listener (not yet listening) with its snapshot for each configured listener.
@@ -261,9 +290,10 @@ func (s *Server) Start() error {
 }
 
 func (s *Server) listen(l *listener) error {
-	// No TCP keep-alive probes on client connections: the idle timeout already ends idle ones,
-	// and enabling them costs three setsockopt calls per accepted connection.
-	lc := net.ListenConfig{KeepAlive: -1}
+	// TCP keep-alive is set on the listening socket, whose options Linux copies to every
+	// accepted one; KeepAlive -1 keeps Go from setting it again per connection (four setsockopt
+	// calls each).
+	lc := net.ListenConfig{KeepAlive: -1, Control: keepAliveControl}
 	ln, err := lc.Listen(context.Background(), "tcp", l.addr)
 	if err != nil {
 		return fmt.Errorf("ingress: listener %q: %w", l.name, err)
@@ -273,6 +303,7 @@ func (s *Server) listen(l *listener) error {
 		l.port = uint16(ta.Port)
 	}
 	l.baseCtx, l.baseCancel = context.WithCancel(context.Background())
+	l.lim = s.lim
 	var p http.Protocols
 	p.SetHTTP1(true)
 	if l.tls {
@@ -505,4 +536,28 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.h2c.CloseIdleConnections()
 	s.up.closeIdle(true)
 	return errors.Join(errs...)
+}
+
+// keepAliveControl turns TCP keep-alive on for a listening socket (see keepAliveIdle).
+func keepAliveControl(_, _ string, rc syscall.RawConn) error {
+	var serr error
+	err := rc.Control(func(fd uintptr) {
+		for _, o := range [...]struct{ level, opt, v int }{
+			{syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, 1},
+			{syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE, int(keepAliveIdle / time.Second)},
+			{syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL, int(keepAliveInterval / time.Second)},
+			{syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT, keepAliveCount},
+		} {
+			if serr == nil {
+				serr = syscall.SetsockoptInt(int(fd), o.level, o.opt, o.v)
+			}
+		}
+	})
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return fmt.Errorf("tcp keep-alive: %w", err)
+	}
+	return nil
 }
