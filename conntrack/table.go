@@ -209,6 +209,12 @@ func (t *Table) Insert(e *Entry, now int64) (*Entry, error) {
 		t.races.Add(1)
 		return x, ErrExists
 	}
+	if x, _ := t.Lookup(k1, now); x != nil {
+		// The reply tuple (the NAT port) is taken: refuse before reserve, which may evict
+		// an unrelated flow to make room for an insert that cannot succeed.
+		t.replyTaken.Add(1)
+		return nil, ErrReplyTaken
+	}
 	if err := t.reserve(b0, now); err != nil {
 		return nil, err
 	}
@@ -246,6 +252,10 @@ func (t *Table) Insert(e *Entry, now int64) (*Entry, error) {
 	}
 }
 
+// reserveEvictions bounds the entries one Insert into a full table may evict (each eviction
+// frees a slot that a concurrent insert may take first).
+const reserveEvictions = 4
+
 // reserve takes one slot of MaxEntries, evicting an unassured entry if the table is full.
 func (t *Table) reserve(b uint64, now int64) error {
 	for try := 0; ; try++ {
@@ -253,7 +263,7 @@ func (t *Table) reserve(b uint64, now int64) error {
 			return nil
 		}
 		t.n.Add(-1)
-		if try == 4 || !t.evict(b, now) {
+		if try == reserveEvictions || !t.evict(b, now) {
 			t.tableFull.Add(1)
 			return ErrTableFull
 		}

@@ -55,9 +55,15 @@ const (
 	KindEgress  uint8 = 2
 )
 
-// portTries bounds the random port search (RFC 6056 algorithm 1 with a bounded number of tries),
-// so a nearly exhausted pool costs a bounded amount of work per new flow.
-const portTries = 64
+// Bounds of the work one new flow may cause under port pressure (a nearly exhausted masquerade
+// or egress port range): at most portTries insert attempts (RFC 6056 algorithm 1 with a bounded
+// number of tries; each attempt is one lock-free lookup, and an insert only when the port is
+// free), and at most portEvictions expendable flows (unreplied or closing) evicted to take their
+// port, each followed by a retry on that very port.
+const (
+	portTries     = 64
+	portEvictions = 2
+)
 
 // Translator applies NAT using a shared flow table.
 type Translator struct {
@@ -232,8 +238,8 @@ func (t *Translator) newServiceFlow(p *packet.Packet, k *conntrack.Tuple, r *Rul
 // timestamps and accepts the reuse, where a port taken over from another client would be refused
 // until the backend's TIME_WAIT ends. Egress flows (random=true) and collisions draw random ports
 // (RFC 6056 algorithm 1), at most portTries of them. The second half of the tries may take a port
-// from a flow that never saw a reply or is already closing (TIME_WAIT, CLOSE): under pressure
-// those go before a new flow is refused.
+// from a flow that never saw a reply or is already closing (TIME_WAIT, CLOSE), at most
+// portEvictions of them: under pressure those go before a new flow is refused.
 func (t *Translator) insertAndApply(p *packet.Packet, k *conntrack.Tuple, e *conntrack.Entry, src, dst netip.Addr, dport uint16, newPort, random bool, r *Rules, now int64, partial bool) (v Verdict, why Reason, inserted bool) {
 	e.Tuple[conntrack.Original] = *k
 	tries := 1
@@ -241,13 +247,15 @@ func (t *Translator) insertAndApply(p *packet.Packet, k *conntrack.Tuple, e *con
 		tries = portTries
 	}
 	lo, span := uint32(r.portLo), uint32(r.portHi)-uint32(r.portLo)+1
+	evictions, retry := 0, false
+	// For ICMP echo the identifier is the request tuple's SrcPort, so the reply tuple carries it as
+	// its DstPort, exactly like a source port (dport is 0 for echo).
+	sport := p.SrcPort
 	for i := 0; i < tries; i++ {
-		// For ICMP echo the identifier is the request tuple's SrcPort, so the reply tuple carries
-		// it as its DstPort, exactly like a source port (dport is 0 for echo).
-		sport := p.SrcPort
-		if newPort && (i > 0 || random || uint32(sport)-lo >= span) {
+		if newPort && !retry && (i > 0 || random || uint32(sport)-lo >= span) {
 			sport = uint16(lo + rand.Uint32N(span))
 		}
+		retry = false
 		e.Tuple[conntrack.Reply] = conntrack.MakeTuple(p.Proto, dst, src, dport, sport)
 		got, err := t.CT.Insert(e, now)
 		switch {
@@ -263,8 +271,11 @@ func (t *Translator) insertAndApply(p *packet.Packet, k *conntrack.Tuple, e *con
 			apply(p, got, conntrack.Original, partial)
 			return Forward, OK, false
 		case errors.Is(err, conntrack.ErrReplyTaken):
-			if i >= tries/2 && t.evictHolder(&e.Tuple[conntrack.Reply], now) {
-				i-- // the same port is free now: one more try, not counted
+			// Under pressure (second half of the tries) take the port of an expendable flow,
+			// and retry on that port, not a new random one.
+			if i >= tries/2 && i < tries-1 && evictions < portEvictions && t.evictHolder(&e.Tuple[conntrack.Reply], now) {
+				evictions++
+				retry = true
 			}
 		default:
 			return Drop, TableFull, false

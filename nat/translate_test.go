@@ -545,3 +545,66 @@ func TestBlindResetAndHijack(t *testing.T) {
 		t.Fatalf("new connection after close went to the same backend %v under round robin", backend)
 	}
 }
+
+// TestPortPressureBoundedWork counts the work one new flow causes when the masquerade port range
+// is full: at most portTries insert attempts, at most portEvictions evictions, an eviction only
+// of the flow holding the port taken (the retry reuses it), and never an early drop of an
+// unrelated flow for an insert that cannot succeed.
+func TestPortPressureBoundedWork(t *testing.T) {
+	udp := func(src netip.Addr, sport uint16) []byte {
+		return pkttest.P{Proto: ProtoUDP, Src: src, Dst: vip, Sport: sport, Dport: 53}.Build(t)
+	}
+	other := netip.MustParseAddr("198.18.1.3")
+	t.Run("unreplied holders", func(t *testing.T) {
+		f := newFixture(t, true, "round_robin", b1)
+		f.rules.portLo, f.rules.portHi = 2000, 2003
+		held := map[uint16]bool{}
+		for i := range 4 {
+			_, _, p := f.run(t, udp(client, uint16(10000+i)))
+			held[p.SrcPort] = true
+		}
+		before := f.tr.CT.Stats()
+		v, why, p := f.run(t, udp(other, 10000))
+		st := f.tr.CT.Stats()
+		attempts, evicted := st.ReplyTaken-before.ReplyTaken+1, st.Deleted-before.Deleted
+		if v != Forward || !held[p.SrcPort] || attempts > portTries || evicted != 1 || st.EarlyDrops != 0 {
+			t.Fatalf("%v %v on port %d: %d attempts, %d evicted, %d early drops; want one eviction of a holder", v, why, p.SrcPort, attempts, evicted, st.EarlyDrops)
+		}
+		// The three other holders are untouched.
+		for port := range held {
+			k := conntrack.MakeTuple(ProtoUDP, b1, masq, 53, port)
+			if e, _ := f.tr.CT.Lookup(&k, f.now); e == nil || (port != p.SrcPort) != (e.Tuple[conntrack.Original].SrcAddr() == client) {
+				t.Fatalf("port %d: holder %v", port, e)
+			}
+		}
+	})
+	t.Run("assured holders, full table", func(t *testing.T) {
+		f := newFixture(t, true, "round_robin", b1)
+		f.tr.CT = conntrack.New(conntrack.Config{MaxEntries: 8})
+		f.rules.portLo, f.rules.portHi = 2000, 2003
+		for i := range 4 { // four service flows, assured: they hold the four masquerade ports
+			_, _, p := f.run(t, udp(client, uint16(10000+i)))
+			f.run(t, pkttest.P{Proto: ProtoUDP, Src: b1, Dst: masq, Sport: 53, Dport: p.SrcPort}.Build(t))
+		}
+		f.now += int64(conntrack.UDPStreamDelay) + 1e7
+		for i := range 4 {
+			f.run(t, udp(client, uint16(10000+i)))
+		}
+		for i := range 4 { // four unassured egress flows (another address): the table is full
+			if v, why, _ := f.run(t, pkttest.P{Proto: ProtoUDP, Src: pod, Dst: inet, Sport: uint16(5000 + i), Dport: 7000}.Build(t)); v != Forward {
+				t.Fatalf("egress flow %d: %v %v", i, v, why)
+			}
+		}
+		if n := f.tr.CT.Len(); n != 8 {
+			t.Fatalf("table holds %d flows, want a full 8", n)
+		}
+		before := f.tr.CT.Stats()
+		v, why, _ := f.run(t, udp(other, 10000))
+		st := f.tr.CT.Stats()
+		if v != Drop || why != PortExhausted || st.ReplyTaken-before.ReplyTaken != portTries ||
+			st.Deleted != before.Deleted || st.EarlyDrops != before.EarlyDrops || f.tr.CT.Len() != 8 {
+			t.Fatalf("%v %v: %d attempts, %d deleted, %d early drops; want port_exhausted after %d attempts, nothing evicted",
+				v, why, st.ReplyTaken-before.ReplyTaken, st.Deleted-before.Deleted, st.EarlyDrops-before.EarlyDrops, portTries)
+		}
+	})
+}
