@@ -41,6 +41,9 @@ type TUN struct {
 	// of the device's ring. Needs nft (nftables) in the namespace.
 	SYNRateLimit int `yaml:"syn_rate_limit"`
 	SYNBurst     int `yaml:"syn_burst"` // default: syn_rate_limit / 5, at least 100
+	// Persist keeps the device (IFF_PERSIST) and its routes when the process dies without a
+	// clean exit, so a restart reattaches and picks the flows up; default true.
+	Persist *bool `yaml:"persist"`
 }
 
 // NAT configures masquerading toward backends.

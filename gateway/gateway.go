@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
@@ -42,6 +43,7 @@ type Gateway struct {
 	stop      chan struct{}
 	ready     atomic.Bool
 	guarded   bool        // the SYN guard table is installed
+	instance  io.Closer   // held while running: one edgegate per TUN and namespace
 	drainT    *time.Timer // pending drain_timeout expiry of TCP flows to removed backends
 
 	// ended counts service flows that left the table per (service, backend); with the backends'
@@ -110,18 +112,15 @@ func (g *Gateway) Start() error {
 			return fmt.Errorf("refusing to start: %w", err)
 		}
 	}
-	devs, err := tun.Open(tun.Config{
-		Name:       cfg.TUN.Name,
-		MTU:        cfg.TUN.MTU,
-		Queues:     cfg.TUN.Queues,
-		Offload:    boolOr(cfg.TUN.Offload, true),
-		TxQueueLen: cfg.TUN.TxQueueLen,
-	})
+	reattach, err := g.openTUN(cfg)
 	if err != nil {
 		return err
 	}
-	g.devs = devs
+	devs := g.devs
 	name := devs[0].Name()
+	if reattach {
+		g.log.Info("reattached to the TUN left by an earlier process: picking up its flows", "tun", name)
+	}
 	_, v6 := usesFamilies(cfg)
 	if err := tuneTUN(name, v6); err != nil {
 		g.closeDevs()
@@ -140,27 +139,7 @@ func (g *Gateway) Start() error {
 		return err
 	}
 	g.rules.Store(rules)
-	if manage {
-		rt := cfg.TUN.RouteTable
-		if rt == 0 {
-			rt = 4242
-		}
-		g.routing, err = newRouting(name, rt)
-		if err == nil {
-			err = g.routing.apply(cfg, g.nodeAddrs)
-		}
-		if err != nil {
-			if g.routing != nil {
-				g.routing.removeAll()
-			}
-			g.closeDevs()
-			return err
-		}
-	}
-	if err := g.applySYNGuard(nil, cfg); err != nil {
-		if g.routing != nil {
-			g.routing.removeAll()
-		}
+	if err := g.setupRouting(cfg, name, manage, reattach); err != nil {
 		g.closeDevs()
 		return err
 	}
@@ -181,6 +160,75 @@ func (g *Gateway) Start() error {
 	return nil
 }
 
+// setupRouting installs routes and rules (manage), prunes what an earlier process left that cfg
+// does not need (reattach), and the SYN guard; on error it removes what it installed.
+func (g *Gateway) setupRouting(cfg *config.Config, name string, manage, reattach bool) error {
+	if manage {
+		rt := cfg.TUN.RouteTable
+		if rt == 0 {
+			rt = 4242
+		}
+		var err error
+		g.routing, err = newRouting(name, rt)
+		if err == nil {
+			err = g.routing.apply(cfg, g.nodeAddrs)
+		}
+		if err == nil && reattach {
+			err = g.routing.prune()
+		}
+		if err != nil {
+			if g.routing != nil {
+				g.routing.removeAll()
+				g.routing = nil
+			}
+			return err
+		}
+	}
+	if err := g.applySYNGuard(nil, cfg); err != nil {
+		if g.routing != nil {
+			g.routing.removeAll()
+			g.routing = nil
+		}
+		return err
+	}
+	return nil
+}
+
+// openTUN takes the instance lock and opens the device's queues into g.devs, reattaching to a
+// persistent device an earlier process left (reattach). Called with g.mu held.
+func (g *Gateway) openTUN(cfg *config.Config) (reattach bool, err error) {
+	lock, err := lockInstance(cfg.TUN.Name)
+	if err != nil {
+		return false, err
+	}
+	g.instance = lock
+	reattach = tun.Exists(cfg.TUN.Name)
+	tcfg := tun.Config{
+		Name:       cfg.TUN.Name,
+		MTU:        cfg.TUN.MTU,
+		Queues:     cfg.TUN.Queues,
+		Offload:    boolOr(cfg.TUN.Offload, true),
+		TxQueueLen: cfg.TUN.TxQueueLen,
+		Persist:    boolOr(cfg.TUN.Persist, true),
+	}
+	devs, err := tun.Open(tcfg)
+	if err != nil && reattach {
+		// Left by a process with other tun settings (queues, offload): the kernel refuses to
+		// attach; its flows cannot be kept, so start over with a new device.
+		g.log.Warn("the persistent TUN left by an earlier process does not match tun settings: replacing it", "tun", cfg.TUN.Name, "err", err)
+		if err = tun.Delete(cfg.TUN.Name); err == nil {
+			reattach = false
+			devs, err = tun.Open(tcfg)
+		}
+	}
+	if err != nil {
+		g.closeDevs()
+		return false, err
+	}
+	g.devs = devs
+	return reattach, nil
+}
+
 func (g *Gateway) sweep() {
 	defer g.wg.Done()
 	t := time.NewTicker(time.Second)
@@ -195,11 +243,17 @@ func (g *Gateway) sweep() {
 	}
 }
 
+// closeDevs removes the device (persistent or not) and releases the instance lock: a failed
+// start and the clean exit leave nothing behind.
 func (g *Gateway) closeDevs() {
-	for _, d := range g.devs {
-		d.Close()
+	if err := tun.Remove(g.devs); err != nil {
+		g.log.Warn("removing the TUN", "err", err)
 	}
 	g.devs = nil
+	if g.instance != nil {
+		g.instance.Close()
+		g.instance = nil
+	}
 }
 
 // Reload swaps in a new validated configuration: rules are rebuilt and swapped atomically (the
@@ -212,6 +266,11 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 	old := g.cfg.Load()
 	if !tunEqual(old.TUN, cfg.TUN) {
 		g.log.Warn("tun settings changed: they take effect on restart")
+	}
+	if p := boolOr(cfg.TUN.Persist, true); p != boolOr(old.TUN.Persist, true) && len(g.devs) > 0 {
+		if err := tun.SetPersist(g.devs[0], p); err != nil {
+			return err
+		}
 	}
 	rules, err := g.builder.build(cfg, g.nodeAddrs, g.healthView())
 	if err != nil {

@@ -406,3 +406,79 @@ func tuneTUN(name string, v6 bool) error {
 	}
 	return errors.Join(errs...)
 }
+
+// prune deletes routes and rules an earlier process installed for this TUN that the running
+// configuration no longer needs (it crashed, then the configuration changed): edgegate's routes
+// through the device (protocol rtProto) and the rules toward its table or from the device, when
+// apply did not install them.
+func (r *routing) prune() error {
+	var errs []error
+	idx, name := r.link.Attrs().Index, r.link.Attrs().Name
+	routes, err := netlink.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Protocol: rtProto, Table: unix.RT_TABLE_UNSPEC},
+		netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return fmt.Errorf("list routes: %w", err)
+	}
+	for _, ro := range routes {
+		if ro.LinkIndex != idx || r.hasRoute(ro) {
+			continue
+		}
+		if err := netlink.RouteDel(&ro); err != nil {
+			errs = append(errs, fmt.Errorf("remove stale route %s: %w", ro.Dst, err))
+		}
+	}
+	rules, err := netlink.RuleList(netlink.FAMILY_ALL)
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("list rules: %w", err))...)
+	}
+	for _, ru := range rules {
+		if (ru.Table != r.table && ru.IifName != name) || r.hasRule(ru) {
+			continue
+		}
+		if ru.Table == unix.RT_TABLE_LOCAL {
+			continue // the moved local rules (moveLocal)
+		}
+		if err := netlink.RuleDel(&ru); err != nil {
+			errs = append(errs, fmt.Errorf("remove stale rule pref %d: %w", ru.Priority, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func tableOf(t int) int {
+	if t == 0 {
+		return unix.RT_TABLE_MAIN
+	}
+	return t
+}
+
+func (r *routing) hasRoute(ro netlink.Route) bool {
+	for _, w := range r.routes {
+		if tableOf(w.Table) == tableOf(ro.Table) && w.Dst.String() == ro.Dst.String() {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *routing) hasRule(ru netlink.Rule) bool {
+	str := func(n *net.IPNet) string {
+		if n == nil {
+			return ""
+		}
+		return n.String()
+	}
+	pr := func(p *netlink.RulePortRange) [2]uint16 {
+		if p == nil {
+			return [2]uint16{}
+		}
+		return [2]uint16{p.Start, p.End}
+	}
+	for _, w := range r.rules {
+		if w.Priority == ru.Priority && w.Table == ru.Table && w.IifName == ru.IifName && w.IPProto == ru.IPProto &&
+			str(w.Src) == str(ru.Src) && str(w.Dst) == str(ru.Dst) && pr(w.Sport) == pr(ru.Sport) && pr(w.Dport) == pr(ru.Dport) {
+			return true
+		}
+	}
+	return false
+}

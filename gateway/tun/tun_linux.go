@@ -19,6 +19,10 @@ type Config struct {
 	Queues     int  // >1 opens a multi-queue device: one Device per queue
 	Offload    bool // IFF_VNET_HDR + TSO/USO/checksum offloads
 	TxQueueLen int
+	// Persist marks the device IFF_PERSIST: it outlives the process (a crash, kill -9) with
+	// its routes, and the next Open of the same name reattaches to it. Close leaves it in place;
+	// Remove deletes it.
+	Persist bool
 }
 
 // TUN offload bits (include/uapi/linux/if_tun.h).
@@ -30,8 +34,10 @@ const (
 	tunFUSO6 = 0x40
 )
 
-// Open creates the TUN device with cfg.Queues queues, configures the link (MTU, txqueuelen, up) and
-// returns one Device per queue.
+// Open creates the TUN device with cfg.Queues queues, or attaches them to the persistent device of
+// that name left by an earlier process, configures the link (MTU, txqueuelen, up) and returns one
+// Device per queue. Attaching needs the same queue mode (single or multi-queue) and offload
+// setting as the device was created with; the kernel refuses a mismatch (EINVAL).
 func Open(cfg Config) ([]Device, error) {
 	if cfg.Queues < 1 {
 		cfg.Queues = 1
@@ -49,7 +55,7 @@ func Open(cfg Config) ([]Device, error) {
 		if cfg.Offload {
 			d, err = openVnet(name, cfg.Queues > 1)
 		} else {
-			d, err = openWater(name, cfg.Queues > 1)
+			d, err = openWater(name, cfg.Queues > 1, cfg.Persist)
 		}
 		if err != nil {
 			closeAll()
@@ -58,6 +64,12 @@ func Open(cfg Config) ([]Device, error) {
 		name = d.Name()
 		devs = append(devs, d)
 	}
+	if cfg.Persist {
+		if err := SetPersist(devs[0], true); err != nil {
+			closeAll()
+			return nil, err
+		}
+	}
 	if err := configureLink(name, cfg); err != nil {
 		closeAll()
 		return nil, err
@@ -65,10 +77,68 @@ func Open(cfg Config) ([]Device, error) {
 	return devs, nil
 }
 
-func openWater(name string, multi bool) (Device, error) {
+// Exists reports whether a network device called name exists (a persistent TUN left by an
+// earlier process, before Open reattaches to it).
+func Exists(name string) bool {
+	_, err := netlink.LinkByName(name)
+	return err == nil
+}
+
+// Delete deletes the TUN device name (a persistent one that cannot be reattached); it refuses
+// other kinds of device.
+func Delete(name string) error {
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("tun %s: find link: %w", name, err)
+	}
+	if link.Type() != "tuntap" {
+		return fmt.Errorf("tun %s: a %s device, not a TUN: not deleted", name, link.Type())
+	}
+	if err := netlink.LinkDel(link); err != nil {
+		return fmt.Errorf("tun %s: delete: %w", name, err)
+	}
+	return nil
+}
+
+// SetPersist sets or clears IFF_PERSIST on the device d is a queue of (TUNSETPERSIST). A
+// device that is not persistent disappears, with its routes, when its last queue is closed.
+func SetPersist(d Device, on bool) error {
+	fd, ok := d.(*fileDevice)
+	if !ok {
+		return fmt.Errorf("tun: %T cannot persist", d)
+	}
+	v := 0
+	if on {
+		v = 1
+	}
+	var serr error
+	err := fd.rc.Control(func(f uintptr) { serr = unix.IoctlSetInt(int(f), unix.TUNSETPERSIST, v) })
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return fmt.Errorf("tun %s: TUNSETPERSIST %d: %w", fd.name, v, err)
+	}
+	return nil
+}
+
+// Remove clears IFF_PERSIST and closes every queue, so the kernel deletes the device (and
+// its routes); the clean exit.
+func Remove(devs []Device) error {
+	var err error
+	if len(devs) > 0 {
+		err = SetPersist(devs[0], false)
+	}
+	for _, d := range devs {
+		d.Close()
+	}
+	return err
+}
+
+func openWater(name string, multi, persist bool) (Device, error) {
 	ifce, err := water.New(water.Config{
 		DeviceType:             water.TUN,
-		PlatformSpecificParams: water.PlatformSpecificParams{Name: name, MultiQueue: multi},
+		PlatformSpecificParams: water.PlatformSpecificParams{Name: name, MultiQueue: multi, Persist: persist},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("tun %s: open: %w", name, err)
