@@ -31,9 +31,38 @@ type h1Client struct {
 	closed    bool
 }
 
+// maxResponseHeaderBytes bounds a backend's response head on every path (fast path, both
+// Transports, upgrades and mirrors); a larger one is answered 502. Envoy's default
+// (max_response_headers_kb) is 60 KiB.
+const maxResponseHeaderBytes = 64 << 10
+
+const upReadBuf = 16 << 10
+
+var errResponseHeaderTooLarge = errors.New("backend response header larger than 64 KiB")
+
+// headLimit is an upConn's read source: while a response head is read it may deliver at most
+// remain bytes (the head plus a buffer of slack), then fails.
+type headLimit struct {
+	nc     net.Conn
+	remain int64
+}
+
+func (l *headLimit) Read(p []byte) (int, error) {
+	if l.remain <= 0 {
+		return 0, errResponseHeaderTooLarge
+	}
+	if int64(len(p)) > l.remain {
+		p = p[:l.remain]
+	}
+	n, err := l.nc.Read(p)
+	l.remain -= int64(n)
+	return n, err
+}
+
 // upConn is one pooled backend connection.
 type upConn struct {
 	nc        net.Conn
+	lim       headLimit
 	br        *bufio.Reader
 	bw        *bufio.Writer
 	addr      netip.AddrPort
@@ -76,7 +105,8 @@ func (c *h1Client) get(ctx context.Context, addr netip.AddrPort) (*upConn, error
 	if err != nil {
 		return nil, err
 	}
-	uc := &upConn{nc: nc, br: bufio.NewReaderSize(nc, 16<<10), bw: bufio.NewWriterSize(nc, 8<<10), addr: addr}
+	uc := &upConn{nc: nc, lim: headLimit{nc: nc, remain: noLimit}, bw: bufio.NewWriterSize(nc, 8<<10), addr: addr}
+	uc.br = bufio.NewReaderSize(&uc.lim, upReadBuf)
 	uc.abort = func() { uc.nc.SetDeadline(aLongTimeAgo) }
 	return uc, nil
 }
@@ -187,7 +217,7 @@ func (c *h1Client) roundTrip(ctx context.Context, x *h1Exchange, addr netip.Addr
 		}
 		reused := uc.reused
 		x.end(false)
-		if reused && try == 0 && ctx.Err() == nil && !isTimeout(err) {
+		if reused && try == 0 && ctx.Err() == nil && !isTimeout(err) && !errors.Is(err, errResponseHeaderTooLarge) {
 			continue // the backend closed the idle connection: retry once on a fresh one
 		}
 		return nil, err
@@ -232,7 +262,9 @@ func (c *h1Client) exchange(uc *upConn, r *http.Request, host, path, rawPath str
 		return nil, err
 	}
 	for {
+		uc.lim.remain = maxResponseHeaderBytes + upReadBuf
 		resp, err := http.ReadResponse(uc.br, r)
+		uc.lim.remain = noLimit
 		if err != nil {
 			return nil, err
 		}

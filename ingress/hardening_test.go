@@ -242,3 +242,88 @@ func TestForwardedHeaders(t *testing.T) {
 		})
 	}
 }
+
+// rawBackend answers every request with a response whose X-Big header has the size the path
+// names (/big: 100 KiB, else 32 KiB), from a raw TCP server.
+func rawBackend(t *testing.T) netip.AddrPort {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					size := 32 << 10
+					if req.URL.Path == "/big" {
+						size = 100 << 10
+					}
+					if _, err := fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nX-Big: %s\r\nContent-Length: 2\r\n\r\nok", strings.Repeat("b", size)); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return netip.MustParseAddrPort(ln.Addr().String())
+}
+
+// TestUpstreamHeaderLimit: a backend's response head larger than maxResponseHeaderBytes is
+// answered 502 on the fast path (GET) and the Transport path (POST); a 32 KiB one passes.
+func TestUpstreamHeaderLimit(t *testing.T) {
+	s := startIngress(t, oneRoute("raw", config.Rule{}), newFixed().add("raw", 80, rawBackend(t)), Options{})
+	base := "http://" + addrOf(t, s, "main")
+	for _, c := range []struct {
+		method, path string
+		code         int
+	}{{"GET", "/ok", 200}, {"POST", "/ok", 200}, {"GET", "/big", 502}, {"POST", "/big", 502}} {
+		args := []string{"-w", "%{http_code}", "-X", c.method, base + c.path}
+		if c.method == "POST" {
+			args = append([]string{"--data", "x"}, args...)
+		}
+		code, hdr := curlStatus(t, args...)
+		if code != c.code {
+			t.Errorf("%s %s: %d, want %d", c.method, c.path, code, c.code)
+		}
+		if code == 200 && len(hdr.Get("X-Big")) != 32<<10 {
+			t.Errorf("%s %s: X-Big of %d bytes, want 32 KiB", c.method, c.path, len(hdr.Get("X-Big")))
+		}
+	}
+}
+
+// TestRequestTargetEscaped: an HTTP/2 :path with a space and other bytes an HTTP/1.1 request line
+// cannot carry reaches the backend percent-encoded, on the fast path (GET) and the Transport path
+// (POST). The client is Go's HTTP/2 client over TLS.
+func TestRequestTargetEscaped(t *testing.T) {
+	st := startSlowSetup(t, &config.Ingress{}, nil, nil)
+	for _, method := range []string{"GET", "POST"} {
+		req, _ := http.NewRequest(method, "https://"+st.tlsAdr, strings.NewReader("body"))
+		if method == "GET" {
+			req.Body, req.ContentLength = nil, 0
+		}
+		req.Host = "a.test"
+		req.URL.Opaque = "/p/a b"
+		req.URL.RawQuery = "x y=\"\xc3\xa9\"&z#w"
+		resp, err := st.h2Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if want := "/p/a%20b?x%20y=\"%C3%A9\"&z%23w"; resp.StatusCode != 200 || resp.Header.Get("X-Seen-Path") != want || resp.ProtoMajor != 2 {
+			t.Errorf("%s: %s %d, backend saw %q, want HTTP/2 200 and %q", method, resp.Proto, resp.StatusCode, resp.Header.Get("X-Seen-Path"), want)
+		}
+	}
+}

@@ -72,3 +72,30 @@ func normalizePath(u *url.URL) bool {
 	}
 	return true
 }
+
+// escapeQuery percent-encodes the bytes of a raw query that cannot stand in an HTTP/1.1 request
+// line (controls, space, DEL, non-ASCII) and '#': HTTP/2 carries :path as a header value, where a
+// space is legal, and the query must not reach an HTTP/1.1 backend as a broken request line. A
+// query without such bytes is returned unchanged (no allocation).
+func escapeQuery(q string) string {
+	i := 0
+	for i < len(q) && !badQueryByte(q[i]) {
+		i++
+	}
+	if i == len(q) {
+		return q
+	}
+	const hex = "0123456789ABCDEF"
+	b := make([]byte, 0, len(q)+16)
+	b = append(b, q[:i]...)
+	for ; i < len(q); i++ {
+		if c := q[i]; badQueryByte(c) {
+			b = append(b, '%', hex[c>>4], hex[c&15])
+		} else {
+			b = append(b, c)
+		}
+	}
+	return string(b)
+}
+
+func badQueryByte(c byte) bool { return c <= ' ' || c >= 0x7f || c == '#' }

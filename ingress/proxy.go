@@ -267,6 +267,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	route := ""
 	var upstream netip.AddrPort
 	var m *routeMetrics
+	r.URL.RawQuery = escapeQuery(r.URL.RawQuery)
 	if !normalizePath(r.URL) {
 		m = st.notFound
 		http.Error(rw, "400 path climbs above the root", http.StatusBadRequest)

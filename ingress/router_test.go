@@ -339,3 +339,18 @@ func FuzzResolveDotSegments(f *testing.F) {
 		}
 	})
 }
+
+func FuzzEscapeQuery(f *testing.F) {
+	for _, s := range []string{"", "a=1&b=2", "x y", "\xc3\xa9#\x00\x7f", "%zz"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, q string) {
+		got := escapeQuery(q)
+		if strings.IndexFunc(got, func(r rune) bool { return r <= ' ' || r >= 0x7f || r == '#' }) >= 0 {
+			t.Fatalf("escapeQuery(%q) = %q keeps a byte a request line cannot carry", q, got)
+		}
+		if dec, err := url.PathUnescape(got); strings.Contains(q, "%") == false && (err != nil || dec != q) {
+			t.Fatalf("escapeQuery(%q) = %q does not decode back (%q, %v)", q, got, dec, err)
+		}
+	})
+}

@@ -151,24 +151,26 @@ func New(cfg *config.Config, ups Upstreams, opt Options) (*Server, error) {
 func newTransports() (h1, h2c *http.Transport) {
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	h1 = &http.Transport{
-		DialContext:           dialer.DialContext,
-		MaxIdleConns:          8192,
-		MaxIdleConnsPerHost:   1024,
-		IdleConnTimeout:       90 * time.Second,
-		DisableCompression:    true,
-		ForceAttemptHTTP2:     false,
-		ExpectContinueTimeout: time.Second,
-		ReadBufferSize:        16 << 10,
-		WriteBufferSize:       16 << 10,
+		DialContext:            dialer.DialContext,
+		MaxResponseHeaderBytes: maxResponseHeaderBytes,
+		MaxIdleConns:           8192,
+		MaxIdleConnsPerHost:    1024,
+		IdleConnTimeout:        90 * time.Second,
+		DisableCompression:     true,
+		ForceAttemptHTTP2:      false,
+		ExpectContinueTimeout:  time.Second,
+		ReadBufferSize:         16 << 10,
+		WriteBufferSize:        16 << 10,
 	}
 	var p http.Protocols
 	p.SetUnencryptedHTTP2(true)
 	h2c = &http.Transport{
-		DialContext:        dialer.DialContext,
-		MaxIdleConns:       1024,
-		IdleConnTimeout:    90 * time.Second,
-		DisableCompression: true,
-		Protocols:          &p,
+		DialContext:            dialer.DialContext,
+		MaxResponseHeaderBytes: maxResponseHeaderBytes,
+		MaxIdleConns:           1024,
+		IdleConnTimeout:        90 * time.Second,
+		DisableCompression:     true,
+		Protocols:              &p,
 	}
 	return h1, h2c
 }
