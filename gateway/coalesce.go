@@ -23,9 +23,15 @@ type udpMeta struct {
 }
 
 // coalescable reports whether p (translated, with vnet header h) may join a UDP super-packet:
-// a single UDP datagram without IPv4 options or IPv6 extension headers and not a fragment.
+// a single UDP datagram without IPv4 options or IPv6 extension headers, not a fragment, whose
+// UDP length is exactly its IP payload. The kernel cuts segments by size from the IP payload,
+// so bytes after the UDP length (legal padding, or a crafted trailer) would become datagram
+// data at the backend: such datagrams are written alone, as they came.
 func coalescable(p *packet.Packet, h tun.VnetHdr) bool {
 	if p.Proto != packet.ProtoUDP || p.IsFragment || h.GSOType() != tun.GSONone {
+		return false
+	}
+	if int(p.UDP().Length()) != len(p.B)-p.L4Off {
 		return false
 	}
 	return (p.Version == 4 && p.L4Off == packet.IPv4MinLen) || (p.Version == 6 && p.L4Off == packet.IPv6Len)

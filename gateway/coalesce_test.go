@@ -120,3 +120,42 @@ func TestWorkerCoalescesUDP(t *testing.T) {
 		})
 	}
 }
+
+// A datagram whose IP payload runs past its UDP length (trailing bytes) is never coalesced: the
+// kernel would segment the super-packet by size and hand the trailer to the backend as data.
+func TestCoalesceSkipsUDPLengthMismatch(t *testing.T) {
+	set, _ := lb.Build(lb.Spec{Scheduler: "round_robin", Backends: []lb.Backend{{Addr: tBack, Weight: 1}}}, nil)
+	svc := nat.Service{ID: 1, Name: "dns", Addrs: []netip.Addr{tVIP}, Masquerade: true, Set4: set,
+		Ports: []nat.Port{{Proto: nat.ProtoUDP, Port: 7000, TargetPort: 7000}}}
+	var rp atomic.Pointer[nat.Rules]
+	rp.Store(nat.NewRules(nat.Spec{Services: []nat.Service{svc}, Masquerade: []netip.Addr{tMasq}, PortLo: 1024, PortHi: 65535}))
+	tr := &nat.Translator{CT: conntrack.New(conntrack.Config{MaxEntries: 1024})}
+	dgram := func(trailer string) []byte {
+		b := pkttest.P{Proto: 17, Src: tClient, Dst: tVIP, Sport: 4000, Dport: 7000, Payload: "0123456789"}.Build(t)
+		b = append(b, trailer...) // inside the IP packet, after the UDP datagram
+		binary.BigEndian.PutUint16(b[2:], uint16(len(b)))
+		binary.BigEndian.PutUint16(b[10:], 0)
+		binary.BigEndian.PutUint16(b[10:], ^packet.Checksum(b[:20], 0))
+		return withVnet(b, false)
+	}
+	in := [][]byte{dgram("XXXX"), dgram(""), dgram("")}
+	dev := tun.NewMem(in, true, len(in))
+	dev.UDPSeg, dev.Keep = true, true
+	w := NewWorker(dev, tr, &rp, nil)
+	if err := w.Step(); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, wpkt := range dev.Kept {
+		for _, d := range segmentUDP(t, wpkt) {
+			var p packet.Packet
+			if r := p.Parse(d); r != packet.OK {
+				t.Fatalf("segment: %v", r)
+			}
+			got = append(got, string(p.Payload()))
+		}
+	}
+	if fmt.Sprint(got) != "[0123456789 0123456789 0123456789]" || len(dev.Kept) != 2 {
+		t.Fatalf("%d writes, datagrams %q; want the padded one alone and three exact payloads", len(dev.Kept), got)
+	}
+}

@@ -27,20 +27,21 @@ const (
 type Reason uint8
 
 const (
-	OK            Reason = iota
-	Invalid              // conntrack INVALID: fits no state of its flow, or cannot start one
-	TableFull            // no room in the flow table even after early drop
-	NoBackend            // the service has no eligible backend
-	PortExhausted        // no free source port on the SNAT address after bounded tries
-	NoRule               // not a service, not a flow, not egress traffic
-	NoFlowICMP           // ICMP error quoting a packet of no known flow
-	NoMasquerade         // masquerade needed but no address of the flow's family configured
-	NoPickUp             // mid-stream packet of an unknown flow whose translation cannot be rebuilt
-	InvalidWindow        // TCP RST outside its flow's sequence window (blind reset)
+	OK              Reason = iota
+	Invalid                // conntrack INVALID: fits no state of its flow, or cannot start one
+	TableFull              // no room in the flow table even after early drop
+	NoBackend              // the service has no eligible backend
+	PortExhausted          // no free source port on the SNAT address after bounded tries
+	NoRule                 // not a service, not a flow, not egress traffic
+	NoFlowICMP             // ICMP error quoting a packet of no known flow
+	NoMasquerade           // masquerade needed but no address of the flow's family configured
+	NoPickUp               // mid-stream packet of an unknown flow whose translation cannot be rebuilt
+	InvalidWindow          // TCP RST outside its flow's sequence window (blind reset)
+	ICMPRateLimited        // an echo reply or port unreachable over ICMPRatePerSec, not sent
 	NumReasons
 )
 
-var reasonNames = [NumReasons]string{"ok", "invalid_state", "table_full", "no_backend", "port_exhausted", "no_rule", "icmp_no_flow", "no_masquerade_address", "pickup_not_rebuildable", "invalid_window"}
+var reasonNames = [NumReasons]string{"ok", "invalid_state", "table_full", "no_backend", "port_exhausted", "no_rule", "icmp_no_flow", "no_masquerade_address", "pickup_not_rebuildable", "invalid_window", "icmp_rate_limited"}
 
 func (r Reason) String() string {
 	if r < NumReasons {
@@ -68,6 +69,9 @@ const (
 // Translator applies NAT using a shared flow table.
 type Translator struct {
 	CT *conntrack.Table
+	// icmp limits the ICMP answers built here (echo replies, port unreachable); shared by all
+	// workers using this Translator.
+	icmp rateLimiter
 }
 
 // Translate looks the packet up, creates its flow when it is new and allowed, and rewrites it in
@@ -140,6 +144,9 @@ func (t *Translator) newFlow(p *packet.Packet, k *conntrack.Tuple, r *Rules, now
 		}
 	}
 	if isEchoRequest(p) && r.IsVIP(p.Dst) {
+		if !t.icmp.allow(now) {
+			return Drop, ICMPRateLimited
+		}
 		p.MakeEchoReply()
 		return Local, OK
 	}
@@ -159,8 +166,9 @@ func (t *Translator) newFlow(p *packet.Packet, k *conntrack.Tuple, r *Rules, now
 
 // refuse answers a new flow to a service without eligible backend when the service's policy says
 // so (TCP reset, ICMP port unreachable), so clients fail at once instead of timing out; otherwise
-// the packet is dropped. Either way it counts as NoBackend.
-func refuse(p *packet.Packet, s *Service) (Verdict, Reason) {
+// the packet is dropped. Either way it counts as NoBackend, but for a port unreachable over the
+// ICMP rate limit, dropped as ICMPRateLimited.
+func (t *Translator) refuse(p *packet.Packet, s *Service, now int64) (Verdict, Reason) {
 	if s.RefuseWhenEmpty {
 		switch p.Proto {
 		case ProtoTCP:
@@ -168,6 +176,9 @@ func refuse(p *packet.Packet, s *Service) (Verdict, Reason) {
 				return Local, NoBackend
 			}
 		case ProtoUDP:
+			if !t.icmp.allow(now) {
+				return Drop, ICMPRateLimited
+			}
 			if p.MakePortUnreachable() {
 				return Local, NoBackend
 			}
@@ -195,12 +206,12 @@ func (t *Translator) newServiceFlow(p *packet.Packet, k *conntrack.Tuple, r *Rul
 		set = tg.Svc.Set6
 	}
 	if set == nil {
-		return refuse(p, tg.Svc)
+		return t.refuse(p, tg.Svc, now)
 	}
 	h := lb.FlowHash(p.Proto, p.Src, p.Dst, p.SrcPort, p.DstPort)
 	b, ok := set.Pick(p.Src, h, now)
 	if !ok {
-		return refuse(p, tg.Svc)
+		return t.refuse(p, tg.Svc, now)
 	}
 	e := &conntrack.Entry{Kind: KindService, Service: tg.Svc.ID, Load: b.Active}
 	e.Init(p, now)

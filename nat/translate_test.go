@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/edgegate/edgegate/conntrack"
 	"github.com/edgegate/edgegate/internal/pkttest"
@@ -607,4 +608,58 @@ func TestPortPressureBoundedWork(t *testing.T) {
 				v, why, st.ReplyTaken-before.ReplyTaken, st.Deleted-before.Deleted, st.EarlyDrops-before.EarlyDrops, portTries)
 		}
 	})
+}
+
+// TestICMPRateLimit: echo replies and port unreachable answers share one token bucket of
+// ICMPBurst answers refilled at ICMPRatePerSec, like the kernel's icmp_msgs_per_sec; the rest are
+// dropped as ICMPRateLimited. TCP resets are not ICMP and are not limited.
+func TestICMPRateLimit(t *testing.T) {
+	f := newFixture(t, true, "round_robin", b1)
+	set, _ := lb.Build(lb.Spec{Scheduler: "round_robin", Backends: []lb.Backend{{Addr: b1, Weight: 1, State: lb.Unhealthy}}}, nil)
+	f.rules.services[0].Set4 = set
+	f.rules.services[0].RefuseWhenEmpty = true
+	ask := func(i int) (Verdict, Reason) {
+		in := pkttest.P{Proto: ProtoICMP, Src: client, Dst: vip, ICMPType: 8, Sport: uint16(i)}
+		if i%2 == 1 {
+			in = pkttest.P{Proto: ProtoUDP, Src: client, Dst: vip, Sport: uint16(10000 + i), Dport: 53, Payload: "q"}
+		}
+		b := make([]byte, 0, 1500)
+		b = append(b, in.Build(t)...)
+		var p packet.Packet
+		p.Parse(b)
+		return f.tr.Translate(&p, f.rules, f.now, false)
+	}
+	answered, limited := 0, 0
+	for i := range 3 * ICMPBurst {
+		switch v, why := ask(i); {
+		case v == Local:
+			answered++
+		case v == Drop && why == ICMPRateLimited:
+			limited++
+		default:
+			t.Fatalf("request %d: %v %v", i, v, why)
+		}
+	}
+	if answered != ICMPBurst || limited != 2*ICMPBurst {
+		t.Fatalf("burst: %d answered, %d limited; want %d and %d", answered, limited, ICMPBurst, 2*ICMPBurst)
+	}
+	// The bucket refills at ICMPRatePerSec: 10 intervals later, 10 more answers.
+	f.now += 10 * int64(time.Second) / ICMPRatePerSec
+	answered = 0
+	for i := range 20 {
+		if v, _ := ask(i); v == Local {
+			answered++
+		}
+	}
+	if answered != 10 {
+		t.Fatalf("after 10 intervals: %d answered, want 10", answered)
+	}
+	// TCP refusals (resets) are not ICMP: not limited.
+	b := make([]byte, 0, 1500)
+	b = append(b, pkttest.P{Proto: ProtoTCP, Src: client, Dst: vip, Sport: 40000, Dport: 80, Flags: "S"}.Build(t)...)
+	var p packet.Packet
+	p.Parse(b)
+	if v, why := f.tr.Translate(&p, f.rules, f.now, false); v != Local || why != NoBackend {
+		t.Fatalf("tcp refusal with an empty ICMP bucket: %v %v", v, why)
+	}
 }

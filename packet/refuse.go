@@ -47,7 +47,8 @@ func (p *Packet) MakeTCPReset() bool {
 	binary.BigEndian.PutUint16(t[16:], 0)
 	binary.BigEndian.PutUint16(t[16:], ^Checksum(t, PseudoHeaderSum(ProtoTCP, p.Src, p.Dst, len(t))))
 	p.SrcPort, p.DstPort = dp, sp
-	p.TCPFlags, p.PayloadLen = t[13], 0
+	p.TCPFlags, p.PayloadLen, p.IsFragment = t[13], 0, false
+	p.Seq, p.Ack, p.Window = binary.BigEndian.Uint32(t[4:]), binary.BigEndian.Uint32(t[8:]), 0
 	return true
 }
 
@@ -102,6 +103,7 @@ func (p *Packet) MakePortUnreachable() bool {
 	binary.BigEndian.PutUint16(m[2:], ^Checksum(m, sum))
 	p.ICMPType, p.ICMPCode, p.IsICMPError = typ, code, true
 	p.SrcPort, p.DstPort, p.TCPFlags, p.PayloadLen = 0, 0, 0, len(m)-ICMPLen
+	p.IsFragment, p.Seq, p.Ack, p.Window = false, 0, 0, 0
 	return true
 }
 
@@ -118,6 +120,10 @@ func (p *Packet) setIPReply(n int, ttl uint8) {
 			copy(b[16:20], s[:])
 			p.Src, p.Dst = p.Dst, p.Src
 			b[0] = 0x45 // options of the original do not apply to the answer
+			// Nor does fragmentation: an answer built from a first fragment is whole (MF and
+			// the offset cleared, DF kept).
+			b[6] &= 0x40
+			b[7] = 0
 			if p.L4Off != IPv4MinLen {
 				copy(b[IPv4MinLen:], b[p.L4Off:n])
 				n -= p.L4Off - IPv4MinLen
