@@ -108,7 +108,7 @@ func fold(s uint32) uint16 {
 // rssKiB reads the resident set size of pid.
 func rssKiB(t *testing.T, pid int) int {
 	t.Helper()
-	n, err := strconv.Atoi(strings.TrimSuffix(procStatus(t, pid)["VmRSS"], " kB"))
+	n, err := strconv.Atoi(strings.TrimSuffix(procStatus(t, pid, "")["VmRSS"], " kB"))
 	if err != nil {
 		t.Fatalf("VmRSS: %v", err)
 	}

@@ -62,10 +62,14 @@ func (tp *topo) startEdgegateWith(bin, cfgPath string, extra ...string) {
 	})
 }
 
-// procStatus reads fields of /proc/PID/status.
-func procStatus(t *testing.T, pid int) map[string]string {
+// procStatus reads fields of /proc/PID/status, or of one thread's (task not "").
+func procStatus(t *testing.T, pid int, task string) map[string]string {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	p := fmt.Sprintf("/proc/%d/status", pid)
+	if task != "" {
+		p = fmt.Sprintf("/proc/%d/task/%s/status", pid, task)
+	}
+	b, err := os.ReadFile(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,19 +82,21 @@ func procStatus(t *testing.T, pid int) map[string]string {
 	return m
 }
 
-// TestOpsLeastPrivilege: once the TUN is open and routes are set, edgegate runs as an
-// unprivileged user with only CAP_NET_ADMIN (effective, permitted and bounding) on every thread,
-// and can still reload (routes for a new service) and shut down cleanly. Both documented builds:
-// the README's plain `go build` (a cgo binary where a C compiler is installed) and the
-// Dockerfile's CGO_ENABLED=0.
+// TestOpsLeastPrivilege: once the TUN is open and routes are set, edgegate runs, by default, as
+// nobody with only CAP_NET_ADMIN (effective, permitted and bounding) on every thread and
+// no_new_privs, and can still reload (routes for a new service, the SYN guard's nftables table),
+// capture and shut down cleanly. Both documented builds: the README's plain `go build` (a cgo
+// binary where a C compiler is installed) and the Dockerfile's CGO_ENABLED=0. The README case
+// also serves TLS from a root-only key, so it keeps CAP_DAC_READ_SEARCH, and rotates the
+// certificate by SIGHUP after the drop; the static case opens the admin socket to a group.
 func TestOpsLeastPrivilege(t *testing.T) {
 	t.Run("README", func(t *testing.T) {
 		if _, err := exec.LookPath("gcc"); err == nil && !isCgoBinary(t, edgegateBin) {
 			t.Fatal("the README build on a machine with gcc is not a cgo binary: this case tests nothing")
 		}
-		testLeastPrivilege(t, edgegateBin)
+		testLeastPrivilege(t, edgegateBin, true)
 	})
-	t.Run("Static", func(t *testing.T) { testLeastPrivilege(t, staticEdgegate(t)) })
+	t.Run("Static", func(t *testing.T) { testLeastPrivilege(t, staticEdgegate(t), false) })
 }
 
 // isCgoBinary reads the build settings recorded in bin.
@@ -102,43 +108,74 @@ func isCgoBinary(t *testing.T, bin string) bool {
 	return strings.Contains(string(out), "CGO_ENABLED=1")
 }
 
-func testLeastPrivilege(t *testing.T, bin string) {
+const (
+	capNetAdmin      = 1 << 12
+	capDacReadSearch = 1 << 2
+	nobodyID         = "65534"
+)
+
+// checkCaps asserts the capability sets and no_new_privs of every thread of pid.
+func checkCaps(t *testing.T, pid int, want uint64) {
+	t.Helper()
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil || len(tasks) < 2 {
+		t.Fatalf("threads of %d: %v (%d)", pid, err, len(tasks))
+	}
+	for _, task := range tasks {
+		st := procStatus(t, pid, task.Name())
+		for _, k := range []string{"CapEff", "CapPrm", "CapBnd"} {
+			if v, err := strconv.ParseUint(st[k], 16, 64); err != nil || v != want {
+				t.Errorf("thread %s: %s = %s, want %016x", task.Name(), k, st[k], want)
+			}
+		}
+		if st["CapInh"] != "0000000000000000" || st["CapAmb"] != "0000000000000000" || st["NoNewPrivs"] != "1" {
+			t.Errorf("thread %s: CapInh %s CapAmb %s NoNewPrivs %s, want 0, 0, 1", task.Name(), st["CapInh"], st["CapAmb"], st["NoNewPrivs"])
+		}
+	}
+}
+
+func testLeastPrivilege(t *testing.T, bin string, withTLS bool) {
 	tp := newTopo(t)
 	for i := range tp.b {
 		tp.serveBackend(t, i)
 	}
-	// The unprivileged user re-reads the file on reload: open the test directories to it.
+	// The configuration is readable by nobody (test directories opened), so only a root-only
+	// key can call for CAP_DAC_READ_SEARCH.
 	must(t, os.Chmod(tp.dir, 0o755))
 	must(t, os.Chmod(filepath.Dir(tp.dir), 0o755))
+	var pki *rotatingCert
+	extra := "admin: {listen: \"127.0.0.1:9469\", socket: \"" + adminSocketVar + "\", socket_group: nogroup}\n"
+	if withTLS {
+		pki = newRotatingCert(t, tp.dir)
+		extra = pki.ingress()
+	}
 	// With the SYN guard: reloads and the exit change nftables after the drop.
 	guarded := func(rate int, svcs ...svcSpec) string {
-		return strings.Replace(opsConfig("", svcs...), "queues: 1}", fmt.Sprintf("queues: 1, syn_rate_limit: %d}", rate), 1)
+		cfg := strings.Replace(opsConfig("", svcs...), "queues: 1}", fmt.Sprintf("queues: 1, syn_rate_limit: %d}", rate), 1)
+		if !withTLS {
+			cfg = strings.Replace(cfg, "admin: {listen: \"127.0.0.1:9469\", socket: \""+adminSocketVar+"\"}\n", "", 1)
+		}
+		return cfg + extra
 	}
 	web := svcSpec{name: "web", vip: "198.18.200.10", backends: []int{0, 1}}
 	path := tp.writeConfig("edgegate.yaml", guarded(5000, web))
-	tp.startEdgegateWith(bin, path, "-user", "nobody")
+	tp.startEdgegateWith(bin, path) // no -user: nobody by default
 	tp.waitReady(t)
 	waitFor(t, 5*time.Second, "privileges dropped", func() bool { return strings.Contains(tp.egLog.String(), "privileges dropped") })
 
-	const netAdmin = 1 << 12
-	st := procStatus(t, tp.eg.Process.Pid)
-	for _, k := range []string{"CapEff", "CapPrm", "CapBnd"} {
-		v, err := strconv.ParseUint(st[k], 16, 64)
-		if err != nil || v != netAdmin {
-			t.Errorf("%s = %s, want %016x (CAP_NET_ADMIN only)", k, st[k], netAdmin)
-		}
+	want := uint64(capNetAdmin)
+	if withTLS {
+		want |= capDacReadSearch
 	}
-	nobody := "65534"
-	if f := strings.Fields(st["Uid"]); len(f) != 4 || f[0] != nobody || f[1] != nobody || f[2] != nobody {
-		t.Errorf("Uid %q, want nobody (65534) for real, effective and saved", st["Uid"])
+	pid := tp.eg.Process.Pid
+	checkCaps(t, pid, want)
+	if f := strings.Fields(procStatus(t, pid, "")["Uid"]); len(f) != 4 || f[0] != nobodyID || f[1] != nobodyID || f[2] != nobodyID {
+		t.Errorf("Uid %v, want nobody (65534) for real, effective and saved", f)
 	}
-	// Every thread, not just the main one.
-	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", tp.eg.Process.Pid))
-	for _, task := range tasks {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", tp.eg.Process.Pid, task.Name()))
-		if err == nil && !strings.Contains(string(b), fmt.Sprintf("CapEff:\t%016x", netAdmin)) {
-			t.Errorf("thread %s kept other capabilities", task.Name())
-		}
+	if withTLS {
+		pki.check(t, tp, "v1")
+	} else {
+		tp.checkSocketGroup(t)
 	}
 
 	c := nsClient(tp.c1, 2*time.Second)
@@ -152,6 +189,9 @@ func testLeastPrivilege(t *testing.T, bin string) {
 	if g := guard(); !strings.Contains(g, "limit rate over 5000/second") {
 		t.Errorf("SYN guard after start:\n%s", g)
 	}
+	if withTLS {
+		pki.rotate(t, "v2") // the SIGHUP below loads it
+	}
 	tp.reload(t, path, guarded(2000, web, svcSpec{name: "api", vip: "198.18.200.20", backends: []int{2}}))
 	if m := tp.scrape(t); m.get("edgegate_config_reloads_total", "result=success") != 1 {
 		t.Fatalf("reload as nobody failed:\n%s", tp.egLog.String())
@@ -162,10 +202,58 @@ func testLeastPrivilege(t *testing.T, bin string) {
 	if g := guard(); !strings.Contains(g, "limit rate over 2000/second") || strings.Count(g, "limit rate") != 1 {
 		t.Errorf("SYN guard after an unprivileged reload to 2000/s:\n%s", g)
 	}
+	if withTLS {
+		pki.check(t, tp, "v2")
+	}
 	tp.stopEdgegate(t)
-	for _, args := range [][]string{{"ip", "route", "show", "proto", "201"}, {"ip", "link", "show", "edge0"}, {"nft", "list", "tables"}} {
+	for _, args := range [][]string{{"ip", "route", "show", "proto", "201"}, {"ip", "rule", "show", "table", "4242"},
+		{"ip", "link", "show", "edge0"}, {"nft", "list", "tables"}} {
 		if out, _ := tp.gw.Exec(args...); strings.TrimSpace(out) != "" && !strings.Contains(out, "does not exist") {
 			t.Errorf("%v after an unprivileged shutdown: %s", args, out)
 		}
+	}
+	if _, err := os.Lstat(tp.socket()); !os.IsNotExist(err) {
+		t.Errorf("admin socket left after an unprivileged shutdown: %v", err)
+	}
+}
+
+// TestOpsRootOptOut: -user root stays uid 0, still with only CAP_NET_ADMIN and no_new_privs;
+// -drop-privileges=false keeps everything.
+func TestOpsRootOptOut(t *testing.T) {
+	tp := newTopo(t)
+	path := tp.writeConfig("edgegate.yaml", opsConfig("", svcSpec{name: "web", vip: "198.18.200.10", backends: []int{0}}))
+	tp.startEdgegateWith(edgegateBin, path, "-user", "root")
+	tp.waitReady(t)
+	waitFor(t, 5*time.Second, "privileges dropped", func() bool { return strings.Contains(tp.egLog.String(), "privileges dropped") })
+	checkCaps(t, tp.eg.Process.Pid, capNetAdmin)
+	if f := strings.Fields(procStatus(t, tp.eg.Process.Pid, "")["Uid"]); len(f) != 4 || f[1] != "0" {
+		t.Errorf("Uid %v, want root", f)
+	}
+	tp.stopEdgegate(t)
+
+	tp.startEdgegateWith(edgegateBin, path, "-drop-privileges=false")
+	tp.waitReady(t)
+	if st := procStatus(t, tp.eg.Process.Pid, ""); st["CapEff"] == fmt.Sprintf("%016x", capNetAdmin) || st["NoNewPrivs"] != "0" {
+		t.Errorf("-drop-privileges=false: CapEff %s NoNewPrivs %s, want everything kept", st["CapEff"], st["NoNewPrivs"])
+	}
+	tp.stopEdgegate(t)
+}
+
+// checkSocketGroup: with admin.socket_group nogroup, a user in that group reaches the socket
+// and one outside it does not.
+func (tp *topo) checkSocketGroup(t *testing.T) {
+	t.Helper()
+	fi, err := os.Stat(tp.socket())
+	if err != nil || fi.Mode().Perm() != 0o660 {
+		t.Fatalf("admin socket with socket_group: %v, %v: want mode 0660", fi, err)
+	}
+	curl := []string{"curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket", tp.socket(), "http://edgegate/status"}
+	member := append([]string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"}, curl...)
+	if out, err := tp.gw.Exec(member...); err != nil || out != "200" {
+		t.Errorf("a member of socket_group on the socket: %q %v, want 200", out, err)
+	}
+	outsider := append([]string{"setpriv", "--reuid=65534", "--regid=12345", "--clear-groups"}, curl...)
+	if _, err := tp.gw.Exec(outsider...); err == nil || !strings.Contains(err.Error(), "exit status 7") {
+		t.Errorf("a user outside socket_group on the socket: %v, want refused", err)
 	}
 }

@@ -21,9 +21,10 @@ func usage(w io.Writer) {
 	fmt.Fprintf(w, `usage: edgegate <command> [flags]
 
 commands:
-  run -c FILE [-watch] [-user NAME]
+  run -c FILE [-watch] [-user NAME] [-drop-privileges=false]
                      run the gateway with the configuration FILE (SIGHUP or -watch: reload;
-                     SIGTERM: graceful shutdown)
+                     SIGTERM: graceful shutdown); after setup it runs as -user (default nobody;
+                     root: stay uid 0) with only CAP_NET_ADMIN (and what reloads need)
   validate -c FILE   check FILE; exit 0, or print one line per problem (file:line:col: message)
   status             services and backends with health and active flows
   conntrack list|delete [filters]

@@ -88,3 +88,21 @@ func TestWatchFile(t *testing.T) {
 		t.Fatal("change not reported")
 	}
 }
+
+func TestLookupRunUser(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		uid     int
+		wantErr bool
+	}{
+		{"root", -1, false},
+		{"", -1, false},
+		{"nobody", 65534, false},
+		{"no-such-user-edgegate", 0, true},
+	} {
+		ru, err := lookupRunUser(tc.name)
+		if (err != nil) != tc.wantErr || (err == nil && ru.uid != tc.uid) {
+			t.Errorf("lookupRunUser(%q) = %+v, %v; want uid %d, error %v", tc.name, ru, err, tc.uid, tc.wantErr)
+		}
+	}
+}

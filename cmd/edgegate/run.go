@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -30,6 +31,9 @@ type daemon struct {
 	checker *health.Checker
 	ing     *ingress.Server
 	reg     *prometheus.Registry
+	// sockOwner receives the admin socket's directory when start creates it (the -user the
+	// process switches to, so that it can remove the socket at exit); nil: root keeps it.
+	sockOwner *[2]int
 }
 
 func cmdRun(args []string, stderr io.Writer) int {
@@ -37,8 +41,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	path := fs.String("c", "/etc/edgegate/edgegate.yaml", "configuration file")
 	watch := fs.Bool("watch", false, "reload when the configuration file changes (besides SIGHUP)")
-	user := fs.String("user", "", "after start, switch to this user (keeping only CAP_NET_ADMIN)")
-	keepCaps := fs.Bool("drop-privileges", true, "after start, keep only CAP_NET_ADMIN (and CAP_NET_BIND_SERVICE when the ingress listens below 1024)")
+	userName := fs.String("user", DefaultUser, `after setup, run as this user ("root": stay uid 0; capabilities are narrowed either way)`)
+	drop := fs.Bool("drop-privileges", true, "after setup, switch to -user and keep only CAP_NET_ADMIN (plus CAP_NET_BIND_SERVICE / CAP_DAC_READ_SEARCH when needed); false keeps every privilege")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -49,18 +53,28 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}
 	log := newLogger(cfg.Log, stderr)
 	slog.SetDefault(log)
+	ru, err := runUserFor(*userName, flagSet(fs, "user"))
+	if err != nil {
+		log.Error("start failed", "err", err)
+		return 1
+	}
 	d := &daemon{path: *path, log: log}
+	if *drop && ru.uid >= 0 {
+		d.sockOwner = &[2]int{ru.uid, ru.gid}
+	}
 	if err := d.start(cfg); err != nil {
 		log.Error("start failed", "err", err)
 		d.stop()
 		return 1
 	}
-	if *keepCaps || *user != "" {
-		if err := dropPrivileges(*user, cfg, log); err != nil {
+	if *drop {
+		if err := dropPrivileges(ru, *path, cfg, log); err != nil {
 			log.Error("dropping privileges failed", "err", err)
 			d.stop()
 			return 1
 		}
+	} else {
+		log.Warn("privileges kept (-drop-privileges=false): the gateway runs with every capability it was started with")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -89,6 +103,22 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}
 }
 
+// flagSet reports whether the flag name was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// runUserFor resolves -user; a process started as a non-root user (with capabilities given by
+// its supervisor) stays that user unless -user names another.
+func runUserFor(name string, explicit bool) (runUser, error) {
+	if !explicit && os.Geteuid() != 0 {
+		return runUser{name: strconv.Itoa(os.Geteuid()), uid: -1, gid: -1}, nil
+	}
+	return lookupRunUser(name)
+}
+
 // start brings up the data path, the health checks, the admin API and the ingress, in that order.
 func (d *daemon) start(cfg *config.Config) error {
 	g, err := gateway.New(cfg, d.log)
@@ -115,7 +145,7 @@ func (d *daemon) start(cfg *config.Config) error {
 	d.checker.Update(cfg)
 	if cfg.Admin.Enabled() || cfg.Admin.SocketEnabled() {
 		d.api = admin.NewServer(admin.Options{Listen: cfg.Admin.Listen, Socket: cfg.Admin.Socket, SocketGroup: cfg.Admin.SocketGroup,
-			Pprof: cfg.Admin.Pprof, Source: g, Registry: reg, Logger: d.log, Version: versionString()})
+			SocketDirOwner: d.sockOwner, Pprof: cfg.Admin.Pprof, Source: g, Registry: reg, Logger: d.log, Version: versionString()})
 		d.api.SetHealth(d.checker)
 		if err := d.api.Start(); err != nil {
 			return err
