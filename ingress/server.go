@@ -329,6 +329,10 @@ func (s *Server) listen(l *listener) error {
 				return l.certs.Load().get(hello.ServerName)
 			},
 		}
+		if err := configureH2(l.srv); err != nil {
+			ln.Close()
+			return fmt.Errorf("ingress: listener %q: http/2: %w", l.name, err)
+		}
 	}
 	return nil
 }

@@ -24,3 +24,9 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 command -v go >/dev/null 2>&1 || { echo "deps: Go is required (https://go.dev/dl), /usr/local/go/bin on PATH" >&2; exit 1; }
 go mod download
+# h2spec (HTTP/2 conformance, run by the ingress tests): built from the Go module proxy, never vendored.
+h2spec_version=v2.2.1+incompatible
+if ! command -v h2spec >/dev/null 2>&1 && [ ! -x "$(go env GOPATH)/bin/h2spec" ]; then
+	echo "deps: installing h2spec $h2spec_version"
+	GOFLAGS=-mod=mod go install "github.com/summerwind/h2spec/cmd/h2spec@$h2spec_version"
+fi
