@@ -29,6 +29,7 @@ type Collector struct {
 	selections, active, backendState, eligible                      *prometheus.Desc
 	snatUsed, snatCapacity                                          *prometheus.Desc
 	reloads, reloadTS, reloadLastOK, ready                          *prometheus.Desc
+	spCookies, spACKs, spResends, spFlows                           *prometheus.Desc
 }
 
 // NewCollector returns a collector over src. The configuration load at start counts as the first
@@ -63,6 +64,10 @@ func NewCollector(src Source) *Collector {
 		reloadTS:     d("config_last_reload_success_timestamp_seconds", "Unix time of the last successful configuration (re)load."),
 		reloadLastOK: d("config_last_reload_successful", "1 if the last reload attempt succeeded."),
 		ready:        d("ready", "1 when the TUN is up, routes are set and the configuration is loaded."),
+		spCookies:    d("synproxy_syn_cookies_total", "SYNs the SYN proxy answered with a cookie SYN-ACK (no flow entry, nothing forwarded)."),
+		spACKs:       d("synproxy_cookie_acks_total", "ACKs without flow checked as answers to a cookie SYN-ACK, by result: valid (a backend connection was opened), invalid (dropped, also drops_total{reason=\"invalid_cookie\"}).", "result"),
+		spResends:    d("synproxy_syn_resends_total", "SYNs the SYN proxy sent a backend again because the client spoke before the backend answered."),
+		spFlows:      d("synproxy_flows_total", "Connections spliced through the SYN proxy (the backend answered its SYN)."),
 	}
 	c.lastReloadOK.Store(time.Now().UnixNano())
 	return c
@@ -85,7 +90,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.packets, c.bytes, c.verdicts, c.writeErrors, c.drops,
 		c.ctEntries, c.ctMax, c.ctCreated, c.ctRemoved, c.ctInsertFail, c.ctInvalid, c.ctInvalidWindow,
 		c.selections, c.active, c.backendState, c.eligible, c.snatUsed, c.snatCapacity,
-		c.reloads, c.reloadTS, c.reloadLastOK, c.ready} {
+		c.reloads, c.reloadTS, c.reloadLastOK, c.ready, c.spCookies, c.spACKs, c.spResends, c.spFlows} {
 		ch <- d
 	}
 }
@@ -126,6 +131,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.verdicts, dropped, "dropped")
 	counter(c.writeErrors, s.WriteErrors)
 	counter(c.coalesced, s.Coalesced)
+	counter(c.spCookies, s.SYNProxy.Cookies)
+	counter(c.spACKs, s.SYNProxy.ValidACKs, "valid")
+	counter(c.spACKs, s.Dropped[nat.BadCookie], "invalid")
+	counter(c.spResends, s.SYNProxy.Resent)
+	counter(c.spFlows, s.SYNProxy.Spliced)
 
 	ct := c.src.Table()
 	st := ct.Stats()

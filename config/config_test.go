@@ -129,7 +129,7 @@ func TestParseInvalid(t *testing.T) {
 		{"unknown top-level key", "tunn: {}\n", `t.yaml:1:1: document: unknown key "tunn" (did you mean "tun"?)`},
 		{"unknown nested key", "tun:\n  mut: 1500\n", `t.yaml:2:3: tun: unknown key "mut" (did you mean "mtu"?)`},
 		{"misspelt key", base + "    schedular: maglev\n", `t.yaml:10:5: services[0]: unknown key "schedular" (did you mean "scheduler"?)`},
-		{"unknown key far from any", "tun:\n  colour: red\n", `t.yaml:2:3: tun: unknown key "colour" (known: manage_routes, mtu, name, offload, persist, queues, route_table, syn_burst, syn_rate_limit, txqueuelen)`},
+		{"unknown key far from any", "tun:\n  colour: red\n", `t.yaml:2:3: tun: unknown key "colour" (known: manage_routes, mtu, name, offload, persist, queues, route_table, syn_burst, syn_proxy, syn_rate_limit, txqueuelen)`},
 		{"wrong type", "tun:\n  mtu: big\n", `t.yaml:2:8: tun.mtu: want an integer, got "big"`},
 		{"list for scalar", "tun:\n  name: [a]\n", `t.yaml:2:9: tun.name: want a string, got a list`},
 		{"bad duration", base + "    session_affinity_timeout: soon\n", `t.yaml:10:31: services[0].session_affinity_timeout: want a duration such as "30s" or an integer number of seconds, got "soon"`},
@@ -275,7 +275,7 @@ func TestParseInvalid(t *testing.T) {
 func TestAllErrorsReported(t *testing.T) {
 	_, err := Parse([]byte("tun:\n  mtu: 10\n  bogus: 1\nlog:\n  level: loud\n"), "f.yaml")
 	want := "f.yaml:2:8: tun.mtu: 10 out of range 576..65535\n" +
-		"f.yaml:3:3: tun: unknown key \"bogus\" (known: manage_routes, mtu, name, offload, persist, queues, route_table, syn_burst, syn_rate_limit, txqueuelen)\n" +
+		"f.yaml:3:3: tun: unknown key \"bogus\" (known: manage_routes, mtu, name, offload, persist, queues, route_table, syn_burst, syn_proxy, syn_rate_limit, txqueuelen)\n" +
 		"f.yaml:5:10: log.level: unknown value \"loud\" (want one of: debug, info, warn, error)"
 	if err == nil || err.Error() != want {
 		t.Fatalf("got:\n%v\nwant:\n%s", err, want)
@@ -287,7 +287,7 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tun := TUN{Name: "edge0", MTU: 1500, Queues: 1, Offload: ptr(true), ManageRoutes: ptr(true), TxQueueLen: 10000, RouteTable: 4242}
+	tun := TUN{Name: "edge0", MTU: 1500, Queues: 1, Offload: ptr(true), ManageRoutes: ptr(true), TxQueueLen: 10000, RouteTable: 4242, SYNProxy: "auto"}
 	if !reflect.DeepEqual(c.TUN, tun) {
 		t.Errorf("tun = %+v, want %+v", c.TUN, tun)
 	}

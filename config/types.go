@@ -44,6 +44,10 @@ type TUN struct {
 	// Persist keeps the device (IFF_PERSIST) and its routes when the process dies without a
 	// clean exit, so a restart reattaches and picks the flows up; default true.
 	Persist *bool `yaml:"persist"`
+	// SYNProxy says when connections to TCP service ports are answered with SYN cookies and
+	// spliced to their backend once the client's ACK proves its address: auto (default: while
+	// SYNs arrive faster than the gateway's threshold or the flow table fills), on, off.
+	SYNProxy string `yaml:"syn_proxy"`
 }
 
 // NAT configures masquerading toward backends.

@@ -16,24 +16,25 @@ import (
 
 // Defaults (also documented on the fields in types.go and in docs/config.md).
 const (
-	DefaultTUNName          = "edge0"
-	DefaultMTU              = 1500
-	DefaultQueues           = 1
-	DefaultTxQueueLen       = 10000
-	DefaultRouteTable       = 4242
-	DefaultScheduler        = SchedulerRoundRobin
-	DefaultAffinityTimeout  = Duration(3 * time.Hour)
-	DefaultMaglevTableSize  = 65537
-	DefaultMaxEntries       = 262144
-	DefaultAdminListen      = "127.0.0.1:9469"
-	DefaultAdminSocket      = "/run/edgegate/admin.sock"
-	DefaultLogFormat        = "text"
-	DefaultLogLevel         = "info"
-	DefaultHealthInterval   = Duration(2 * time.Second)
-	DefaultHealthTimeout    = Duration(1 * time.Second)
-	DefaultHealthThreshold  = 2
-	DefaultHealthHTTPPath   = "/"
-	DefaultHealthHTTPStatus = 200
+	DefaultTUNName                        = "edge0"
+	DefaultMTU                            = 1500
+	DefaultQueues                         = 1
+	DefaultTxQueueLen                     = 10000
+	DefaultRouteTable                     = 4242
+	DefaultScheduler                      = SchedulerRoundRobin
+	DefaultAffinityTimeout                = Duration(3 * time.Hour)
+	DefaultMaglevTableSize                = 65537
+	DefaultMaxEntries                     = 262144
+	DefaultAdminListen                    = "127.0.0.1:9469"
+	DefaultAdminSocket                    = "/run/edgegate/admin.sock"
+	DefaultLogFormat                      = "text"
+	DefaultLogLevel                       = "info"
+	DefaultHealthInterval                 = Duration(2 * time.Second)
+	DefaultHealthTimeout                  = Duration(1 * time.Second)
+	DefaultHealthThreshold                = 2
+	DefaultHealthHTTPPath                 = "/"
+	DefaultHealthHTTPStatus               = 200
+	SYNProxyAuto, SYNProxyOn, SYNProxyOff = "auto", "on", "off" // tun.syn_proxy
 )
 
 // DefaultPortRange is the masquerade source port range.
@@ -125,6 +126,9 @@ func (v *validator) defaults() {
 	}
 	if !v.set(&t.RouteTable) {
 		t.RouteTable = DefaultRouteTable
+	}
+	if t.SYNProxy == "" {
+		t.SYNProxy = SYNProxyAuto
 	}
 	if !v.set(&t.SYNBurst) && t.SYNRateLimit > 0 {
 		t.SYNBurst = max(t.SYNRateLimit/5, 100)
@@ -352,6 +356,11 @@ func (v *validator) validateTUN() {
 	}
 	if t.SYNBurst < 0 {
 		v.errorf(v.at(&t.SYNBurst), "tun.syn_burst: must not be negative")
+	}
+	switch t.SYNProxy {
+	case SYNProxyAuto, SYNProxyOn, SYNProxyOff:
+	default:
+		v.errorf(v.at(&t.SYNProxy), "tun.syn_proxy: %q: want auto, on or off", t.SYNProxy)
 	}
 	switch rt := t.RouteTable; {
 	case rt < 1 || rt > 1<<31-1:

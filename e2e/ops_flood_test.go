@@ -132,7 +132,9 @@ func TestOpsSYNFlood(t *testing.T) {
 	// The SYN guard (tun.syn_rate_limit): connection attempts beyond the rate are dropped by the
 	// kernel before they reach the TUN, whose ring otherwise drops packets of every flow alike
 	// once the workers saturate.
-	cfg = strings.Replace(cfg, "queues: 2}", "queues: 2, syn_rate_limit: 5000}", 1)
+	// The SYN proxy is off here: this test measures the kernel guard alone (TestOpsSYNFloodDefault
+	// measures the default configuration).
+	cfg = strings.Replace(cfg, "queues: 2}", "queues: 2, syn_rate_limit: 5000, syn_proxy: off}", 1)
 	tp.startEdgegate(tp.writeConfig("edgegate.yaml", cfg))
 	tp.waitReady(t)
 	pid := tp.eg.Process.Pid

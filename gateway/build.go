@@ -10,6 +10,8 @@ import (
 	"github.com/edgegate/edgegate/config"
 	"github.com/edgegate/edgegate/lb"
 	"github.com/edgegate/edgegate/nat"
+	"github.com/edgegate/edgegate/packet"
+	"github.com/edgegate/edgegate/synproxy"
 )
 
 // HealthView answers whether a backend of a service is considered healthy; nil means all are.
@@ -74,6 +76,11 @@ func (rb *ruleBuilder) build(cfg *config.Config, nodeAddrs []netip.Addr, health 
 		PortLo:     cfg.NAT.PortRange.Lo,
 		PortHi:     cfg.NAT.PortRange.Hi,
 		TCPLoose:   boolOr(cfg.Conntrack.TCPLoose, true),
+		ProxyMSS:   uint16(min(cfg.TUN.MTU-packet.IPv4MinLen-packet.TCPMinLen, 65535-packet.IPv4MinLen-packet.TCPMinLen)),
+	}
+	var err error
+	if spec.SYNProxy, err = synproxy.ParseMode(cfg.TUN.SYNProxy); err != nil {
+		return nil, err
 	}
 	sets := make(map[string]*lb.Set)
 	seen := make(map[activeKey]bool)

@@ -24,14 +24,41 @@ type Counters struct {
 	Local              counter // answered by the gateway (echo to a service address)
 	WriteErrors        counter // packets the kernel refused on write
 	Coalesced          counter // UDP datagrams written inside a super-packet
+	SYNProxy           SYNProxyCounters
 	Malformed          [packet.NumReasons]counter
 	Dropped            [nat.NumReasons]counter
 	_                  [64]byte // keep workers' counters on separate cache lines
 }
 
+// SYNProxyCounters count the SYN proxy's work (invalid cookie ACKs are drops: invalid_cookie).
+type SYNProxyCounters struct {
+	Cookies   counter // SYNs answered with a cookie SYN-ACK
+	ValidACKs counter // cookie ACKs that checked and opened a backend connection
+	Resent    counter // SYNs re-sent to a backend that had not answered
+	Spliced   counter // proxied handshakes completed with the backend
+}
+
+// SYNProxySnapshot is SYNProxyCounters summed over workers.
+type SYNProxySnapshot struct{ Cookies, ValidACKs, Resent, Spliced uint64 }
+
+// count adds a packet the proxy built to its counter.
+func (c *SYNProxyCounters) count(v nat.Verdict) {
+	switch v {
+	case nat.Cookie:
+		c.Cookies.add(1)
+	case nat.ProxyOpen:
+		c.ValidACKs.add(1)
+	case nat.ProxyResend:
+		c.Resent.add(1)
+	case nat.ProxySplice:
+		c.Spliced.add(1)
+	}
+}
+
 // Snapshot is a plain copy of Counters summed over workers.
 type Snapshot struct {
 	RxPackets, RxBytes, TxPackets, TxBytes, Forwarded, Local, WriteErrors, Coalesced uint64
+	SYNProxy                                                                         SYNProxySnapshot
 	Malformed                                                                        [packet.NumReasons]uint64
 	Dropped                                                                          [nat.NumReasons]uint64
 }
@@ -45,6 +72,10 @@ func (s *Snapshot) add(c *Counters) {
 	s.Local += c.Local.Load()
 	s.WriteErrors += c.WriteErrors.Load()
 	s.Coalesced += c.Coalesced.Load()
+	s.SYNProxy.Cookies += c.SYNProxy.Cookies.Load()
+	s.SYNProxy.ValidACKs += c.SYNProxy.ValidACKs.Load()
+	s.SYNProxy.Resent += c.SYNProxy.Resent.Load()
+	s.SYNProxy.Spliced += c.SYNProxy.Spliced.Load()
 	for i := range c.Malformed {
 		s.Malformed[i] += c.Malformed[i].Load()
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/edgegate/edgegate/gateway/tun"
 	"github.com/edgegate/edgegate/lb"
 	"github.com/edgegate/edgegate/nat"
+	"github.com/edgegate/edgegate/synproxy"
 )
 
 // Gateway is one running data path.
@@ -69,6 +70,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 		OnDelete:   g.flowEnded,
 	})
 	g.tr.CT = g.CT
+	g.tr.Proxy = synproxy.NewSecret()
 	g.cfg.Store(cfg)
 	return g, nil
 }
@@ -381,6 +383,7 @@ func (g *Gateway) deleteOrphans(cfg *config.Config, tcp bool) int {
 // flowEnded is the table's OnDelete hook: it counts the end of a service flow for its backend.
 // After a backend's first flow it is a lock-free map load and an atomic add.
 func (g *Gateway) flowEnded(e *conntrack.Entry) {
+	g.tr.FlowRemoved(e)
 	if e.Kind != nat.KindService {
 		return
 	}

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"encoding/binary"
 	"errors"
 	"log/slog"
 	"sync/atomic"
@@ -67,6 +68,22 @@ func NewWorker(dev tun.Device, tr *nat.Translator, rules *atomic.Pointer[nat.Rul
 	return w
 }
 
+// appendExtra queues the second packet of a SYN proxy splice, which Translate built at
+// nat.ExtraOff behind the first in the same buffer.
+func (w *Worker) appendExtra(buf []byte, out [][]byte, meta []udpMeta, vnet bool) ([][]byte, []udpMeta) {
+	x := buf[nat.ExtraOff:]
+	pkt := x[tun.Offset:]
+	n := int(binary.BigEndian.Uint16(pkt[2:])) // IPv4 total length
+	if pkt[0]>>4 == 6 {
+		n = packet.IPv6Len + int(binary.BigEndian.Uint16(pkt[4:]))
+	}
+	if vnet {
+		clear(x[tun.Offset-tun.VnetHdrLen : tun.Offset])
+	}
+	w.C.TxBytes.add(uint64(n))
+	return append(out, x[:tun.Offset+n]), append(meta, udpMeta{})
+}
+
 // Run processes batches until the device is closed.
 func (w *Worker) Run(log *slog.Logger) error {
 	for {
@@ -112,16 +129,21 @@ func (w *Worker) Step() error {
 			continue
 		}
 		v, why := w.tr.Translate(p, rules, now, partial)
-		switch v {
-		case nat.Forward:
+		switch {
+		case v == nat.Forward:
 			w.C.Forwarded.add(1)
-		case nat.Local:
-			w.C.Local.add(1)
+		case v.Built():
+			if v == nat.Local {
+				w.C.Local.add(1)
+			} else {
+				w.C.Forwarded.add(1)
+				w.C.SYNProxy.count(v)
+			}
 			if why != nat.OK {
 				w.C.Dropped[why].add(1) // answered with a refusal
 			}
 			if vnet {
-				// An answer built here carries complete checksums and no GSO: clear the header
+				// A packet built here carries complete checksums and no GSO: clear the header
 				// the request came with (it may ask the kernel to finish a partial checksum).
 				clear(buf[tun.Offset-tun.VnetHdrLen : tun.Offset])
 			}
@@ -139,6 +161,9 @@ func (w *Worker) Step() error {
 			m.l4 = p.L4Off
 		}
 		meta = append(meta, m)
+		if v == nat.ProxySplice {
+			out, meta = w.appendExtra(buf, out, meta, vnet)
+		}
 	}
 	if len(out) == 0 {
 		return nil

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 
 	"github.com/edgegate/edgegate/lb"
+	"github.com/edgegate/edgegate/synproxy"
 )
 
 // Protocol numbers used in rule keys.
@@ -60,6 +61,10 @@ type Spec struct {
 	// TCPLoose picks up flows met in mid-stream whose translation can be rebuilt
 	// (conntrack.tcp_loose; see pickUp).
 	TCPLoose bool
+	// SYNProxy says when connections to TCP service ports go through the SYN proxy, and
+	// ProxyMSS is the MSS its SYN-ACKs offer IPv4 clients (IPv6: 20 less); 0: 1460.
+	SYNProxy synproxy.Mode
+	ProxyMSS uint16
 }
 
 type svcKey struct {
@@ -92,6 +97,8 @@ type Rules struct {
 	portHi    uint16
 	services  []Service
 	tcpLoose  bool
+	proxy     synproxy.Mode
+	proxyMSS  uint16
 }
 
 // NewRules indexes spec for lookups on the packet path. spec must already be valid (config
@@ -107,6 +114,11 @@ func NewRules(spec Spec) *Rules {
 		portHi:    spec.PortHi,
 		services:  spec.Services,
 		tcpLoose:  spec.TCPLoose,
+		proxy:     spec.SYNProxy,
+		proxyMSS:  spec.ProxyMSS,
+	}
+	if r.proxyMSS == 0 {
+		r.proxyMSS = 1460
 	}
 	if r.portLo == 0 {
 		r.portLo = 1024

@@ -8,6 +8,7 @@ import (
 	"github.com/edgegate/edgegate/conntrack"
 	"github.com/edgegate/edgegate/lb"
 	"github.com/edgegate/edgegate/packet"
+	"github.com/edgegate/edgegate/synproxy"
 )
 
 // Verdict is what the caller does with the packet after Translate.
@@ -21,7 +22,25 @@ const (
 	// Local: the gateway answered in place (echo reply to a service address, a refusal); write
 	// it back. A refusal also carries its Reason.
 	Local
+	// Cookie: the SYN proxy answered a SYN with a cookie SYN-ACK built in place; write it back.
+	Cookie
+	// ProxyOpen: a valid cookie ACK became the SYN to the backend (built and translated in
+	// place); write it.
+	ProxyOpen
+	// ProxyResend: a client segment before the backend answered became that SYN again.
+	ProxyResend
+	// ProxySplice: the backend's SYN-ACK became the ACK to the backend, and a second packet,
+	// the window opening to the client, follows at ExtraOff from the packet's start; write both.
+	ProxySplice
 )
+
+// Built reports a verdict whose packet the gateway built with complete checksums and no
+// segmentation: any offload header the packet came with must be cleared.
+func (v Verdict) Built() bool { return v >= Local }
+
+// ExtraOff is where, from the start of p.B, Translate writes the second packet of a
+// ProxySplice verdict; the buffer behind p.B needs ExtraOff + synproxy.ExtraRoom bytes.
+const ExtraOff = 512
 
 // Reason says why a packet was dropped; labels for metrics come from String.
 type Reason uint8
@@ -38,10 +57,11 @@ const (
 	NoPickUp               // mid-stream packet of an unknown flow whose translation cannot be rebuilt
 	InvalidWindow          // TCP RST outside its flow's sequence window (blind reset)
 	ICMPRateLimited        // an echo reply or port unreachable over ICMPRatePerSec, not sent
+	BadCookie              // an ACK without flow to a proxied service port whose cookie does not check
 	NumReasons
 )
 
-var reasonNames = [NumReasons]string{"ok", "invalid_state", "table_full", "no_backend", "port_exhausted", "no_rule", "icmp_no_flow", "no_masquerade_address", "pickup_not_rebuildable", "invalid_window", "icmp_rate_limited"}
+var reasonNames = [NumReasons]string{"ok", "invalid_state", "table_full", "no_backend", "port_exhausted", "no_rule", "icmp_no_flow", "no_masquerade_address", "pickup_not_rebuildable", "invalid_window", "icmp_rate_limited", "invalid_cookie"}
 
 func (r Reason) String() string {
 	if r < NumReasons {
@@ -72,6 +92,9 @@ type Translator struct {
 	// icmp limits the ICMP answers built here (echo replies, port unreachable); shared by all
 	// workers using this Translator.
 	icmp rateLimiter
+	// Proxy holds the SYN cookie keys; nil: no SYN proxy (every SYN is forwarded).
+	Proxy *synproxy.Secret
+	proxy proxyState
 }
 
 // Translate looks the packet up, creates its flow when it is new and allowed, and rewrites it in
@@ -90,6 +113,9 @@ func (t *Translator) Translate(p *packet.Packet, r *Rules, now int64, partial bo
 	}
 	if e == nil {
 		return t.newFlow(p, &k, r, now, partial)
+	}
+	if c := t.proxy.conn(e); c != nil {
+		return t.translateProxied(p, e, d, c, now, partial)
 	}
 	if v, why := track(e, d, p, now); v != Forward {
 		return v, why
@@ -129,6 +155,11 @@ func apply(p *packet.Packet, e *conntrack.Entry, d conntrack.Dir, partial bool) 
 }
 
 func (t *Translator) newFlow(p *packet.Packet, k *conntrack.Tuple, r *Rules, now int64, partial bool) (Verdict, Reason) {
+	if p.Proto == ProtoTCP && t.Proxy != nil {
+		if v, why, done := t.synProxy(p, k, r, now); done {
+			return v, why
+		}
+	}
 	if !conntrack.NewFlowOK(p) {
 		if r.tcpLoose && conntrack.PickUpOK(p) {
 			return t.pickUp(p, k, r, now, partial)
@@ -136,7 +167,7 @@ func (t *Translator) newFlow(p *packet.Packet, k *conntrack.Tuple, r *Rules, now
 		return Drop, Invalid
 	}
 	if tg, ok := r.lookupService(p.Proto, p.Dst, p.DstPort); ok {
-		return t.newServiceFlow(p, k, r, tg, now, partial)
+		return t.newServiceFlow(p, k, r, tg, now, partial, nil)
 	}
 	if p.Proto == ProtoUDP && r.tcpLoose {
 		if v, why, ok := t.pickUpReply(p, k, r, now, partial); ok {
@@ -200,7 +231,9 @@ func isEchoRequest(p *packet.Packet) bool {
 	return (p.Proto == ProtoICMP && p.ICMPType == 8) || (p.Proto == ProtoICMPv6 && p.ICMPType == 128)
 }
 
-func (t *Translator) newServiceFlow(p *packet.Packet, k *conntrack.Tuple, r *Rules, tg Target, now int64, partial bool) (Verdict, Reason) {
+// newServiceFlow opens a flow to a backend of tg. px, when not nil, is the proxied connection
+// whose SYN p is: it is attached to the entry before the entry becomes visible.
+func (t *Translator) newServiceFlow(p *packet.Packet, k *conntrack.Tuple, r *Rules, tg Target, now int64, partial bool, px *synproxy.Conn) (Verdict, Reason) {
 	set := tg.Svc.Set4
 	if p.Version == 6 {
 		set = tg.Svc.Set6
@@ -233,9 +266,18 @@ func (t *Translator) newServiceFlow(p *packet.Packet, k *conntrack.Tuple, r *Rul
 	// Count the flow before it becomes visible: the table decrements Load when it deletes the entry,
 	// which may happen as soon as it is inserted.
 	b.Active.Add(1)
+	if px != nil {
+		t.proxy.attach(e, px)
+	}
 	v, why, inserted := t.insertAndApply(p, k, e, src, b.Addr, tport, masq, false, r, now, partial)
 	if !inserted {
 		b.Active.Add(-1)
+		if px != nil {
+			t.proxy.Forget(e)
+		}
+	}
+	if why == PortExhausted && r.proxy == synproxy.Auto {
+		t.proxy.gauge.Engage(now)
 	}
 	return v, why
 }
@@ -318,6 +360,9 @@ func (t *Translator) translateICMPError(p *packet.Packet, now int64) (Verdict, R
 	e, d := t.CT.Lookup(&k, now)
 	if e == nil {
 		return Drop, NoFlowICMP
+	}
+	if c := t.proxy.conn(e); c != nil {
+		c.AdjustQuote(p.B[p.L4Off:], packet.ICMPLen+in.L4Off, d^1 == conntrack.Reply)
 	}
 	// The quoted packet travelled in direction !d after translation; restore its form before it.
 	q := &e.Tuple[d^1]

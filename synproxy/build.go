@@ -6,10 +6,14 @@ import (
 	"github.com/edgegate/edgegate/packet"
 )
 
-// AdvertisedWScale is the window scale the cookie SYN-ACK offers a client that offered one
-// (netfilter's SYNPROXY is usually configured with 7). A backend that scales by another amount
-// has its windows rescaled on the way to the client (see Conn.Adjust).
-const AdvertisedWScale = 7
+// AdvertisedWScale is the window scale the cookie SYN-ACK offers a client that offered one,
+// before the backend's is known. A backend that scales by another amount has its windows
+// rescaled on the way to the client (see Conn.Adjust): from a larger scale they are clamped at
+// 65535 << AdvertisedWScale, to a larger one rounded down to its granularity. 10 is what Linux
+// picks for a 32 MiB tcp_rmem: windows up to 64 MiB pass unclamped, in 1 KiB steps. (With 7,
+// netfilter's usual setting, such backends' windows were cut to 8 MiB and a proxied iperf3 flow
+// lost its share of a shared bottleneck to unproxied ones.)
+const AdvertisedWScale = 10
 
 // ttl is the TTL / hop limit of segments the proxy builds.
 const ttl = 64

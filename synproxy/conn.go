@@ -20,13 +20,7 @@ const (
 // ServerSYNACK (before state turns established); Adjust only reads them.
 type Conn struct {
 	state atomic.Uint32
-
-	clientISN, cookieISS uint32
-	clientTS, cookieTS   uint32 // the client's TSval in its ACK; our TSval it echoed
-	mss                  uint16 // from the cookie's MSS index
-	clientWin            uint16 // window field of the client's ACK (scaled by clientWS)
-	clientWS             int8   // the client's window scale; noWScale: no scaling with the client
-	sack, ecn, ts        bool
+	Proof
 
 	// Set when the backend answered.
 	seqOff    uint32 // backend -> client sequence numbers: add; client -> backend acks: subtract
@@ -37,33 +31,47 @@ type Conn struct {
 	replyTo   uint8  // ... and the one the client applies
 }
 
+// Proof is what a valid cookie ACK tells about its client.
+type Proof struct {
+	clientISN, cookieISS uint32
+	clientTS, cookieTS   uint32 // the client's TSval in its ACK; our TSval it echoed
+	mss                  uint16 // from the cookie's MSS index
+	clientWin            uint16 // window field of the client's ACK (scaled by clientWS)
+	clientWS             int8   // the client's window scale; noWScale: no scaling with the client
+	sack, ecn, ts        bool
+}
+
+// NewConn starts the proxied connection a cookie proved (pending until the backend answers).
+func NewConn(pr Proof) *Conn { return &Conn{Proof: pr} }
+
 // CheckACK validates a client's ACK (p: TCP with ACK and none of SYN, RST, FIN; parsed) that
-// has no flow as the answer to a cookie SYN-ACK, and fills c from it. false: no valid cookie.
-func (s *Secret) CheckACK(p *packet.Packet, now int64, c *Conn) bool {
+// has no flow as the answer to a cookie SYN-ACK and returns what it proves. false: no valid
+// cookie.
+func (s *Secret) CheckACK(p *packet.Packet, now int64) (c Proof, valid bool) {
 	h := p.TCP()
 	o, ok := ParseOptions(h)
 	if !ok {
-		return false
+		return c, false
 	}
 	t := TupleOf(p)
 	isn, cookie := h.Seq()-1, h.Ack()-1
 	data, ok := s.Check(&t, isn, cookie, now)
 	if !ok {
-		return false
+		return c, false
 	}
-	*c = Conn{clientISN: isn, cookieISS: cookie, mss: mssTable(p.Version)[data], clientWin: h.Window(), clientWS: noWScale}
+	c = Proof{clientISN: isn, cookieISS: cookie, mss: mssTable(p.Version)[data], clientWin: h.Window(), clientWS: noWScale}
 	if o.TS && o.TSEcr != 0 {
 		bits := o.TSEcr & tsMask
 		if ws := bits & tsWScale; ws != tsWScale {
 			if ws > maxWScale {
-				return false // not a value AnswerSYN encodes
+				return c, false // not a value AnswerSYN encodes
 			}
 			c.clientWS = int8(ws)
 		}
 		c.sack, c.ecn, c.ts = bits&tsSACK != 0, bits&tsECN != 0, true
 		c.clientTS, c.cookieTS = o.TSVal, o.TSEcr
 	}
-	return true
+	return c, true
 }
 
 // BackendSYN turns a client's segment (its cookie ACK, or a later one while the backend has
@@ -216,6 +224,7 @@ func (c *Conn) Adjust(p *packet.Packet, fromClient, partial bool) Action {
 	if !partial {
 		binary.BigEndian.PutUint16(h[16:], applyDelta(h.Checksum(), d))
 	}
+	p.Seq, p.Ack, p.Window = h.Seq(), h.Ack(), h.Window()
 	return Pass
 }
 
@@ -236,6 +245,7 @@ func (c *Conn) pending(p *packet.Packet, fromClient, partial bool) Action {
 		if !partial {
 			binary.BigEndian.PutUint16(h[16:], applyDelta(h.Checksum(), d))
 		}
+		p.Seq = c.cookieISS + 1
 		return Pass
 	}
 	return Drop

@@ -71,14 +71,13 @@ func FuzzAdjust(f *testing.F) {
 		if p.Parse(buf) != packet.OK || p.Proto != packet.ProtoTCP || p.IsFragment {
 			return
 		}
-		var c Conn
-		testSecret.CheckACK(&p, t0, &c)
-		c.ServerSYNACK(&p, make([]byte, 2*ExtraRoom))
+		pr, _ := testSecret.CheckACK(&p, t0)
+		NewConn(pr).ServerSYNACK(&p, make([]byte, 2*ExtraRoom))
 		if p.Parse(buf) != packet.OK {
 			return
 		}
 		valid := checksumsOK(&p)
-		c = Conn{seqOff: seqOff, tsOff: tsOff, tsAdj: true, origShift: shifts & 3, replyFrom: shifts >> 2 & 15, replyTo: AdvertisedWScale}
+		c := Conn{seqOff: seqOff, tsOff: tsOff, tsAdj: true, origShift: shifts & 3, replyFrom: shifts >> 2 & 15, replyTo: AdvertisedWScale}
 		c.state.Store(stateEstablished)
 		c.Adjust(&p, fromClient, false)
 		if valid && !checksumsOK(&p) {

@@ -166,14 +166,15 @@ func runHandshake(t *testing.T, hs handshake) {
 	ack := seg{src: hs.client, dst: hs.service, seq: isn + 1, ack: cookie + 1, flags: packet.TCPAck, win: 502, opts: ackOpts}
 	bad := ack
 	bad.ack += 1 << 20
-	var c Conn
-	if testSecret.CheckACK(parse(t, bad.build()), now, &c) {
+	if _, ok := testSecret.CheckACK(parse(t, bad.build()), now); ok {
 		t.Fatal("a wrong cookie validated")
 	}
 	p = parse(t, ack.build())
-	if !testSecret.CheckACK(p, now+time.Second.Nanoseconds(), &c) {
+	pr, ok := testSecret.CheckACK(p, now+time.Second.Nanoseconds())
+	if !ok {
 		t.Fatal("the cookie ACK did not validate")
 	}
+	c := NewConn(pr)
 	// 3. It becomes the SYN to the backend with the client's options.
 	if !c.BackendSYN(p) {
 		t.Fatal("BackendSYN refused")
@@ -208,8 +209,8 @@ func runHandshake(t *testing.T, hs handshake) {
 	if n == 0 {
 		t.Fatal("ServerSYNACK refused")
 	}
-	checkSplice(t, hs, &c, p, parse(t, extra[:n]), o.TS && hs.backendTS, cookie)
-	checkData(t, hs, &c, cookie, iss)
+	checkSplice(t, hs, c, p, parse(t, extra[:n]), o.TS && hs.backendTS, cookie)
+	checkData(t, hs, c, cookie, iss)
 }
 
 // checkSplice checks the ACK to the backend (p) and the window opening to the client (q).
@@ -295,7 +296,7 @@ func TestAdjustPartial(t *testing.T) {
 // TestPending: before the backend answers, client segments re-send the SYN, a backend RST is
 // passed at the cookie's next number and anything else from the backend is dropped.
 func TestPending(t *testing.T) {
-	c := &Conn{clientISN: 100, cookieISS: 5000}
+	c := NewConn(Proof{clientISN: 100, cookieISS: 5000})
 	cl, sv := ap("198.51.100.7:1"), ap("203.0.113.10:80")
 	for _, tc := range []struct {
 		name       string
@@ -321,7 +322,7 @@ func TestPending(t *testing.T) {
 func TestServerSYNACKRefusals(t *testing.T) {
 	cl, sv := ap("198.51.100.7:1"), ap("203.0.113.10:80")
 	extra := make([]byte, 128)
-	c := &Conn{clientISN: 100, cookieISS: 5000}
+	c := NewConn(Proof{clientISN: 100, cookieISS: 5000})
 	for _, s := range []seg{
 		{src: sv, dst: cl, seq: 9, ack: 102, flags: packet.TCPSyn | packet.TCPAck},
 		{src: sv, dst: cl, seq: 9, ack: 101, flags: packet.TCPAck},
