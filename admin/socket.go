@@ -31,9 +31,9 @@ type unixSocket struct {
 	fi   fs.FileInfo
 }
 
-// listenUnix creates the admin socket at path: its directory if missing (then owned by
-// dirOwner, when given, so the socket can be removed after a switch to that user), a stale
-// socket replaced, mode 0600, or 0660 with group.
+// listenUnix creates the admin socket at path: its directory if missing (given to dirOwner, when
+// set, if it holds nothing else, so the socket can be removed after a switch to that user), a
+// stale socket replaced, mode 0600, or 0660 with group.
 func listenUnix(path, group string, dirOwner *[2]int) (*unixSocket, error) {
 	gid := -1
 	if group != "" {
@@ -47,14 +47,14 @@ func listenUnix(path, group string, dirOwner *[2]int) (*unixSocket, error) {
 		if err := os.MkdirAll(dir, socketDirMode); err != nil {
 			return nil, fmt.Errorf("admin socket directory: %w", err)
 		}
-		if dirOwner != nil {
-			if err := os.Chown(dir, dirOwner[0], dirOwner[1]); err != nil {
-				return nil, fmt.Errorf("admin socket directory: %w", err)
-			}
-		}
 	}
 	if err := removeStale(path); err != nil {
 		return nil, err
+	}
+	if dirOwner != nil {
+		if err := claimDir(dir, dirOwner); err != nil {
+			return nil, err
+		}
 	}
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
@@ -79,6 +79,24 @@ func listenUnix(path, group string, dirOwner *[2]int) (*unixSocket, error) {
 		return nil, fmt.Errorf("admin socket: %w", err)
 	}
 	return us, nil
+}
+
+// claimDir gives the socket's directory to owner, as systemd's RuntimeDirectory= does, when it
+// is edgegate's own: empty once a stale socket is gone (created now, or by an earlier run).
+// A directory holding anything else (/run, /tmp) is left alone; the socket may then outlive the
+// process, and the next start replaces it.
+func claimDir(dir string, owner *[2]int) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("admin socket directory: %w", err)
+	}
+	if len(ents) > 0 {
+		return nil
+	}
+	if err := os.Chown(dir, owner[0], owner[1]); err != nil {
+		return fmt.Errorf("admin socket directory: %w", err)
+	}
+	return nil
 }
 
 // removeStale removes a socket left at path by a process that is gone, and refuses to touch

@@ -246,3 +246,41 @@ func TestLoopbackListen(t *testing.T) {
 		}
 	}
 }
+
+// TestSocketDirClaim: the socket's directory goes to the user the process will switch to when it
+// holds nothing else (new, or left by an earlier run with a stale socket), never otherwise.
+func TestSocketDirClaim(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("chown needs root")
+	}
+	owner := &[2]int{65534, 65534}
+	for _, tc := range []struct {
+		name        string
+		setup       func(dir string)
+		wantClaimed bool
+	}{
+		{"new", func(string) {}, true},
+		{"stale socket", func(dir string) {
+			os.Mkdir(dir, 0o755)
+			l, _ := net.Listen("unix", filepath.Join(dir, "admin.sock"))
+			l.(*net.UnixListener).SetUnlinkOnClose(false)
+			l.Close()
+		}, true},
+		{"shared", func(dir string) {
+			os.Mkdir(dir, 0o755)
+			os.WriteFile(filepath.Join(dir, "other"), nil, 0o600)
+		}, false},
+	} {
+		dir := filepath.Join(t.TempDir(), "run")
+		tc.setup(dir)
+		us, err := listenUnix(filepath.Join(dir, "admin.sock"), "", owner)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		fi, _ := os.Stat(dir)
+		if claimed := fi.Sys().(*syscall.Stat_t).Uid == 65534; claimed != tc.wantClaimed {
+			t.Errorf("%s: directory given to the user: %v, want %v", tc.name, claimed, tc.wantClaimed)
+		}
+		us.close(discardLogger())
+	}
+}
