@@ -341,7 +341,7 @@ func (c *h1Conn) serve() {
 				buffered, _ := c.br.Peek(c.br.Buffered())
 				pc := &prefixConn{Conn: c.nc, r: io.MultiReader(bytes.NewReader(bytes.Clone(buffered)), c.nc)}
 				c.nc.SetReadDeadline(time.Time{})
-				if c.s.h2.give(pc) {
+				if c.s.h2.give(newH2Guard(pc)) { // h2c: the same conformance as on TLS
 					hijacked = true
 				}
 				return

@@ -321,6 +321,7 @@ func (s *Server) listen(l *listener) error {
 		Protocols:         &p,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return l.baseCtx },
+		HTTP2:             &http.HTTP2Config{MaxReadFrameSize: h2MaxReadFrameSize}, // h2c (TLS: configureH2)
 	}
 	if l.tls {
 		l.srv.TLSConfig = &tls.Config{
