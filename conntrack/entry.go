@@ -102,7 +102,8 @@ func (e *Entry) Init(p *packet.Packet, now int64) {
 	switch {
 	case p.Proto == ProtoTCP && tcpKind(p.TCPFlags) == kindSYN:
 		st, timeout = StateSynSent, sh.tcp[StateSynSent]
-		e.win[Original].initSYN(segmentOf(p), p)
+		s := segmentOf(p)
+		e.win[Original].initSYN(&s, p)
 	case p.Proto == ProtoUDP:
 		st, timeout = StateUnreplied, sh.udp
 		e.streamAt = streamTick(now + int64(UDPStreamDelay))
@@ -208,26 +209,8 @@ func (e *Entry) Track(d Dir, p *packet.Packet, now int64) Verdict {
 		return Invalid
 	}
 	sh := e.shared()
-	keep := false // an in-window but inexact RST: forward it, keep the state
-	if proto == ProtoTCP {
-		w := e.word.Load()
-		old := State(w & wState)
-		switch tcpTransitions[d][tcpKind(p.TCPFlags)][old] {
-		case sIV:
-			sh.invalid.Add(1)
-			return Invalid
-		case sIG:
-			return Accept
-		}
-		var v Verdict
-		if v, keep = e.window(d, p, old, w&wAssured != 0); v != Accept {
-			sh.invalidWindow.Add(1)
-			if v == OutOfWindow {
-				return OutOfWindow
-			}
-			return Accept
-		}
-	}
+	kind := tcpKind(p.TCPFlags)
+	windowed := false // TCP: the window was checked (once, on the first pass of the loop)
 	for {
 		w := e.word.Load()
 		old := State(w & wState)
@@ -239,13 +222,29 @@ func (e *Entry) Track(d Dir, p *packet.Packet, now int64) Verdict {
 		kill := false
 		switch proto {
 		case ProtoTCP:
-			st = tcpTransitions[d][tcpKind(p.TCPFlags)][old]
-			switch {
-			case st == sIV:
+			st = tcpTransitions[d][kind][old]
+			switch st {
+			case sIV:
 				sh.invalid.Add(1)
 				return Invalid
-			case st == sIG || keep:
+			case sIG:
 				return Accept
+			}
+			if !windowed {
+				windowed = true
+				v, keep := e.window(d, p, old, flags&wAssured != 0)
+				if v != Accept {
+					sh.invalidWindow.Add(1)
+					if v == OutOfWindow {
+						return OutOfWindow
+					}
+					return Accept // out of window, not an RST: forward, state unchanged
+				}
+				if keep {
+					return Accept // an in-window but inexact RST: forward, state kept
+				}
+			}
+			switch {
 			case st == StateSynSent && (old == StateTimeWait || old == StateClose):
 				// A new SYN re-opens a closed flow (port reuse, RFC 1122), as netfilter
 				// does; it starts over unassured.

@@ -96,26 +96,25 @@ func growTo(a *atomic.Uint32, v uint32) {
 	}
 }
 
-// segment is what window tracking reads of a TCP segment.
+// segment is what window tracking reads of a TCP segment. All fields are 32-bit and it is
+// passed by pointer: a mixed-size struct copied by value costs store-forwarding stalls here.
 type segment struct {
-	seq, end, ack, win uint32
-	flags              uint8
+	seq, end, ack, win, flags uint32
 }
 
 func segmentOf(p *packet.Packet) segment {
-	s := segment{seq: p.Seq, ack: p.Ack, win: uint32(p.Window), flags: p.TCPFlags}
-	s.end = s.seq + uint32(p.PayloadLen)
-	if s.flags&flagSYN != 0 {
-		s.end++
+	end := p.Seq + uint32(p.PayloadLen)
+	if p.TCPFlags&flagSYN != 0 {
+		end++
 	}
-	if s.flags&flagFIN != 0 {
-		s.end++
+	if p.TCPFlags&flagFIN != 0 {
+		end++
 	}
-	return s
+	return segment{seq: p.Seq, end: end, ack: p.Ack, win: uint32(p.Window), flags: uint32(p.TCPFlags)}
 }
 
 // initSYN (re)starts w from a SYN or SYN-ACK (netfilter's tcp_init_sender).
-func (w *SeqWindow) initSYN(s segment, p *packet.Packet) {
+func (w *SeqWindow) initSYN(s *segment, p *packet.Packet) {
 	w.end.Store(s.end)
 	w.maxEnd.Store(s.end)
 	w.maxWin.Store(max(s.win, 1)) // a SYN's window is never scaled
@@ -149,7 +148,7 @@ func agreeScale(a, b *SeqWindow) {
 
 // pickUp initialises w from a segment in the middle of a connection (no SYN seen from this
 // side): the window is learnt from the packet, and the peer's end from its ACK if unknown.
-func (w *SeqWindow) pickUp(peer *SeqWindow, s segment) {
+func (w *SeqWindow) pickUp(peer *SeqWindow, s *segment) {
 	win := max(s.win, 1)
 	w.end.Store(s.end)
 	w.maxWin.Store(win)
@@ -168,20 +167,20 @@ func (w *SeqWindow) pickUp(peer *SeqWindow, s segment) {
 // above) and, when it passes, advances them. A flow picked up mid-stream (window scale
 // unknown) is liberal, as in netfilter: every segment but an RST passes and teaches the
 // windows.
-func inWindow(sender, receiver *SeqWindow, s segment) bool {
+func inWindow(sender, receiver *SeqWindow, s *segment) bool {
 	// One load of each field; the updates below write only what moves.
-	sf, rf := sender.flags.Load(), receiver.flags.Load()
+	sf := sender.flags.Load()
 	sEnd, sMaxEnd, sMaxWin := sender.end.Load(), sender.maxEnd.Load(), sender.maxWin.Load()
 	rEnd, rMaxEnd, rMaxWin := receiver.end.Load(), receiver.maxEnd.Load(), receiver.maxWin.Load()
-	ack := s.flags&flagACK != 0
-	if !ack || (s.flags&flagRST != 0 && s.ack == 0) {
-		s.ack = rEnd // no ACK (or a broken RST's zero ACK): pretend it is right
+	ack, sack := s.flags&flagACK != 0, s.ack
+	if !ack || (s.flags&flagRST != 0 && sack == 0) {
+		sack = rEnd // no ACK (or a broken RST's zero ACK): pretend it is right
 	}
 	ok := before(s.seq, sMaxEnd+1) &&
 		after(s.end, sEnd-rMaxWin-1) &&
-		before(s.ack, rEnd+1) &&
-		after(s.ack, rEnd-max(sMaxWin, maxAckWindowConst)-1)
-	if !ok && (s.flags&flagRST != 0 || (sf|rf)&winLiberal == 0) {
+		before(sack, rEnd+1) &&
+		after(sack, rEnd-max(sMaxWin, maxAckWindowConst)-1)
+	if !ok && (s.flags&flagRST != 0 || (sf|receiver.flags.Load())&winLiberal == 0) {
 		return false
 	}
 	win := s.win
@@ -199,13 +198,13 @@ func inWindow(sender, receiver *SeqWindow, s segment) bool {
 	}
 	if ack {
 		if sf&winMaxAckSet == 0 {
-			sender.maxAck.Store(s.ack)
+			sender.maxAck.Store(sack)
 			sender.flags.Or(winMaxAckSet)
-		} else if after(s.ack, sender.maxAck.Load()) {
-			advanceSeq(&sender.maxAck, s.ack)
+		} else if after(sack, sender.maxAck.Load()) {
+			advanceSeq(&sender.maxAck, sack)
 		}
 	}
-	right := s.ack + win
+	right := sack + win
 	if win == 0 {
 		right++
 	}
@@ -222,16 +221,16 @@ func (e *Entry) window(d Dir, p *packet.Packet, old State, assured bool) (v Verd
 	sender, receiver := &e.win[d&1], &e.win[(d^1)&1]
 	s := segmentOf(p)
 	if s.flags&(flagSYN|flagRST) != 0 || !sender.Seen() {
-		return windowSlow(sender, receiver, s, p, old, assured)
+		return windowSlow(sender, receiver, &s, p, old, assured)
 	}
-	if inWindow(sender, receiver, s) {
+	if inWindow(sender, receiver, &s) {
 		return Accept, false
 	}
 	return outOfWindowPass, false
 }
 
 // windowSlow is window for SYNs, RSTs and a side's first segment.
-func windowSlow(sender, receiver *SeqWindow, s segment, p *packet.Packet, old State, assured bool) (v Verdict, keep bool) {
+func windowSlow(sender, receiver *SeqWindow, s *segment, p *packet.Packet, old State, assured bool) (v Verdict, keep bool) {
 	syn, ack, rst := s.flags&flagSYN != 0, s.flags&flagACK != 0, s.flags&flagRST != 0
 	switch {
 	case !sender.Seen() && syn:
