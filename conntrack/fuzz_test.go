@@ -18,6 +18,7 @@ func FuzzStateMachine(f *testing.F) {
 	f.Add([]byte{2, 0x00, 0x81, 0x02})                         // ICMP echo, reply, error
 	f.Add([]byte{0, 0x03, 0x00, 0xff, 0x7f})                   // garbage flags
 	f.Add([]byte{3, 0x18, 0x90, 0x10, 0x11, 0x91})             // picked up, confirmed, closed
+	f.Add([]byte{4, 0x02, 0x92, 0x10, 0x18, 0x04, 0x02, 0x14}) // varied sequence numbers, RSTs
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) == 0 {
 			return
@@ -49,6 +50,13 @@ func FuzzStateMachine(f *testing.F) {
 			switch proto {
 			case ProtoTCP:
 				p.TCPFlags = b & 0x7f
+				if data[0]&4 != 0 {
+					// Sequence numbers from the data too: small steps stay in the window,
+					// large ones leave it.
+					p.Seq = uint32(i) * uint32(b) * 4099
+					p.Ack = uint32(i) * uint32(b>>1) * 257
+					p.Window, p.PayloadLen = uint16(b)<<6, int(b&0x0f)*100
+				}
 			case ProtoICMP:
 				if b&1 != 0 {
 					p.ICMPType = 0
@@ -56,10 +64,14 @@ func FuzzStateMachine(f *testing.F) {
 				p.IsICMPError = b&2 != 0
 			}
 			before := e.word.Load()
-			ok := e.Update(d, &p, now)
+			v := e.Track(d, &p, now)
+			ok := v == Accept
 			w := e.word.Load()
 			if !ok && w != before {
-				t.Fatalf("packet %d: INVALID but the entry changed %#x -> %#x", i, before, w)
+				t.Fatalf("packet %d: %v but the entry changed %#x -> %#x", i, v, before, w)
+			}
+			if v == OutOfWindow && p.TCPFlags&flagRST == 0 {
+				t.Fatalf("packet %d: flags %#x dropped as out of window: only RSTs are", i, p.TCPFlags)
 			}
 			st := e.State()
 			switch proto {
