@@ -78,6 +78,7 @@ type Server struct {
 	opt     Options
 	log     *slog.Logger
 	health  atomic.Pointer[Health]
+	bgp     atomic.Pointer[BGPStatus]
 	busy    atomic.Bool // a capture is running
 	pub     *http.Server
 	priv    *http.Server
@@ -182,7 +183,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /conntrack", s.conntrackList)
 	mux.HandleFunc("DELETE /conntrack", s.conntrackDelete)
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, StatusOf(s.opt.Source, s.healthView(), s.opt.Version))
+		st := StatusOf(s.opt.Source, s.healthView(), s.opt.Version)
+		st.BGP = s.bgpStatus()
+		writeJSON(w, st)
 	})
 	mux.HandleFunc("GET /capture", s.capture)
 	if s.opt.Pprof {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/edgegate/edgegate/bgp"
 	"github.com/edgegate/edgegate/lb"
 )
 
@@ -18,6 +19,7 @@ type Status struct {
 	MaxFlows  int             `json:"conntrack_max_entries"`
 	Services  []ServiceStatus `json:"services"`
 	ConfigSrc string          `json:"config_file"`
+	BGP       *bgp.Status     `json:"bgp,omitempty"` // nil without a bgp section
 }
 
 // ServiceStatus is one service.
@@ -101,5 +103,8 @@ func FormatStatus(w io.Writer, st Status) error {
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\n", first, b.Address, b.Weight, b.State, b.Health, b.ActiveFlows)
 		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil || st.BGP == nil {
+		return err
+	}
+	return bgp.FormatStatus(w, *st.BGP)
 }

@@ -20,6 +20,7 @@ type Config struct {
 	Admin     Admin     `yaml:"admin"`
 	Log       Log       `yaml:"log"`
 	Ingress   *Ingress  `yaml:"ingress"`
+	BGP       *BGP      `yaml:"bgp"` // nil: no BGP speaker (see bgp.go)
 
 	// Source is the file the config was read from (for messages); not a YAML key.
 	Source string `yaml:"-"`
@@ -78,6 +79,7 @@ type Service struct {
 	MaglevTableSize        int           `yaml:"maglev_table_size"`        // prime, default 65537
 	Backends               []Backend     `yaml:"backends"`
 	HealthCheck            *HealthCheck  `yaml:"health_check"`
+	Announce               *bool         `yaml:"announce"` // announce the addresses by BGP; default true with a bgp section
 }
 
 // ServicePort is one port of a service.

@@ -230,6 +230,9 @@ func (v *validator) defaults() {
 	if c.Ingress != nil {
 		v.ingressDefaults()
 	}
+	if c.BGP != nil {
+		v.bgpDefaults()
+	}
 }
 
 func (v *validator) validate() {
@@ -243,6 +246,7 @@ func (v *validator) validate() {
 	if v.c.Ingress != nil {
 		v.validateIngress()
 	}
+	v.validateBGP()
 }
 
 // oneOf checks an enumerated string.

@@ -6,7 +6,8 @@ set -euo pipefail
 export PATH="$PATH:/usr/local/go/bin"
 need=()
 for pair in iperf3:iperf3 curl:curl ip:iproute2 ping:iputils-ping ss:iproute2 tcpdump:tcpdump \
-	iptables:iptables nft:nftables haproxy:haproxy nginx:nginx wrk:wrk ethtool:ethtool; do
+	iptables:iptables nft:nftables haproxy:haproxy nginx:nginx wrk:wrk ethtool:ethtool \
+	vtysh:frr; do
 	cmd=${pair%%:*} pkg=${pair#*:}
 	command -v "$cmd" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

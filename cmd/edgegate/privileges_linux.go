@@ -70,8 +70,8 @@ func lookupRunUser(name string) (runUser, error) {
 
 // dropPrivileges, once the TUN, routes and listeners are set up: switches to ru (no
 // supplementary groups), keeps only CAP_NET_ADMIN (routes, rules, nftables and the TUN on
-// reload and exit), plus CAP_NET_BIND_SERVICE when the ingress has a listener below port 1024
-// (reload may reopen it) and CAP_DAC_READ_SEARCH when the new user cannot read a file a reload
+// reload and exit), plus CAP_NET_BIND_SERVICE when the ingress or the BGP speaker listens below port
+// 1024 (reload may reopen it) and CAP_DAC_READ_SEARCH when the new user cannot read a file a reload
 // reads (the configuration, a certificate or key), clears the bounding and ambient sets, locks
 // the securebits and sets no_new_privs. Every step runs on every thread (psx). Already open
 // descriptors (TUN queues, listeners, the admin socket) keep working.
@@ -111,6 +111,9 @@ func dropPrivileges(ru runUser, cfgPath string, cfg *config.Config, log *slog.Lo
 }
 
 func bindsBelow1024(cfg *config.Config) bool {
+	if cfg.BGP != nil && cfg.BGP.ListenPort > 0 && cfg.BGP.ListenPort < 1024 { // a reload may restart the speaker
+		return true
+	}
 	if cfg.Ingress == nil {
 		return false
 	}

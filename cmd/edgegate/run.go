@@ -9,12 +9,14 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/edgegate/edgegate/admin"
+	"github.com/edgegate/edgegate/bgp"
 	"github.com/edgegate/edgegate/config"
 	"github.com/edgegate/edgegate/gateway"
 	"github.com/edgegate/edgegate/health"
@@ -34,6 +36,8 @@ type daemon struct {
 	// sockOwner receives the admin socket's directory when start creates it (the -user the
 	// process switches to, so that it can remove the socket at exit); nil: root keeps it.
 	sockOwner *[2]int
+	bgpMu     sync.Mutex // guards bgp, which reloads start and stop (bgp.go)
+	bgp       *bgp.Speaker
 }
 
 func cmdRun(args []string, stderr io.Writer) int {
@@ -119,7 +123,8 @@ func runUserFor(name string, explicit bool) (runUser, error) {
 	return lookupRunUser(name)
 }
 
-// start brings up the data path, the health checks, the admin API and the ingress, in that order.
+// start brings up the data path, the health checks, the admin API, the ingress and the BGP
+// speaker, in that order.
 func (d *daemon) start(cfg *config.Config) error {
 	g, err := gateway.New(cfg, d.log)
 	if err != nil {
@@ -133,6 +138,7 @@ func (d *daemon) start(cfg *config.Config) error {
 		if err := g.SetHealth(d.checker.Healthy); err != nil {
 			d.log.Error("rebuilding rules after a health change", "err", err)
 		}
+		d.announce()
 	})
 	reg.MustRegister(d.checker)
 	if err := g.SetHealth(d.checker.Healthy); err != nil {
@@ -147,6 +153,7 @@ func (d *daemon) start(cfg *config.Config) error {
 		d.api = admin.NewServer(admin.Options{Listen: cfg.Admin.Listen, Socket: cfg.Admin.Socket, SocketGroup: cfg.Admin.SocketGroup,
 			SocketDirOwner: d.sockOwner, Pprof: cfg.Admin.Pprof, Source: g, Registry: reg, Logger: d.log, Version: versionString()})
 		d.api.SetHealth(d.checker)
+		d.api.SetBGP(d.bgpStatus)
 		if err := d.api.Start(); err != nil {
 			return err
 		}
@@ -156,7 +163,7 @@ func (d *daemon) start(cfg *config.Config) error {
 			return err
 		}
 	}
-	return nil
+	return d.startBGP(cfg) // last: announce only a node that is fully up
 }
 
 func (d *daemon) startIngress(cfg *config.Config, reg prometheus.Registerer) error {
@@ -192,6 +199,11 @@ func (d *daemon) reload(why string) {
 		return
 	}
 	d.checker.Update(next)
+	if err := d.reloadBGP(next); err != nil {
+		d.log.Error("bgp reload failed", "trigger", why, "err", err)
+		d.coll.RecordReload(err)
+		return
+	}
 	switch {
 	case next.Ingress != nil && d.ing != nil:
 		err = d.ing.Reload(next, d.g)
@@ -217,10 +229,14 @@ func (d *daemon) stopIngress() error {
 	return err
 }
 
-// stop is the graceful shutdown: no new flows, L7 drained within its bound, checks and API
-// stopped, then routes, rules and the TUN removed.
+// stop is the graceful shutdown: BGP prefixes withdrawn (and bgp.withdraw_delay waited), no
+// new flows, L7 drained within its bound, checks and API stopped, then routes, rules and the
+// TUN removed, BGP sessions closed.
 func (d *daemon) stop() error {
 	var errs []error
+	if err := d.withdrawBGP(); err != nil {
+		errs = append(errs, err)
+	}
 	if d.checker != nil {
 		d.checker.Close() // first: a health flip would rebuild the rules StopNewFlows empties
 	}
@@ -244,6 +260,7 @@ func (d *daemon) stop() error {
 			errs = append(errs, err)
 		}
 	}
+	d.stopBGP()
 	return errors.Join(errs...)
 }
 
