@@ -8,7 +8,9 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"os"
+	"os/exec"
 	"regexp"
 	"slices"
 	"strconv"
@@ -21,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/edgegate/edgegate/internal/netns"
+	"github.com/edgegate/edgegate/synproxy"
 )
 
 // synFlood sends TCP SYNs from random sources in 198.18.128.0/17 and random ports to dst:dport
@@ -67,6 +70,9 @@ func synFlood(t *testing.T, ns *netns.NS, dst netip4, dport uint16, pps int, d t
 }
 
 type netip4 = [4]byte
+
+// floodSources are the addresses synFlood sends from.
+var floodSources = netip.MustParsePrefix("198.18.128.0/17")
 
 // buildSYN writes an IPv4+TCP SYN (no options) with valid checksums into b (40 bytes).
 func buildSYN(b []byte, src, dst netip4, sport, dport uint16, seq uint32) {
@@ -250,6 +256,208 @@ func TestOpsSYNFlood(t *testing.T) {
 		body, err := get(c, "http://198.18.200.10/")
 		return err == nil && strings.HasPrefix(body, "b")
 	})
+}
+
+// TestOpsSYNFloodDefault is issue 12's scenario with the default configuration (no tun.syn_rate_limit;
+// tun.syn_proxy auto): a flood of >= 100k SYN/s from random sources for 10 s at port 80 of a
+// service while an iperf3 flow runs through port 5201 of the same service. The SYN proxy engages
+// and answers the flood with cookies: the established flow keeps at least 80 % of its
+// undisturbed rate, the flood leaves no flows (at most the AutoBurst SYNs before the proxy
+// engaged), at least 27 of 30 legitimate new connections (3 at a time, 3 s timeout) complete
+// during the flood, a new connection right after it succeeds at once, and memory stays bounded.
+//
+// The device has two queues: the steering program sends connection attempts to the second and
+// everything else to the first, so the flood's packets never share the iperf3 flow's ring.
+//
+// Runs so far (2-vCPU VM, load average 21-23 from other sessions at the time): the generator
+// reached only 18k SYN/s of its 105k (the rate assertion failed, as the older guard test's did in
+// the same hour at 39k/s); 30 of 30 legitimate connections completed, the connection right after
+// the flood succeeded, 212-311 flood flows (from before the proxy engaged), RSS 26 -> 36 MiB; the
+// flow kept 47 % of its rate with the generator and the other sessions' load on the same CPUs.
+// The 80 % criterion is yet to be measured on a quiet machine.
+func TestOpsSYNFloodDefault(t *testing.T) {
+	tp := newTopo(t)
+	for i := range tp.b {
+		tp.serveBackend(t, i)
+	}
+	tp.startIperfServers(t)
+	const maxEntries = 32768
+	// Client affinity keeps iperf3's control and data connections on one backend.
+	cfg := opsConfigQ(2, fmt.Sprintf("{max_entries: %d}", maxEntries), svcSpec{name: "web", vip: "198.18.200.10", backends: []int{0, 1, 2}, extra: "    session_affinity: client_ip\n"})
+	tp.startEdgegate(tp.writeConfig("edgegate.yaml", cfg))
+	tp.waitReady(t)
+	pid := tp.eg.Process.Pid
+	rss0 := rssKiB(t, pid)
+
+	const before, flood, after = 4, 10, 3
+	iperf, err := tp.c1.Start(context.Background(), "iperf3", "-c", "198.18.200.10", "-p", "5201", "-t", strconv.Itoa(before+flood+after), "-i", "1", "-J")
+	must(t, err)
+	waitFor(t, 5*time.Second, "iperf3 established", func() bool {
+		return len(tp.flows(t, "port=5201&state=established")) >= 2
+	})
+	time.Sleep(before * time.Second) // the baseline part of the transfer
+	m0 := tp.scrape(t)
+	start := time.Now()
+	legit := make(chan []error, 1)
+	go func() {
+		time.Sleep(time.Second) // the flood is on and the proxy engaged
+		legit <- tp.connectMany(30, 3, 3*time.Second)
+	}()
+	// 105k SYN/s: the issue's floor of 100k/s with a margin, from one sender as a flood arriving
+	// on one queue would be (two senders here take both CPUs from the flow under test).
+	sent := synFlood(t, tp.c2, netip4{198, 18, 200, 10}, 80, 105000, flood*time.Second)
+	floodDur := time.Since(start)
+	legitErrs := <-legit
+	m1 := tp.scrape(t)
+	floodFlows := 0
+	for _, f := range tp.flows(t, "all=true") {
+		if a, err := netip.ParseAddr(f.Original.Src); err == nil && floodSources.Contains(a) {
+			floodFlows++
+		}
+	}
+	// Right after the flood: a new connection succeeds at once (one try).
+	_, afterErr := get(nsClient(tp.c1, 3*time.Second), "http://198.18.200.10/")
+	rss1 := rssKiB(t, pid)
+	t.Logf("after the flood: %d of %d legitimate connections completed (errors: %v), flood flows %d, cookies %.0f, valid ACKs %.0f, invalid %.0f, spliced %.0f, flows created %.0f, rx %.0f tx %.0f, write errors %.0f, connection after: %v",
+		countOK(legitErrs), len(legitErrs), firstErrors(legitErrs, 3), floodFlows, m1.get("edgegate_synproxy_syn_cookies_total"), m1.get("edgegate_synproxy_cookie_acks_total", "result=valid"),
+		m1.get("edgegate_synproxy_cookie_acks_total", "result=invalid"), m1.get("edgegate_synproxy_flows_total"), m1.get("edgegate_conntrack_flows_created_total"),
+		m1.get("edgegate_packets_total", "direction=rx"), m1.get("edgegate_packets_total", "direction=tx"), m1.get("edgegate_write_errors_total"), afterErr)
+	md, mc, mb, mr := tp.iperfDuringFlood(t, iperf, before, flood)
+
+	rate := float64(sent) / floodDur.Seconds()
+	delta := func(name string, labels ...string) float64 { return m1.get(name, labels...) - m0.get(name, labels...) }
+	ok := 0
+	for _, err := range legitErrs {
+		if err == nil {
+			ok++
+		}
+	}
+	t.Logf("flood: %d SYNs in %v (%.0f/s); iperf3 median %.2f Gbit/s before, %.2f during (%.0f%% of %.2f, the median outside the flood), %.2f after",
+		sent, floodDur.Round(time.Millisecond), rate, mb/1e9, md/1e9, 100*md/mc, mc/1e9, mr/1e9)
+	t.Logf("during the flood: %d of %d legitimate connections completed (errors: %v); SYN cookies %.0f, valid cookie ACKs %.0f, invalid %.0f, spliced %.0f; flows created %.0f, flood flows in the table %d; gateway rx %.0f tx %.0f, write errors %.0f; RSS %d -> %d MiB",
+		ok, len(legitErrs), firstErrors(legitErrs, 3), delta("edgegate_synproxy_syn_cookies_total"), delta("edgegate_synproxy_cookie_acks_total", "result=valid"),
+		delta("edgegate_synproxy_cookie_acks_total", "result=invalid"), delta("edgegate_synproxy_flows_total"), delta("edgegate_conntrack_flows_created_total"), floodFlows,
+		delta("edgegate_packets_total", "direction=rx"), delta("edgegate_packets_total", "direction=tx"), delta("edgegate_write_errors_total"), rss0>>10, rss1>>10)
+	if rate < 100000 {
+		t.Errorf("flood rate %.0f packets/s: the generator could not produce a real flood (want >= 100k/s)", rate)
+	}
+	if md < 0.8*mc {
+		t.Errorf("established flow fell to %.0f%% of its rate during the flood (%.2f of %.2f Gbit/s), want at least 80%%", 100*md/mc, md/1e9, mc/1e9)
+	}
+	if mr < mb/2 {
+		t.Errorf("established flow did not recover after the flood: %.2f Gbit/s, baseline %.2f", mr/1e9, mb/1e9)
+	}
+	if ok < 27 {
+		t.Errorf("%d of 30 legitimate connections completed during the flood, want at least 27", ok)
+	}
+	if afterErr != nil {
+		t.Errorf("new connection right after the flood: %v", afterErr)
+	}
+	// Before the proxy engages, the gauge lets AutoBurst attempts through plus its refill while
+	// they drain (AutoRate per second; 100 ms is ample at any real flood rate).
+	if limit := synproxy.AutoBurst + synproxy.AutoRate/10; floodFlows > limit {
+		t.Errorf("%d flood flows in the table, want at most %d (the SYNs before the proxy engaged)", floodFlows, limit)
+	}
+	if c := delta("edgegate_synproxy_syn_cookies_total"); c < float64(sent)/2 {
+		t.Errorf("only %.0f of %d flood SYNs answered with cookies", c, sent)
+	}
+	limit := 256 << 10 // KiB
+	if os.Getenv("EDGEGATE_E2E_RACE") != "" {
+		limit *= 4 // the race detector's shadow memory
+	}
+	if rss1-rss0 > limit {
+		t.Errorf("RSS grew by %d MiB", (rss1-rss0)>>10)
+	}
+}
+
+// connectMany opens n connections from c1 to the web service, par at a time, each with an HTTP
+// request and the given timeout, and returns each one's error.
+func (tp *topo) connectMany(n, par int, timeout time.Duration) []error {
+	errs := make([]error, n)
+	c := nsClient(tp.c1, timeout)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, par)
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			body, err := get(c, "http://198.18.200.10/")
+			if err == nil && !strings.HasPrefix(body, "b") {
+				err = fmt.Errorf("answer %q", body)
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	return errs
+}
+
+func countOK(errs []error) int {
+	n := 0
+	for _, err := range errs {
+		if err == nil {
+			n++
+		}
+	}
+	return n
+}
+
+func firstErrors(errs []error, k int) []string {
+	var out []string
+	for _, err := range errs {
+		if err != nil && len(out) < k {
+			out = append(out, err.Error())
+		}
+	}
+	return out
+}
+
+// iperfDuringFlood waits for the iperf3 client and returns the median rates during the flood,
+// outside it (the seconds before and after: the flow's undisturbed rate), before and after.
+func (tp *topo) iperfDuringFlood(t *testing.T, iperf *exec.Cmd, before, flood float64) (during, calm, base, recov float64) {
+	t.Helper()
+	select {
+	case <-tp.c1.Exited(iperf):
+	case <-time.After(20 * time.Second):
+		ss, _ := tp.c1.Exec("ss", "-tinp", "dport = :5201")
+		t.Fatalf("iperf3 did not finish:\n%s\nsockets:\n%s\nflows: %+v", tp.c1.Output(iperf), ss, tp.flows(t, "port=5201"))
+	}
+	out := tp.c1.Output(iperf)
+	if err := tp.c1.Wait(iperf); err != nil {
+		t.Fatalf("iperf3 during the flood: %v\n%s", err, out)
+	}
+	var res struct {
+		Intervals []struct {
+			Sum struct {
+				Start float64 `json:"start"`
+				BPS   float64 `json:"bits_per_second"`
+			} `json:"sum"`
+		} `json:"intervals"`
+	}
+	must(t, json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &res))
+	var b, d, r []float64
+	var all []string
+	for _, iv := range res.Intervals {
+		switch s := iv.Sum.Start; {
+		case s >= 1 && s < before-0.5: // skip slow start
+			b = append(b, iv.Sum.BPS)
+		case s >= before+1 && s < before+flood-1:
+			d = append(d, iv.Sum.BPS)
+		case s >= before+flood+1:
+			r = append(r, iv.Sum.BPS)
+		}
+		all = append(all, fmt.Sprintf("%.0f:%.2f", iv.Sum.Start, iv.Sum.BPS/1e9))
+	}
+	t.Logf("iperf3 per second (start:Gbit/s): %s", strings.Join(all, " "))
+	if len(b) == 0 || len(d) == 0 || len(r) == 0 {
+		t.Fatalf("iperf3 intervals: %d before, %d during, %d after", len(b), len(d), len(r))
+	}
+	med := func(x []float64) float64 { x = slices.Sorted(slices.Values(x)); return x[len(x)/2] }
+	// The median of the seconds before and after the flood (seven samples; the four before
+	// alone swing by a quarter on this shared machine).
+	return med(d), med(slices.Concat(b, r)), med(b), med(r)
 }
 
 // TestOpsTableFull: with a tiny table, established flows keep working while new connections are

@@ -228,7 +228,23 @@ func (g *Gateway) openTUN(cfg *config.Config) (reattach bool, err error) {
 		return false, err
 	}
 	g.devs = devs
+	g.steer()
 	return reattach, nil
+}
+
+// steer isolates new flows on a multi-queue device: TCP connection attempts go to the last
+// queue, everything else to the others (tun.Steer). Without it (a kernel or privileges that
+// refuse the program) the device spreads packets by flow hash and a SYN flood shares every
+// queue's ring with established flows: warned, not fatal.
+func (g *Gateway) steer() {
+	if len(g.devs) < 2 {
+		return
+	}
+	if err := tun.Steer(g.devs[0], len(g.devs)); err != nil {
+		g.log.Warn("TUN queues not steered: a SYN flood shares the queues of established flows", "err", err)
+		return
+	}
+	g.log.Info("TUN queues steered", "new_flow_queue", tun.SYNQueue(len(g.devs)), "flow_queues", len(g.devs)-1)
 }
 
 func (g *Gateway) sweep() {

@@ -1,0 +1,109 @@
+//go:build linux
+
+package tun
+
+import (
+	"fmt"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"golang.org/x/sys/unix"
+)
+
+// Steering of a multi-queue device (TUNSETSTEERINGEBPF): the kernel runs a socket-filter program
+// on every packet it hands the device and queues the packet on the queue the program returns
+// (modulo the number of queues). edgegate's program sends TCP connection attempts (SYN without
+// ACK, RST, FIN) to the last queue and everything else to the others by the packet's flow hash,
+// so a SYN flood fills only the new-flow queue's ring and established flows never wait behind it
+// or are dropped with it (the kernel's default picks queues by flow hash alone).
+
+// tunSetSteeringEBPF is TUNSETSTEERINGEBPF, _IOR('T', 224, int) (include/uapi/linux/if_tun.h;
+// not in golang.org/x/sys/unix).
+const tunSetSteeringEBPF = 0x800454e0
+
+// skbHashOff is the offset of __sk_buff.hash (include/uapi/linux/bpf.h: len, pkt_type, mark,
+// queue_mapping, protocol, vlan_present, vlan_tci, vlan_proto, priority, ingress_ifindex,
+// ifindex, tc_index, cb[5], hash).
+const skbHashOff = 68
+
+// tcpConnFlags are the flags that tell a connection attempt (SYN alone among them).
+const tcpConnFlags = 0x17 // FIN, SYN, RST, ACK
+
+// SYNQueue is the queue connection attempts are steered to on a device of n queues (n >= 2).
+func SYNQueue(n int) int { return n - 1 }
+
+// steeringProgram returns the program for a device of queues queues (>= 2). It reads the packet
+// with LD_ABS/LD_IND, which end the program with 0 (a flow queue) on a short packet.
+func steeringProgram(queues int) asm.Instructions {
+	return asm.Instructions{
+		asm.Mov.Reg(asm.R6, asm.R1), // LD_ABS/LD_IND take the context from R6
+		asm.LoadAbs(0, asm.Byte),
+		asm.RSh.Imm(asm.R0, 4),
+		asm.JEq.Imm(asm.R0, 6, "ipv6"),
+		asm.JNE.Imm(asm.R0, 4, "flow"),
+		asm.LoadAbs(9, asm.Byte), // IPv4 protocol
+		asm.JNE.Imm(asm.R0, 6, "flow"),
+		asm.LoadAbs(6, asm.Half), // flags and fragment offset
+		asm.And.Imm(asm.R0, 0x1fff),
+		asm.JNE.Imm(asm.R0, 0, "flow"), // a later fragment has no TCP header
+		asm.LoadAbs(0, asm.Byte),
+		asm.And.Imm(asm.R0, 0x0f),
+		asm.LSh.Imm(asm.R0, 2),
+		asm.Mov.Reg(asm.R7, asm.R0),
+		asm.LoadInd(asm.R0, asm.R7, 13, asm.Byte), // TCP flags after the IPv4 header
+		asm.Ja.Label("flags"),
+		asm.LoadAbs(6, asm.Byte).WithSymbol("ipv6"), // next header (extension headers: flow queue)
+		asm.JNE.Imm(asm.R0, 6, "flow"),
+		asm.LoadAbs(40+13, asm.Byte),
+		asm.And.Imm(asm.R0, tcpConnFlags).WithSymbol("flags"),
+		asm.JNE.Imm(asm.R0, 0x02, "flow"),
+		asm.Mov.Imm(asm.R0, int32(SYNQueue(queues))),
+		asm.Return(),
+		asm.LoadMem(asm.R0, asm.R6, skbHashOff, asm.Word).WithSymbol("flow"),
+		asm.Mod.Imm(asm.R0, int32(queues-1)),
+		asm.Return(),
+	}
+}
+
+// loadSteering loads the steering program for queues queues.
+func loadSteering(queues int) (*ebpf.Program, error) {
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name:         "edgegate_steer",
+		Type:         ebpf.SocketFilter,
+		Instructions: steeringProgram(queues),
+		License:      "Apache-2.0",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load TUN steering program: %w", err)
+	}
+	return prog, nil
+}
+
+// Steer attaches the steering program to the multi-queue device d belongs to (queues queues,
+// at least 2). The device keeps its own reference to the program.
+func Steer(d Device, queues int) error {
+	fd, ok := d.(*fileDevice)
+	if !ok {
+		return fmt.Errorf("tun: %T cannot be steered", d)
+	}
+	prog, err := loadSteering(queues)
+	if err != nil {
+		return err
+	}
+	defer prog.Close()
+	pfd := int32(prog.FD())
+	var serr error
+	err = fd.rc.Control(func(f uintptr) {
+		if _, _, e := unix.Syscall(unix.SYS_IOCTL, f, tunSetSteeringEBPF, uintptr(unsafe.Pointer(&pfd))); e != 0 {
+			serr = e
+		}
+	})
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return fmt.Errorf("tun %s: TUNSETSTEERINGEBPF: %w", fd.name, err)
+	}
+	return nil
+}
