@@ -22,11 +22,6 @@ import (
 // not in golang.org/x/sys/unix).
 const tunSetSteeringEBPF = 0x800454e0
 
-// skbHashOff is the offset of __sk_buff.hash (include/uapi/linux/bpf.h: len, pkt_type, mark,
-// queue_mapping, protocol, vlan_present, vlan_tci, vlan_proto, priority, ingress_ifindex,
-// ifindex, tc_index, cb[5], hash).
-const skbHashOff = 68
-
 // tcpConnFlags are the flags that tell a connection attempt (SYN alone among them).
 const tcpConnFlags = 0x17 // FIN, SYN, RST, ACK
 
@@ -36,7 +31,7 @@ func SYNQueue(n int) int { return n - 1 }
 // steeringProgram returns the program for a device of queues queues (>= 2). It reads the packet
 // with LD_ABS/LD_IND, which end the program with 0 (a flow queue) on a short packet.
 func steeringProgram(queues int) asm.Instructions {
-	return asm.Instructions{
+	return append(asm.Instructions{
 		asm.Mov.Reg(asm.R6, asm.R1), // LD_ABS/LD_IND take the context from R6
 		asm.LoadAbs(0, asm.Byte),
 		asm.RSh.Imm(asm.R0, 4),
@@ -60,10 +55,60 @@ func steeringProgram(queues int) asm.Instructions {
 		asm.JNE.Imm(asm.R0, 0x02, "flow"),
 		asm.Mov.Imm(asm.R0, int32(SYNQueue(queues))),
 		asm.Return(),
-		asm.LoadMem(asm.R0, asm.R6, skbHashOff, asm.Word).WithSymbol("flow"),
-		asm.Mod.Imm(asm.R0, int32(queues-1)),
-		asm.Return(),
+	}, flowHash(queues-1)...)
+}
+
+// flowHash continues the program at "flow": it returns a hash of the addresses and, for TCP and
+// UDP (not later fragments), the ports, modulo flowQueues, so each flow stays on one queue and
+// flows spread over the queues. (skb->hash is often 0 for forwarded packets, so the program
+// computes its own.) LD_ABS/LD_IND scratch R1-R5; the hash builds in R8.
+func flowHash(flowQueues int) asm.Instructions {
+	xorWord := func(off int32) asm.Instructions {
+		return asm.Instructions{asm.LoadAbs(off, asm.Word), asm.Xor.Reg(asm.R8, asm.R0)}
 	}
+	p := asm.Instructions{
+		asm.Mov.Imm(asm.R8, 0).WithSymbol("flow"),
+		asm.LoadAbs(0, asm.Byte),
+		asm.RSh.Imm(asm.R0, 4),
+		asm.JEq.Imm(asm.R0, 6, "flow6"),
+	}
+	p = append(p, xorWord(12)...)
+	p = append(p, xorWord(16)...)
+	p = append(p,
+		asm.LoadAbs(6, asm.Half),
+		asm.And.Imm(asm.R0, 0x1fff),
+		asm.JNE.Imm(asm.R0, 0, "mix"),
+		asm.LoadAbs(9, asm.Byte),
+		asm.JEq.Imm(asm.R0, 6, "ports4"),
+		asm.JNE.Imm(asm.R0, 17, "mix"),
+		asm.LoadAbs(0, asm.Byte).WithSymbol("ports4"),
+		asm.And.Imm(asm.R0, 0x0f),
+		asm.LSh.Imm(asm.R0, 2),
+		asm.Mov.Reg(asm.R7, asm.R0),
+		asm.LoadInd(asm.R0, asm.R7, 0, asm.Word),
+		asm.Xor.Reg(asm.R8, asm.R0),
+		asm.Ja.Label("mix"),
+	)
+	p = append(p, asm.LoadAbs(8, asm.Word).WithSymbol("flow6"), asm.Xor.Reg(asm.R8, asm.R0))
+	for off := int32(12); off < 40; off += 4 {
+		p = append(p, xorWord(off)...)
+	}
+	p = append(p,
+		asm.LoadAbs(6, asm.Byte),
+		asm.JEq.Imm(asm.R0, 6, "ports6"),
+		asm.JNE.Imm(asm.R0, 17, "mix"),
+		asm.LoadAbs(40, asm.Word).WithSymbol("ports6"),
+		asm.Xor.Reg(asm.R8, asm.R0),
+		asm.Mov.Reg(asm.R0, asm.R8).WithSymbol("mix"),
+		asm.RSh.Imm(asm.R0, 16),
+		asm.Xor.Reg(asm.R8, asm.R0),
+		asm.Mov.Reg(asm.R0, asm.R8),
+		asm.RSh.Imm(asm.R0, 8),
+		asm.Xor.Reg(asm.R0, asm.R8),
+		asm.Mod.Imm(asm.R0, int32(flowQueues)),
+		asm.Return(),
+	)
+	return p
 }
 
 // loadSteering loads the steering program for queues queues.

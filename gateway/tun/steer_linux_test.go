@@ -76,4 +76,26 @@ func TestSteeringProgram(t *testing.T) {
 			t.Errorf("%s: queue %d (SYN queue %d)", tc.name, ret, SYNQueue(queues))
 		}
 	}
+	// Established flows spread over the flow queues, each flow on one.
+	seen := map[uint32]int{}
+	for port := range 64 {
+		pkt := tcp4(0x10, 20, 0)
+		copy(pkt[12:], []byte{198, 18, 1, 2, 198, 18, 200, 10})
+		binary.BigEndian.PutUint16(pkt[20:], uint16(40000+port))
+		binary.BigEndian.PutUint16(pkt[22:], 80)
+		frame := append([]byte{0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 6, 0x08, 0x00}, pkt...)
+		var q [2]uint32
+		for i := range q {
+			if q[i], err = prog.Run(&ebpf.RunOptions{Data: frame}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if q[0] != q[1] || int(q[0]) == SYNQueue(queues) {
+			t.Fatalf("flow port %d: queues %v", port, q)
+		}
+		seen[q[0]]++
+	}
+	if len(seen) != queues-1 {
+		t.Errorf("64 flows landed on queues %v, want all %d flow queues used", seen, queues-1)
+	}
 }
