@@ -29,7 +29,7 @@ type Collector struct {
 	selections, active, backendState, eligible                      *prometheus.Desc
 	snatUsed, snatCapacity                                          *prometheus.Desc
 	reloads, reloadTS, reloadLastOK, ready                          *prometheus.Desc
-	spCookies, spACKs, spResends, spFlows                           *prometheus.Desc
+	spCookies, spACKs, spResends, spFlows, ringDrops                *prometheus.Desc
 }
 
 // NewCollector returns a collector over src. The configuration load at start counts as the first
@@ -68,6 +68,7 @@ func NewCollector(src Source) *Collector {
 		spACKs:       d("synproxy_cookie_acks_total", "ACKs without flow checked as answers to a cookie SYN-ACK, by result: valid (a backend connection was opened), invalid (dropped, also drops_total{reason=\"invalid_cookie\"}).", "result"),
 		spResends:    d("synproxy_syn_resends_total", "SYNs the SYN proxy sent a backend again because the client spoke before the backend answered."),
 		spFlows:      d("synproxy_flows_total", "Connections spliced through the SYN proxy (the backend answered its SYN)."),
+		ringDrops:    d("tun_ring_drops_total", "Packets the kernel dropped in front of the TUN because a queue's ring was full (with tun.queues >= 2 the steering program sends connection attempts to their own queue: under a SYN flood these are that new-flow queue's drops)."),
 	}
 	c.lastReloadOK.Store(time.Now().UnixNano())
 	return c
@@ -90,7 +91,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.packets, c.bytes, c.verdicts, c.writeErrors, c.drops,
 		c.ctEntries, c.ctMax, c.ctCreated, c.ctRemoved, c.ctInsertFail, c.ctInvalid, c.ctInvalidWindow,
 		c.selections, c.active, c.backendState, c.eligible, c.snatUsed, c.snatCapacity,
-		c.reloads, c.reloadTS, c.reloadLastOK, c.ready, c.spCookies, c.spACKs, c.spResends, c.spFlows} {
+		c.reloads, c.reloadTS, c.reloadLastOK, c.ready, c.spCookies, c.spACKs, c.spResends, c.spFlows, c.ringDrops} {
 		ch <- d
 	}
 }
@@ -136,6 +137,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.spACKs, s.Dropped[nat.BadCookie], "invalid")
 	counter(c.spResends, s.SYNProxy.Resent)
 	counter(c.spFlows, s.SYNProxy.Spliced)
+	counter(c.ringDrops, s.RingDrops)
 
 	ct := c.src.Table()
 	st := ct.Stats()

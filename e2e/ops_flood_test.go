@@ -320,10 +320,10 @@ func TestOpsSYNFloodDefault(t *testing.T) {
 	// Right after the flood: a new connection succeeds at once (one try).
 	_, afterErr := get(nsClient(tp.c1, 3*time.Second), "http://198.18.200.10/")
 	rss1 := rssKiB(t, pid)
-	t.Logf("after the flood: %d of %d legitimate connections completed (errors: %v), flood flows %d, cookies %.0f, valid ACKs %.0f, invalid %.0f, spliced %.0f, flows created %.0f, rx %.0f tx %.0f, write errors %.0f, connection after: %v",
+	t.Logf("after the flood: %d of %d legitimate connections completed (errors: %v), flood flows %d, cookies %.0f, valid ACKs %.0f, invalid %.0f, spliced %.0f, flows created %.0f, rx %.0f tx %.0f, write errors %.0f, ring drops %.0f, connection after: %v",
 		countOK(legitErrs), len(legitErrs), firstErrors(legitErrs, 3), floodFlows, m1.get("edgegate_synproxy_syn_cookies_total"), m1.get("edgegate_synproxy_cookie_acks_total", "result=valid"),
 		m1.get("edgegate_synproxy_cookie_acks_total", "result=invalid"), m1.get("edgegate_synproxy_flows_total"), m1.get("edgegate_conntrack_flows_created_total"),
-		m1.get("edgegate_packets_total", "direction=rx"), m1.get("edgegate_packets_total", "direction=tx"), m1.get("edgegate_write_errors_total"), afterErr)
+		m1.get("edgegate_packets_total", "direction=rx"), m1.get("edgegate_packets_total", "direction=tx"), m1.get("edgegate_write_errors_total"), m1.get("edgegate_tun_ring_drops_total"), afterErr)
 	md, mc, mb, mr := tp.iperfDuringFlood(t, iperf, before, flood)
 
 	rate := float64(sent) / floodDur.Seconds()

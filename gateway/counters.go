@@ -59,8 +59,11 @@ func (c *SYNProxyCounters) count(v nat.Verdict) {
 type Snapshot struct {
 	RxPackets, RxBytes, TxPackets, TxBytes, Forwarded, Local, WriteErrors, Coalesced uint64
 	SYNProxy                                                                         SYNProxySnapshot
-	Malformed                                                                        [packet.NumReasons]uint64
-	Dropped                                                                          [nat.NumReasons]uint64
+	// RingDrops: packets the kernel dropped because a TUN queue's ring was full (with steering,
+	// the new-flow queue's under a SYN flood). Read from the device at snapshot time.
+	RingDrops uint64
+	Malformed [packet.NumReasons]uint64
+	Dropped   [nat.NumReasons]uint64
 }
 
 func (s *Snapshot) add(c *Counters) {

@@ -10,6 +10,10 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -493,11 +497,29 @@ func (g *Gateway) Counters() Snapshot {
 	var s Snapshot
 	g.mu.Lock()
 	ws := g.workers
+	name := ""
+	if len(g.devs) > 0 {
+		name = g.devs[0].Name()
+	}
 	g.mu.Unlock()
 	for _, w := range ws {
 		s.add(&w.C)
 	}
+	if name != "" {
+		s.RingDrops = ringDrops(name)
+	}
 	return s
+}
+
+// ringDrops reads how many packets the kernel dropped in front of the TUN because a queue's ring
+// was full (the device's tx_dropped); 0 when unreadable.
+func ringDrops(name string) uint64 {
+	b, err := os.ReadFile(filepath.Join("/sys/class/net", name, "statistics/tx_dropped"))
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	return n
 }
 
 // Close stops the workers, removes routes and rules and deletes the TUN.
