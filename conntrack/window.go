@@ -248,6 +248,12 @@ func windowSlow(sender, receiver *SeqWindow, s *segment, p *packet.Packet, old S
 		receiver.reset()
 		return Accept, false
 	}
+	if rst && (old == StateClose || old == StateTimeWait) {
+		// The connection is over (an earlier RST or both FINs went through): the RSTs a
+		// stack sends for segments still in flight carry older numbers and cannot break
+		// anything more; forward them, as a reset of a closed flow is no attack.
+		return Accept, false
+	}
 	if rst {
 		if ma, ok := receiver.MaxAck(); ok {
 			if before(s.seq, ma) {

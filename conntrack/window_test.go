@@ -174,3 +174,16 @@ func TestWindowSynRetryNewISN(t *testing.T) {
 		t.Fatalf("syn-ack for the new isn: %v %v", v, e.State())
 	}
 }
+
+// RSTs for a flow already closed (stacks answering segments still in flight, with older numbers)
+// are forwarded: the flow is over, nothing is left to protect.
+func TestWindowRSTAfterClose(t *testing.T) {
+	tb, e, now := establishedFlow(t)
+	cNext := cISN + 1001
+	if v := e.Track(Original, seg(Original, fRST, cNext, 0, 0, 0), now+sec); v != Accept || e.State() != StateClose {
+		t.Fatalf("exact rst: %v %v", v, e.State())
+	}
+	if v := e.Track(Reply, seg(Reply, fRST, sISN, 0, 0, 0), now+2*sec); v != Accept || tb.Stats().InvalidWindow != 0 {
+		t.Fatalf("late rst on a closed flow: %v, invalid_window %d", v, tb.Stats().InvalidWindow)
+	}
+}
