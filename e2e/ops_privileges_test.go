@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -49,7 +50,13 @@ func (tp *topo) startEdgegateWith(bin, cfgPath string, extra ...string) {
 	tp.eg = cmd
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("edgegate output:\n%s", tp.egLog.String())
+			state := "still running"
+			select {
+			case <-tp.gw.Exited(cmd):
+				state = cmd.ProcessState.String()
+			default:
+			}
+			t.Logf("edgegate (%s) output:\n%s", state, tp.egLog.String())
 		}
 	})
 	waitFor(t, 10*time.Second, "edgegate routes installed", func() bool {
@@ -266,4 +273,37 @@ func (tp *topo) checkSocketGroup(t *testing.T) {
 	if _, err := tp.gw.Exec(outsider...); err == nil || !strings.Contains(err.Error(), "exit status 7") {
 		t.Errorf("a user outside socket_group on the socket: %v, want refused", err)
 	}
+}
+
+// TestOpsEarlySIGHUP: a SIGHUP during setup or the privilege drop (a supervisor reloading right
+// after start) is queued for the reload loop, not SIGHUP's default action that ends the process.
+func TestOpsEarlySIGHUP(t *testing.T) {
+	tp := newTopo(t)
+	path := tp.writeConfig("edgegate.yaml", opsConfig("", svcSpec{name: "web", vip: "198.18.200.10", backends: []int{0}}))
+	tp.egLog = &lockedBuffer{}
+	cmd := tp.gw.Command(context.Background(), edgegateBin, "run", "-c", path)
+	cmd.Stdout, cmd.Stderr = tp.egLog, tp.egLog
+	must(t, tp.gw.StartCmd(cmd))
+	tp.eg = cmd
+	waitFor(t, 10*time.Second, "the data path started", func() bool { return strings.Contains(tp.egLog.String(), "gateway started") })
+	sent := 0
+	for !strings.Contains(tp.egLog.String(), "privileges dropped") {
+		select {
+		case <-tp.gw.Exited(cmd):
+			t.Fatalf("edgegate ended by a SIGHUP during setup (%s):\n%s", cmd.ProcessState, tp.egLog.String())
+		case <-time.After(2 * time.Millisecond):
+		}
+		if cmd.Process.Signal(syscall.SIGHUP) == nil {
+			sent++
+		}
+		if sent > 5000 {
+			t.Fatal("privileges not dropped after 5000 SIGHUPs")
+		}
+	}
+	tp.waitReady(t)
+	waitFor(t, 5*time.Second, "the queued reload", func() bool {
+		return tp.scrape(t).get("edgegate_config_reloads_total", "result=success") >= 1
+	})
+	t.Logf("%d SIGHUPs sent during setup", sent)
+	tp.stopEdgegate(t)
 }

@@ -57,6 +57,14 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}
 	log := newLogger(cfg.Log, stderr)
 	slog.SetDefault(log)
+	// Signals are taken from here on: a SIGHUP (or SIGTERM) that arrives while the data path is
+	// set up or privileges are dropped waits for the loop below instead of killing the process
+	// (SIGHUP's default action) before a reload is possible.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	ru, err := runUserFor(*userName, flagSet(fs, "user"))
 	if err != nil {
 		log.Error("start failed", "err", err)
@@ -80,11 +88,6 @@ func cmdRun(args []string, stderr io.Writer) int {
 	} else {
 		log.Warn("privileges kept (-drop-privileges=false): the gateway runs with every capability it was started with")
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	var changed <-chan struct{}
 	if *watch {
 		changed = watchFile(ctx, *path, time.Second)
