@@ -21,6 +21,8 @@ var (
 	ErrTableFull = errors.New("conntrack: table full")
 	// ErrNotInit: Insert of an entry whose Init was not given a flow-creating packet.
 	ErrNotInit = errors.New("conntrack: entry not initialised by a flow-creating packet")
+	// ErrExpired: Restore of an entry whose saved expiry has passed.
+	ErrExpired = errors.New("conntrack: saved entry expired")
 	// ErrReused: Insert of an entry that was inserted before (entries are never reused:
 	// lock-free readers may still be walking through a removed one).
 	ErrReused = errors.New("conntrack: entry inserted before")
@@ -193,7 +195,10 @@ func (t *Table) unlock2(a, b uint64) {
 // only for entries that were inserted; as the entry may be removed (and decremented) right
 // after it becomes visible, count the flow before Insert and undo that on any error. An entry
 // refused with an error may be changed (e.g. another reply tuple) and inserted again.
-func (t *Table) Insert(e *Entry, now int64) (*Entry, error) {
+func (t *Table) Insert(e *Entry, now int64) (*Entry, error) { return t.insert(e, now, false) }
+
+// insert is Insert; keep leaves the entry's expiry as set (Restore) instead of now + timeout.
+func (t *Table) insert(e *Entry, now int64, keep bool) (*Entry, error) {
 	if e.sh != nil {
 		return nil, ErrReused
 	}
@@ -226,7 +231,11 @@ func (t *Table) Insert(e *Entry, now int64) (*Entry, error) {
 		}
 		if x == nil {
 			e.sh = t.sh
-			e.word.Store(pack(now+t.sh.timeoutOf(k0.Proto, st, w), st, w&(wAssured|wSeenReply|wNoOrig)))
+			exp := now + t.sh.timeoutOf(k0.Proto, st, w)
+			if keep {
+				exp = w &^ wLowMask
+			}
+			e.word.Store(pack(exp, st, w&(wAssured|wSeenReply|wNoOrig)))
 			e.next(Original).Store(t.buckets[b0].Load())
 			t.buckets[b0].Store(link(e, Original))
 			e.next(Reply).Store(t.buckets[b1].Load())

@@ -184,3 +184,12 @@ func failOpen(s *config.Service, bs []lb.Backend) bool {
 	}
 	return true
 }
+
+// restoreLabels returns the id and the backend's live-flow counter for a handed-over flow of
+// service name to backend (a nil counter when the backend is no longer configured).
+func (rb *ruleBuilder) restoreLabels(name string, backend netip.Addr) (uint32, *atomic.Int64, bool) {
+	rb.mu.Lock()
+	defer rb.mu.Unlock()
+	id, ok := rb.ids[name]
+	return id, rb.active[activeKey{name, backend}], ok
+}

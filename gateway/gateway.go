@@ -46,6 +46,10 @@ type Gateway struct {
 	nodeAddrs []netip.Addr
 	wg        sync.WaitGroup
 	stop      chan struct{}
+	wwg       sync.WaitGroup // the workers (wg: the sweeper)
+	inherit   *inherited     // hand-over: what the predecessor passed, used by Start
+	frozen    *frozen        // hand-over in progress: what Freeze kept for Thaw
+	borrowed  bool           // inherited TUN and routes the predecessor still owns until Own
 	ready     atomic.Bool
 	guarded   bool        // the SYN guard table is installed
 	instance  io.Closer   // held while running: one edgegate per TUN and namespace
@@ -149,15 +153,10 @@ func (g *Gateway) Start() error {
 		g.closeDevs()
 		return err
 	}
-	for _, d := range devs {
-		w := NewWorker(d, &g.tr, &g.rules, &g.tap)
-		g.workers = append(g.workers, w)
-		g.wg.Add(1)
-		go func() {
-			defer g.wg.Done()
-			w.Run(g.log)
-		}()
+	if err := g.restore(); err != nil {
+		g.log.Warn("restoring handed-over flows", "err", err)
 	}
+	g.startWorkers(devs)
 	g.wg.Add(1)
 	go g.sweep()
 	g.scheduleDrain(cfg) // drain: true backends in the first configuration
@@ -183,15 +182,15 @@ func (g *Gateway) setupRouting(cfg *config.Config, name string, manage, reattach
 			err = g.routing.prune()
 		}
 		if err != nil {
-			if g.routing != nil {
+			if g.routing != nil && !g.borrowed {
 				g.routing.removeAll()
-				g.routing = nil
 			}
+			g.routing = nil
 			return err
 		}
 	}
 	if err := g.applySYNGuard(nil, cfg); err != nil {
-		if g.routing != nil {
+		if g.routing != nil && !g.borrowed {
 			g.routing.removeAll()
 			g.routing = nil
 		}
@@ -203,6 +202,9 @@ func (g *Gateway) setupRouting(cfg *config.Config, name string, manage, reattach
 // openTUN takes the instance lock and opens the device's queues into g.devs, reattaching to a
 // persistent device an earlier process left (reattach). Called with g.mu held.
 func (g *Gateway) openTUN(cfg *config.Config) (reattach bool, err error) {
+	if g.inherit != nil {
+		return true, g.openInherited(cfg)
+	}
 	lock, err := lockInstance(cfg.TUN.Name)
 	if err != nil {
 		return false, err
@@ -251,6 +253,20 @@ func (g *Gateway) steer() {
 	g.log.Info("TUN queues steered", "new_flow_queue", tun.SYNQueue(len(g.devs)), "flow_queues", len(g.devs)-1)
 }
 
+// startWorkers runs one worker per queue. Called with g.mu held.
+func (g *Gateway) startWorkers(devs []tun.Device) {
+	g.workers = g.workers[:0]
+	for _, d := range devs {
+		w := NewWorker(d, &g.tr, &g.rules, &g.tap)
+		g.workers = append(g.workers, w)
+		g.wwg.Add(1)
+		go func() {
+			defer g.wwg.Done()
+			w.Run(g.log)
+		}()
+	}
+}
+
 func (g *Gateway) sweep() {
 	defer g.wg.Done()
 	t := time.NewTicker(time.Second)
@@ -268,10 +284,19 @@ func (g *Gateway) sweep() {
 // closeDevs removes the device (persistent or not) and releases the instance lock: a failed
 // start and the clean exit leave nothing behind.
 func (g *Gateway) closeDevs() {
+	if g.borrowed {
+		g.closeDevsKeep() // the predecessor still serves on them
+		g.releaseInstance()
+		return
+	}
 	if err := tun.Remove(g.devs); err != nil {
 		g.log.Warn("removing the TUN", "err", err)
 	}
 	g.devs = nil
+	g.releaseInstance()
+}
+
+func (g *Gateway) releaseInstance() {
 	if g.instance != nil {
 		g.instance.Close()
 		g.instance = nil
@@ -549,6 +574,7 @@ func (g *Gateway) Close() error {
 		close(g.stop)
 	}
 	g.closeDevs()
+	g.wwg.Wait()
 	g.wg.Wait()
 	return errors.Join(errs...)
 }

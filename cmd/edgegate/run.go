@@ -21,6 +21,7 @@ import (
 	"github.com/edgegate/edgegate/gateway"
 	"github.com/edgegate/edgegate/health"
 	"github.com/edgegate/edgegate/ingress"
+	"github.com/edgegate/edgegate/takeover"
 )
 
 // daemon is one running edgegate: the data path and what operates it.
@@ -38,6 +39,12 @@ type daemon struct {
 	sockOwner *[2]int
 	bgpMu     sync.Mutex // guards bgp, which reloads start and stop (bgp.go)
 	bgp       *bgp.Speaker
+
+	// Hand-over upgrade (takeover.go).
+	handover   *takeover.Handover           // run --takeover: in progress until start finishes it
+	inherit    func(*gateway.Gateway) error // run --takeover: gives the gateway what it inherits
+	takeoverLn *takeover.Listener
+	handedOver chan struct{} // closed when a successor took over
 }
 
 func cmdRun(args []string, stderr io.Writer) int {
@@ -47,6 +54,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	watch := fs.Bool("watch", false, "reload when the configuration file changes (besides SIGHUP)")
 	userName := fs.String("user", DefaultUser, `after setup, run as this user ("root": stay uid 0; capabilities are narrowed either way)`)
 	drop := fs.Bool("drop-privileges", true, "after setup, switch to -user and keep only CAP_NET_ADMIN (plus CAP_NET_BIND_SERVICE / CAP_DAC_READ_SEARCH when needed); false keeps every privilege")
+	takeOver := fs.Bool("takeover", false, "take over from the edgegate running with this configuration: its TUN, flows and sockets (hand-over upgrade)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -74,7 +82,23 @@ func cmdRun(args []string, stderr io.Writer) int {
 	if *drop && ru.uid >= 0 {
 		d.sockOwner = &[2]int{ru.uid, ru.gid}
 	}
+	if *takeOver {
+		if err := d.requestHandover(cfg); err != nil {
+			log.Error("takeover failed: the running edgegate keeps serving", "err", err)
+			return 1
+		}
+	}
 	if err := d.start(cfg); err != nil {
+		if d.handover != nil {
+			log.Error("takeover failed: the running edgegate keeps serving", "err", err)
+			d.abandon()
+			return 1
+		}
+		log.Error("start failed", "err", err)
+		d.stop()
+		return 1
+	}
+	if err := d.serveHandovers(cfg); err != nil { // before the privilege drop: it creates a socket
 		log.Error("start failed", "err", err)
 		d.stop()
 		return 1
@@ -98,6 +122,13 @@ func cmdRun(args []string, stderr io.Writer) int {
 			d.reload("SIGHUP")
 		case <-changed:
 			d.reload("file changed")
+		case <-d.handedOver:
+			log.Info("handed over to the successor: draining and exiting")
+			if err := d.retire(); err != nil {
+				log.Error("retiring", "err", err)
+			}
+			log.Info("stopped")
+			return 0
 		case <-ctx.Done():
 			log.Info("shutting down")
 			if err := d.stop(); err != nil {
@@ -134,6 +165,11 @@ func (d *daemon) start(cfg *config.Config) error {
 		return err
 	}
 	d.g = g
+	if d.inherit != nil {
+		if err := d.inherit(g); err != nil {
+			return err
+		}
+	}
 	d.coll = admin.NewCollector(g)
 	reg := admin.NewRegistry(d.coll, versionString())
 	d.reg = reg
@@ -152,6 +188,9 @@ func (d *daemon) start(cfg *config.Config) error {
 		return err
 	}
 	d.checker.Update(cfg)
+	if err := d.finishHandover(); err != nil {
+		return err
+	}
 	if cfg.Admin.Enabled() || cfg.Admin.SocketEnabled() {
 		d.api = admin.NewServer(admin.Options{Listen: cfg.Admin.Listen, Socket: cfg.Admin.Socket, SocketGroup: cfg.Admin.SocketGroup,
 			SocketDirOwner: d.sockOwner, Pprof: cfg.Admin.Pprof, Source: g, Registry: reg, Logger: d.log, Version: versionString()})

@@ -220,3 +220,42 @@ func configureLink(name string, cfg Config) error {
 	}
 	return nil
 }
+
+// Dup returns a new descriptor (close-on-exec) for d's queue, to hand it to another process:
+// the queue stays attached while any descriptor of it is open.
+func Dup(d Device) (int, error) {
+	fd, ok := d.(*fileDevice)
+	if !ok {
+		return -1, fmt.Errorf("tun: %T has no descriptor", d)
+	}
+	nfd, serr := -1, error(nil)
+	err := fd.rc.Control(func(f uintptr) { nfd, serr = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0) })
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return -1, fmt.Errorf("tun %s: dup: %w", fd.name, err)
+	}
+	return nfd, nil
+}
+
+// USO reports whether d accepts UDP super-packets (its offload setting, for FromFD).
+func USO(d Device) bool {
+	u, ok := d.(USODevice)
+	return ok && u.USO()
+}
+
+// FromFD makes a Device of a queue descriptor received from another process (hand-over),
+// opened with the given device name, virtio-net header and USO settings. The Device owns fd.
+func FromFD(fd int, name string, vnet, uso bool) (Device, error) {
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("tun %s: set non-blocking: %w", name, err)
+	}
+	d, err := newFileDevice(os.NewFile(uintptr(fd), "/dev/net/tun"), name, vnet)
+	if err != nil {
+		return nil, err
+	}
+	d.uso = uso
+	return d, nil
+}

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/edgegate/edgegate/admin"
+	"github.com/edgegate/edgegate/config"
+	"github.com/edgegate/edgegate/gateway"
+	"github.com/edgegate/edgegate/takeover"
+)
+
+// takeoverSocket is the hand-over socket: takeover.sock next to the admin socket.
+func takeoverSocket(cfg *config.Config) string {
+	dir := filepath.Dir(admin.DefaultSocket)
+	if cfg.Admin.SocketEnabled() {
+		dir = filepath.Dir(cfg.Admin.Socket)
+	}
+	return filepath.Join(dir, "takeover.sock")
+}
+
+// requestHandover (run --takeover) asks the running edgegate for its TUN queues, instance lock
+// and flows and makes the gateway Start with them; the predecessor is frozen from here until
+// finishHandover or until this process exits.
+func (d *daemon) requestHandover(cfg *config.Config) error {
+	var h gateway.Handover
+	ho, err := takeover.Request(takeoverSocket(cfg), &h)
+	if err != nil {
+		return err
+	}
+	d.handover = ho
+	n := len(ho.FDs)
+	if n < 2 {
+		ho.Abort()
+		return fmt.Errorf("takeover: %d descriptors received, want the TUN queues and the instance lock", n)
+	}
+	d.inherit = func(g *gateway.Gateway) error { return g.Inherit(ho.FDs[:n-1], ho.FDs[n-1], &h) }
+	d.log.Info("taking over", "flows", len(h.Flows), "queues", h.TUN.Queues)
+	return nil
+}
+
+// finishHandover tells the predecessor this process serves and waits until it released the
+// admin listeners and the hand-over socket.
+func (d *daemon) finishHandover() error {
+	if d.handover == nil {
+		return nil
+	}
+	if err := d.handover.Ready(); err != nil {
+		return err
+	}
+	d.handover = nil
+	d.g.Own()
+	return nil
+}
+
+// abandon ends a failed takeover: the predecessor, still owner of the TUN, routes and rules,
+// thaws when this process closes the connection; nothing shared is removed here.
+func (d *daemon) abandon() {
+	d.handover.Abort()
+	if d.checker != nil {
+		d.checker.Close()
+	}
+}
+
+// serveHandovers opens the hand-over socket and answers successors in the background; handedOver
+// is closed once one took over.
+func (d *daemon) serveHandovers(cfg *config.Config) error {
+	path := takeoverSocket(cfg)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("takeover socket: %w", err)
+	}
+	ln, err := takeover.Listen(path)
+	if err != nil {
+		return err
+	}
+	d.takeoverLn = ln
+	d.handedOver = make(chan struct{})
+	go func() {
+		if err := ln.Serve(handoverSource{d}, d.log); err == nil {
+			close(d.handedOver)
+		}
+	}()
+	return nil
+}
+
+// handoverSource is the daemon as a takeover.Source.
+type handoverSource struct{ d *daemon }
+
+func (s handoverSource) Freeze() ([]int, any, error) {
+	fds, h, err := s.d.g.Freeze()
+	return fds, h, err
+}
+
+func (s handoverSource) Thaw() error { return s.d.g.Thaw() }
+
+// Release stops the admin API and the hand-over socket, which the successor binds itself.
+func (s handoverSource) Release() {
+	d := s.d
+	if d.api != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		d.api.Shutdown(ctx)
+		cancel()
+		d.api = nil
+	}
+	d.takeoverLn.Close()
+}
+
+// retire ends the predecessor after a hand-over: health checks stop, L7 requests in flight
+// finish (ingress.drain_timeout), and the gateway detaches, leaving the TUN, routes and rules
+// to the successor.
+func (d *daemon) retire() error {
+	if d.checker != nil {
+		d.checker.Close()
+	}
+	var err error
+	if d.ing != nil {
+		err = d.stopIngress()
+	}
+	d.g.Detach()
+	return err
+}

@@ -1,0 +1,295 @@
+//go:build linux
+
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/edgegate/edgegate/config"
+	"github.com/edgegate/edgegate/conntrack"
+	"github.com/edgegate/edgegate/gateway/tun"
+	"github.com/edgegate/edgegate/nat"
+	"golang.org/x/sys/unix"
+)
+
+// HandoverVersion is the version of the hand-over snapshot (Handover) this build writes; it
+// reads this version only. The format is documented in docs/operations.md ("Upgrade").
+const HandoverVersion = 1
+
+// Handover is the state a running gateway passes to its successor, besides the descriptors
+// (TUN queues in order, then the instance lock): JSON, versioned.
+type Handover struct {
+	Version int         `json:"version"`
+	TUN     TUNState    `json:"tun"`
+	Flows   []SavedFlow `json:"flows"`
+}
+
+// TUNState describes the queues handed over.
+type TUNState struct {
+	Name    string `json:"name"`
+	Queues  int    `json:"queues"`
+	VnetHdr bool   `json:"vnet_hdr"`
+	USO     bool   `json:"uso"`
+}
+
+// SavedFlow is one flow: both tuples (as the table holds them: Original as the client sent it,
+// Reply as the backend answers), what the entry is for, its state and absolute expiry.
+type SavedFlow struct {
+	Kind      uint8          `json:"kind"`              // 1 service, 2 egress
+	Service   string         `json:"service,omitempty"` // service name (ids are per process)
+	Proto     uint8          `json:"proto"`
+	OrigSrc   netip.AddrPort `json:"orig_src"`
+	OrigDst   netip.AddrPort `json:"orig_dst"`
+	ReplySrc  netip.AddrPort `json:"reply_src"` // the backend (service flows)
+	ReplyDst  netip.AddrPort `json:"reply_dst"` // the masquerade or pool address and port
+	State     string         `json:"state"`
+	Assured   bool           `json:"assured"`
+	SeenReply bool           `json:"seen_reply"`
+	NoOrig    bool           `json:"no_orig,omitempty"`
+	Expires   int64          `json:"expires_unix_ns"`
+}
+
+// inherited is what Inherit received for Start.
+type inherited struct {
+	queues []int
+	lock   int
+	state  *Handover
+}
+
+// frozen is what Freeze kept: the queue and lock descriptors, for Thaw or Detach.
+type frozen struct {
+	queues []int
+	lock   int
+	tun    TUNState
+}
+
+// Inherit makes Start use the TUN queues and instance lock a predecessor handed over (instead of
+// opening the device) and restore its flows before the workers start. The gateway owns fds.
+func (g *Gateway) Inherit(queues []int, lock int, h *Handover) error {
+	if h.Version != HandoverVersion {
+		return fmt.Errorf("hand-over snapshot version %d, this build reads %d", h.Version, HandoverVersion)
+	}
+	if len(queues) != h.TUN.Queues || len(queues) == 0 {
+		return fmt.Errorf("hand-over: %d queue descriptors for %d queues", len(queues), h.TUN.Queues)
+	}
+	g.inherit = &inherited{queues: queues, lock: lock, state: h}
+	g.borrowed = true
+	return nil
+}
+
+// Own ends the borrowing after the predecessor let go (hand-over complete): from now on a clean
+// exit removes the TUN, its routes and rules as usual.
+func (g *Gateway) Own() {
+	g.mu.Lock()
+	g.borrowed = false
+	g.mu.Unlock()
+}
+
+// openInherited is openTUN for a hand-over. Called with g.mu held.
+func (g *Gateway) openInherited(cfg *config.Config) error {
+	in := g.inherit
+	st := in.state.TUN
+	if st.Name != cfg.TUN.Name || st.Queues != max(cfg.TUN.Queues, 1) {
+		return fmt.Errorf("hand-over: the running TUN is %s with %d queues, the configuration wants %s with %d: change tun settings with a restart, not an upgrade",
+			st.Name, st.Queues, cfg.TUN.Name, max(cfg.TUN.Queues, 1))
+	}
+	ln, err := net.FileListener(os.NewFile(uintptr(in.lock), "instance-lock"))
+	if err != nil {
+		return fmt.Errorf("hand-over: instance lock: %w", err)
+	}
+	g.instance = ln
+	for _, fd := range in.queues {
+		d, err := tun.FromFD(fd, st.Name, st.VnetHdr, st.USO)
+		if err != nil {
+			g.closeDevsKeep()
+			return err
+		}
+		g.devs = append(g.devs, d)
+	}
+	return nil
+}
+
+// restore inserts the handed-over flows (Start, before the workers run). Flows of services
+// the configuration no longer has are skipped; the rest get this process's service ids and
+// live-flow counters.
+func (g *Gateway) restore() error {
+	if g.inherit == nil {
+		return nil
+	}
+	flows := g.inherit.state.Flows
+	g.inherit = nil
+	now := time.Now().UnixNano()
+	var errs []error
+	n := 0
+	for i := range flows {
+		if err := g.restoreFlow(&flows[i], now); err != nil {
+			if !errors.Is(err, conntrack.ErrExpired) && len(errs) < 5 {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		n++
+	}
+	g.log.Info("flows handed over", "restored", n, "received", len(flows))
+	return errors.Join(errs...)
+}
+
+func (g *Gateway) restoreFlow(f *SavedFlow, now int64) error {
+	st, ok := parseState(f.State)
+	if !ok {
+		return fmt.Errorf("flow %v: unknown state %q", f.OrigSrc, f.State)
+	}
+	e := &conntrack.Entry{Kind: f.Kind}
+	e.Tuple[conntrack.Original] = conntrack.MakeTuple(f.Proto, f.OrigSrc.Addr(), f.OrigDst.Addr(), f.OrigSrc.Port(), f.OrigDst.Port())
+	e.Tuple[conntrack.Reply] = conntrack.MakeTuple(f.Proto, f.ReplySrc.Addr(), f.ReplyDst.Addr(), f.ReplySrc.Port(), f.ReplyDst.Port())
+	if f.Kind == nat.KindService {
+		id, load, ok := g.builder.restoreLabels(f.Service, f.ReplySrc.Addr())
+		if !ok {
+			return fmt.Errorf("flow %v: service %q not configured", f.OrigSrc, f.Service)
+		}
+		e.Service, e.Load = id, load
+	}
+	if e.Load != nil {
+		e.Load.Add(1)
+	}
+	_, err := g.CT.Restore(e, conntrack.Saved{State: st, Assured: f.Assured, SeenReply: f.SeenReply, NoOrig: f.NoOrig, Expires: f.Expires}, now)
+	if err != nil && e.Load != nil {
+		e.Load.Add(-1)
+	}
+	return err
+}
+
+func parseState(s string) (conntrack.State, bool) {
+	for st := conntrack.State(1); st.String() != "invalid"; st++ {
+		if st.String() == s {
+			return st, true
+		}
+	}
+	return 0, false
+}
+
+// Freeze is the predecessor's half of a hand-over: the workers stop reading (packets wait in
+// the TUN's queue), and it returns duplicates of the queue descriptors and the instance lock
+// (in that order) with the flow snapshot. Nothing is removed. Thaw undoes it; Detach ends it.
+func (g *Gateway) Freeze() ([]int, *Handover, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.frozen != nil || len(g.devs) == 0 {
+		return nil, nil, errors.New("hand-over: gateway not running or already frozen")
+	}
+	fr := &frozen{lock: -1, tun: TUNState{Name: g.devs[0].Name(), Queues: len(g.devs), VnetHdr: g.devs[0].VnetHdr(), USO: tun.USO(g.devs[0])}}
+	closeFr := func() {
+		for _, fd := range fr.queues {
+			unix.Close(fd)
+		}
+		if fr.lock >= 0 {
+			unix.Close(fr.lock)
+		}
+	}
+	for _, d := range g.devs {
+		fd, err := tun.Dup(d)
+		if err != nil {
+			closeFr()
+			return nil, nil, err
+		}
+		fr.queues = append(fr.queues, fd)
+	}
+	lf, err := g.instance.(*net.UnixListener).File()
+	if err != nil {
+		closeFr()
+		return nil, nil, fmt.Errorf("hand-over: instance lock: %w", err)
+	}
+	fr.lock = int(lf.Fd())
+	lf2, _ := unix.Dup(fr.lock) // lf owns its descriptor; keep an independent one
+	lf.Close()
+	fr.lock = lf2
+	g.closeDevsKeep()
+	g.wwg.Wait()
+	g.frozen = fr
+	h := &Handover{Version: HandoverVersion, TUN: fr.tun, Flows: g.saveFlows()}
+	return append(append([]int(nil), fr.queues...), fr.lock), h, nil
+}
+
+// saveFlows snapshots the table.
+func (g *Gateway) saveFlows() []SavedFlow {
+	var out []SavedFlow
+	g.CT.Range(func(e *conntrack.Entry) bool {
+		s := e.Save()
+		o, r := &e.Tuple[conntrack.Original], &e.Tuple[conntrack.Reply]
+		f := SavedFlow{
+			Kind: e.Kind, Proto: o.Proto,
+			OrigSrc: netip.AddrPortFrom(o.SrcAddr(), o.SrcPort), OrigDst: netip.AddrPortFrom(o.DstAddr(), o.DstPort),
+			ReplySrc: netip.AddrPortFrom(r.SrcAddr(), r.SrcPort), ReplyDst: netip.AddrPortFrom(r.DstAddr(), r.DstPort),
+			State: s.State.String(), Assured: s.Assured, SeenReply: s.SeenReply, NoOrig: s.NoOrig, Expires: s.Expires,
+		}
+		if e.Kind == nat.KindService {
+			f.Service = g.builder.ServiceName(e.Service)
+		}
+		out = append(out, f)
+		return true
+	})
+	return out
+}
+
+// Thaw resumes after a failed hand-over (the successor died or gave up): the workers read the
+// kept queue descriptors again.
+func (g *Gateway) Thaw() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	fr := g.frozen
+	if fr == nil {
+		return nil
+	}
+	g.frozen = nil
+	unix.Close(fr.lock) // the running instance lock stays g.instance
+	for _, fd := range fr.queues {
+		d, err := tun.FromFD(fd, fr.tun.Name, fr.tun.VnetHdr, fr.tun.USO)
+		if err != nil {
+			return err
+		}
+		g.devs = append(g.devs, d)
+	}
+	g.startWorkers(g.devs)
+	g.log.Info("hand-over failed: serving again")
+	return nil
+}
+
+// Detach ends this gateway after a hand-over: the successor owns the TUN, its routes and rules
+// and the instance lock; nothing is removed.
+func (g *Gateway) Detach() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.ready.Store(false)
+	if g.drainT != nil {
+		g.drainT.Stop()
+	}
+	g.routing = nil
+	g.guarded = false
+	if fr := g.frozen; fr != nil {
+		for _, fd := range fr.queues {
+			unix.Close(fd)
+		}
+		unix.Close(fr.lock)
+		g.frozen = nil
+	}
+	g.releaseInstance()
+	select {
+	case <-g.stop:
+	default:
+		close(g.stop)
+	}
+	g.wg.Wait()
+}
+
+// closeDevsKeep closes this process's queue descriptors without removing the device.
+func (g *Gateway) closeDevsKeep() {
+	for _, d := range g.devs {
+		d.Close()
+	}
+	g.devs = nil
+}
