@@ -122,14 +122,17 @@ func (g *Gateway) Start() error {
 			return fmt.Errorf("refusing to start: %w", err)
 		}
 	}
-	reattach, err := g.openTUN(cfg)
-	if err != nil {
-		return err
-	}
-	devs := g.devs
-	name := devs[0].Name()
-	if reattach {
-		g.log.Info("reattached to the TUN left by an earlier process: picking up its flows", "tun", name)
+	// A hand-over (Inherit) fetches the predecessor's queues only once everything else is set
+	// up, so the predecessor is frozen for the restore alone.
+	reattach, name, err := true, cfg.TUN.Name, error(nil)
+	if g.inherit == nil {
+		if reattach, err = g.openTUN(cfg); err != nil {
+			return err
+		}
+		name = g.devs[0].Name()
+		if reattach {
+			g.log.Info("reattached to the TUN left by an earlier process: picking up its flows", "tun", name)
+		}
 	}
 	_, v6 := usesFamilies(cfg)
 	if err := tuneTUN(name, v6); err != nil {
@@ -153,9 +156,16 @@ func (g *Gateway) Start() error {
 		g.closeDevs()
 		return err
 	}
+	if g.inherit != nil {
+		if err := g.openInherited(cfg); err != nil {
+			g.closeDevs()
+			return err
+		}
+	}
 	if err := g.restore(); err != nil {
 		g.log.Warn("restoring handed-over flows", "err", err)
 	}
+	devs := g.devs
 	g.startWorkers(devs)
 	g.wg.Add(1)
 	go g.sweep()
@@ -202,9 +212,6 @@ func (g *Gateway) setupRouting(cfg *config.Config, name string, manage, reattach
 // openTUN takes the instance lock and opens the device's queues into g.devs, reattaching to a
 // persistent device an earlier process left (reattach). Called with g.mu held.
 func (g *Gateway) openTUN(cfg *config.Config) (reattach bool, err error) {
-	if g.inherit != nil {
-		return true, g.openInherited(cfg)
-	}
 	lock, err := lockInstance(cfg.TUN.Name)
 	if err != nil {
 		return false, err
@@ -556,13 +563,13 @@ func (g *Gateway) Close() error {
 		g.drainT.Stop()
 	}
 	var errs []error
-	if g.guarded {
+	if g.guarded && !g.borrowed {
 		if err := removeSYNGuard(); err != nil {
 			errs = append(errs, err)
 		}
 		g.guarded = false
 	}
-	if g.routing != nil {
+	if g.routing != nil && !g.borrowed {
 		if err := g.routing.removeAll(); err != nil {
 			errs = append(errs, err)
 		}

@@ -54,11 +54,11 @@ type SavedFlow struct {
 	Expires   int64          `json:"expires_unix_ns"`
 }
 
-// inherited is what Inherit received for Start.
+// inherited is a hand-over Start performs: fetch asks the predecessor (takeover.Request) for
+// its queue descriptors, its instance lock and its snapshot; state is what it returned.
 type inherited struct {
-	queues []int
-	lock   int
-	state  *Handover
+	fetch func() (queues []int, lock int, h *Handover, err error)
+	state *Handover
 }
 
 // frozen is what Freeze kept: the queue and lock descriptors, for Thaw or Detach.
@@ -68,18 +68,14 @@ type frozen struct {
 	tun    TUNState
 }
 
-// Inherit makes Start use the TUN queues and instance lock a predecessor handed over (instead of
-// opening the device) and restore its flows before the workers start. The gateway owns fds.
-func (g *Gateway) Inherit(queues []int, lock int, h *Handover) error {
-	if h.Version != HandoverVersion {
-		return fmt.Errorf("hand-over snapshot version %d, this build reads %d", h.Version, HandoverVersion)
-	}
-	if len(queues) != h.TUN.Queues || len(queues) == 0 {
-		return fmt.Errorf("hand-over: %d queue descriptors for %d queues", len(queues), h.TUN.Queues)
-	}
-	g.inherit = &inherited{queues: queues, lock: lock, state: h}
+// Inherit makes Start take over from a running predecessor instead of opening the device:
+// Start sets up everything else first, then calls fetch for the predecessor's TUN queues and
+// instance lock (the gateway owns them from then on) and its flows, restores the flows and
+// starts the workers. Until Own, the TUN, routes and rules stay the predecessor's: a failing
+// Start or Close removes none of them.
+func (g *Gateway) Inherit(fetch func() (queues []int, lock int, h *Handover, err error)) {
+	g.inherit = &inherited{fetch: fetch}
 	g.borrowed = true
-	return nil
 }
 
 // Own ends the borrowing after the predecessor let go (hand-over complete): from now on a clean
@@ -90,23 +86,40 @@ func (g *Gateway) Own() {
 	g.mu.Unlock()
 }
 
-// openInherited is openTUN for a hand-over. Called with g.mu held.
+// openInherited fetches the predecessor's descriptors (Inherit). Called with g.mu held.
 func (g *Gateway) openInherited(cfg *config.Config) error {
-	in := g.inherit
-	st := in.state.TUN
-	if st.Name != cfg.TUN.Name || st.Queues != max(cfg.TUN.Queues, 1) {
-		return fmt.Errorf("hand-over: the running TUN is %s with %d queues, the configuration wants %s with %d: change tun settings with a restart, not an upgrade",
-			st.Name, st.Queues, cfg.TUN.Name, max(cfg.TUN.Queues, 1))
-	}
-	ln, err := net.FileListener(os.NewFile(uintptr(in.lock), "instance-lock"))
+	queues, lock, h, err := g.inherit.fetch()
 	if err != nil {
+		return err
+	}
+	g.inherit.state = h
+	closeAll := func() {
+		for _, fd := range append(queues, lock) {
+			unix.Close(fd)
+		}
+	}
+	if h.Version != HandoverVersion {
+		closeAll()
+		return fmt.Errorf("hand-over snapshot version %d, this build reads %d", h.Version, HandoverVersion)
+	}
+	st := h.TUN
+	if len(queues) != st.Queues || st.Name != cfg.TUN.Name || st.Queues != max(cfg.TUN.Queues, 1) {
+		closeAll()
+		return fmt.Errorf("hand-over: the running TUN is %s with %d queues (%d descriptors), the configuration wants %s with %d: change tun settings with a restart, not an upgrade",
+			st.Name, st.Queues, len(queues), cfg.TUN.Name, max(cfg.TUN.Queues, 1))
+	}
+	ln, err := net.FileListener(os.NewFile(uintptr(lock), "instance-lock"))
+	if err != nil {
+		closeAll()
 		return fmt.Errorf("hand-over: instance lock: %w", err)
 	}
 	g.instance = ln
-	for _, fd := range in.queues {
+	for i, fd := range queues {
 		d, err := tun.FromFD(fd, st.Name, st.VnetHdr, st.USO)
 		if err != nil {
-			g.closeDevsKeep()
+			for _, rest := range queues[i+1:] {
+				unix.Close(rest)
+			}
 			return err
 		}
 		g.devs = append(g.devs, d)
@@ -118,7 +131,7 @@ func (g *Gateway) openInherited(cfg *config.Config) error {
 // the configuration no longer has are skipped; the rest get this process's service ids and
 // live-flow counters.
 func (g *Gateway) restore() error {
-	if g.inherit == nil {
+	if g.inherit == nil || g.inherit.state == nil {
 		return nil
 	}
 	flows := g.inherit.state.Flows

@@ -41,6 +41,7 @@ type daemon struct {
 	bgp       *bgp.Speaker
 
 	// Hand-over upgrade (takeover.go).
+	takingOver bool                         // run --takeover
 	handover   *takeover.Handover           // run --takeover: in progress until start finishes it
 	inherit    func(*gateway.Gateway) error // run --takeover: gives the gateway what it inherits
 	takeoverLn *takeover.Listener
@@ -83,13 +84,10 @@ func cmdRun(args []string, stderr io.Writer) int {
 		d.sockOwner = &[2]int{ru.uid, ru.gid}
 	}
 	if *takeOver {
-		if err := d.requestHandover(cfg); err != nil {
-			log.Error("takeover failed: the running edgegate keeps serving", "err", err)
-			return 1
-		}
+		d.takeOver(cfg)
 	}
 	if err := d.start(cfg); err != nil {
-		if d.handover != nil {
+		if d.takingOver {
 			log.Error("takeover failed: the running edgegate keeps serving", "err", err)
 			d.abandon()
 			return 1

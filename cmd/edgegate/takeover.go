@@ -22,24 +22,28 @@ func takeoverSocket(cfg *config.Config) string {
 	return filepath.Join(dir, "takeover.sock")
 }
 
-// requestHandover (run --takeover) asks the running edgegate for its TUN queues, instance lock
-// and flows and makes the gateway Start with them; the predecessor is frozen from here until
-// finishHandover or until this process exits.
-func (d *daemon) requestHandover(cfg *config.Config) error {
-	var h gateway.Handover
-	ho, err := takeover.Request(takeoverSocket(cfg), &h)
-	if err != nil {
-		return err
+// takeOver (run --takeover) makes the gateway Start take over from the running edgegate: once
+// the rest is set up it asks for the TUN queues, the instance lock and the flows; the
+// predecessor is frozen from then until finishHandover or until this process exits.
+func (d *daemon) takeOver(cfg *config.Config) {
+	d.takingOver = true
+	d.inherit = func(g *gateway.Gateway) error {
+		g.Inherit(func() ([]int, int, *gateway.Handover, error) {
+			var h gateway.Handover
+			ho, err := takeover.Request(takeoverSocket(cfg), &h)
+			if err != nil {
+				return nil, -1, nil, err
+			}
+			d.handover = ho
+			n := len(ho.FDs)
+			if n < 2 {
+				return nil, -1, nil, fmt.Errorf("takeover: %d descriptors received, want the TUN queues and the instance lock", n)
+			}
+			d.log.Info("taking over", "flows", len(h.Flows), "queues", h.TUN.Queues)
+			return ho.FDs[:n-1], ho.FDs[n-1], &h, nil
+		})
+		return nil
 	}
-	d.handover = ho
-	n := len(ho.FDs)
-	if n < 2 {
-		ho.Abort()
-		return fmt.Errorf("takeover: %d descriptors received, want the TUN queues and the instance lock", n)
-	}
-	d.inherit = func(g *gateway.Gateway) error { return g.Inherit(ho.FDs[:n-1], ho.FDs[n-1], &h) }
-	d.log.Info("taking over", "flows", len(h.Flows), "queues", h.TUN.Queues)
-	return nil
 }
 
 // finishHandover tells the predecessor this process serves and waits until it released the
@@ -59,7 +63,9 @@ func (d *daemon) finishHandover() error {
 // abandon ends a failed takeover: the predecessor, still owner of the TUN, routes and rules,
 // thaws when this process closes the connection; nothing shared is removed here.
 func (d *daemon) abandon() {
-	d.handover.Abort()
+	if d.handover != nil {
+		d.handover.Abort()
+	}
 	if d.checker != nil {
 		d.checker.Close()
 	}
