@@ -102,9 +102,11 @@ func (s handoverSource) Freeze() ([]int, any, error) {
 
 func (s handoverSource) Thaw() error { return s.d.g.Thaw() }
 
-// Release stops the admin API and the hand-over socket, which the successor binds itself.
+// Release stops the admin API, the hand-over socket and the BGP speaker, which the successor
+// opens itself (its BGP sessions start afresh: no graceful restart yet).
 func (s handoverSource) Release() {
 	d := s.d
+	d.stopBGP()
 	if d.api != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		d.api.Shutdown(ctx)
