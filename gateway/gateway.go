@@ -156,7 +156,8 @@ func (g *Gateway) Start() error {
 		g.closeDevs()
 		return err
 	}
-	if g.inherit != nil {
+	handover := g.inherit != nil
+	if handover {
 		if err := g.openInherited(cfg); err != nil {
 			g.closeDevs()
 			return err
@@ -167,6 +168,9 @@ func (g *Gateway) Start() error {
 	}
 	devs := g.devs
 	g.startWorkers(devs)
+	if handover {
+		g.steer() // this build's program, once serving (the predecessor's steers until then)
+	}
 	g.wg.Add(1)
 	go g.sweep()
 	g.scheduleDrain(cfg) // drain: true backends in the first configuration
