@@ -125,6 +125,13 @@ func rssKiB(t *testing.T, pid int) int {
 // VIP while an established iperf3 flow runs through another VIP. The flow keeps at least half
 // its rate, the table stays at its bound with early drops / table-full counted, memory stays
 // bounded and edgegate keeps serving.
+//
+// Margins: run alone (as CI runs ./e2e), four runs kept 57-73 % of the flow's rate at 105k SYN/s
+// (docs/operations.md): 7 points above the 50 % floor at worst. Ten runs on 2026-12-03 with the
+// 2-CPU machine shared with other sessions' builds and tests (load average 16-21) say what load
+// does: the generator reached only 20-45k SYN/s (the 100k/s check failed every time) and the
+// flow kept 22-72 %. So this test's verdict counts only on an otherwise idle machine; on a loaded
+// one, rerun it alone before concluding anything.
 func TestOpsSYNFlood(t *testing.T) {
 	tp := newTopo(t)
 	for i := range tp.b {
