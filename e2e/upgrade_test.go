@@ -104,6 +104,15 @@ func upgradeConfig() string {
     ports: [{name: dns, protocol: udp, port: 53}]
     scheduler: maglev
     backends: [{address: 198.19.1.2}, {address: 198.19.2.2}, {address: 198.19.3.2}]
+ingress:
+  drain_timeout: 5s
+  listeners:
+    - {name: plain, address: "198.18.1.1:8088", protocol: http}
+  routes:
+    - name: web
+      listeners: [plain]
+      rules:
+        - backends: [{service: web, port: 80}]
 `)
 }
 
@@ -132,9 +141,10 @@ func (tp *topo) upgrade(t *testing.T, bin, cfg string, old *exec.Cmd, log *locke
 
 // TestUpgradeUnderLoad: edgegate is upgraded five times in a row, alternating two binaries
 // built from the tree (run --takeover), while an iperf3 transfer (30 s), 500 idle keep-alive
-// HTTP connections and a UDP request every 50 ms go through it. The transfer completes without
+// HTTP connections and a UDP request every 50 ms go through it (an ingress listener is handed
+// on too: each successor binds it once its predecessor closed it). The transfer completes without
 // a reset and without a second of silence, every held connection answers afterwards from the
-// backend it had, and at most one UDP request per upgrade goes unanswered.
+// backend it had, at most one UDP request per upgrade goes unanswered, and the ingress serves.
 func TestUpgradeUnderLoad(t *testing.T) {
 	tp := newTopo(t)
 	tp.serveBackends()
@@ -179,6 +189,10 @@ func TestUpgradeUnderLoad(t *testing.T) {
 		t.Fatalf("iperf3 did not complete: %v\n%s", err, out)
 	}
 	sent, lost := udp.finish()
+	// Each successor bound the ingress listener its predecessor released.
+	if body, err := get(nsClient(tp.c1, 5*time.Second), "http://198.18.1.1:8088/"); err != nil || !strings.HasPrefix(body, "b") {
+		t.Errorf("ingress after the upgrades: %q %v", body, err)
+	}
 	bytes, secs := iperfIntervals(t, string(out))
 	stall := longestStall(bytes, secs)
 	t.Logf("iperf3: longest stall %.1f s; UDP: %d of %d requests unanswered", stall, lost, sent)

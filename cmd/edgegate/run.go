@@ -46,6 +46,7 @@ type daemon struct {
 	inherit    func(*gateway.Gateway) error // run --takeover: gives the gateway what it inherits
 	takeoverLn *takeover.Listener
 	handedOver chan struct{} // closed when a successor took over
+	ingDrained chan error    // the predecessor's ingress drain, started by Release
 }
 
 func cmdRun(args []string, stderr io.Writer) int {
@@ -211,7 +212,7 @@ func (d *daemon) startIngress(cfg *config.Config, reg prometheus.Registerer) err
 	if err != nil {
 		return err
 	}
-	if err := ing.Start(); err != nil {
+	if err := d.startIngressListeners(ing); err != nil {
 		return err
 	}
 	d.ing = ing

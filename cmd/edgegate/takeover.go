@@ -2,14 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/edgegate/edgegate/admin"
 	"github.com/edgegate/edgegate/config"
 	"github.com/edgegate/edgegate/gateway"
+	"github.com/edgegate/edgegate/ingress"
 	"github.com/edgegate/edgegate/takeover"
 )
 
@@ -114,6 +117,34 @@ func (s handoverSource) Release() {
 		d.api = nil
 	}
 	d.takeoverLn.Close()
+	if ing := d.ing; ing != nil {
+		// The successor binds the same addresses: listeners close first, in-flight requests
+		// finish within ingress.drain_timeout (retire waits).
+		d.ing = nil
+		d.ingDrained = make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), ing.DrainTimeout())
+			defer cancel()
+			d.ingDrained <- ing.Shutdown(ctx)
+		}()
+	}
+}
+
+// ingressBindWait bounds how long a successor retries binding the ingress listeners its
+// predecessor is closing (Release starts that right before the successor binds).
+const ingressBindWait = 5 * time.Second
+
+// startIngressListeners starts ing; while taking over, an address still held by the
+// predecessor is retried until ingressBindWait.
+func (d *daemon) startIngressListeners(ing *ingress.Server) error {
+	deadline := time.Now().Add(ingressBindWait)
+	for {
+		err := ing.Start()
+		if err == nil || !d.takingOver || !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // retire ends the predecessor after a hand-over: health checks stop, L7 requests in flight
@@ -124,8 +155,8 @@ func (d *daemon) retire() error {
 		d.checker.Close()
 	}
 	var err error
-	if d.ing != nil {
-		err = d.stopIngress()
+	if d.ingDrained != nil {
+		err = <-d.ingDrained
 	}
 	d.g.Detach()
 	return err
