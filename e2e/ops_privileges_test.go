@@ -286,15 +286,23 @@ func TestOpsEarlySIGHUP(t *testing.T) {
 	must(t, tp.gw.StartCmd(cmd))
 	tp.eg = cmd
 	waitFor(t, 10*time.Second, "the data path started", func() bool { return strings.Contains(tp.egLog.String(), "gateway started") })
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("edgegate output:\n%s", tp.egLog.String())
+		}
+	})
 	sent := 0
-	for !strings.Contains(tp.egLog.String(), "privileges dropped") {
+	for { // at least one SIGHUP, then until the drop is done
+		if cmd.Process.Signal(syscall.SIGHUP) == nil {
+			sent++
+		}
 		select {
 		case <-tp.gw.Exited(cmd):
 			t.Fatalf("edgegate ended by a SIGHUP during setup (%s):\n%s", cmd.ProcessState, tp.egLog.String())
 		case <-time.After(2 * time.Millisecond):
 		}
-		if cmd.Process.Signal(syscall.SIGHUP) == nil {
-			sent++
+		if strings.Contains(tp.egLog.String(), "privileges dropped") {
+			break
 		}
 		if sent > 5000 {
 			t.Fatal("privileges not dropped after 5000 SIGHUPs")
