@@ -3,6 +3,7 @@ package ingress
 import (
 	"errors"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 )
@@ -32,4 +33,37 @@ func (o *ownedListener) Close() error {
 // listener stopped accepting, which is not a failure.
 func (o *ownedListener) stopped(err error) bool {
 	return o.closed.Load() && errors.Is(err, net.ErrClosed)
+}
+
+// tlsListener is what a TLS listener's http.Server accepts from (below crypto/tls): its
+// connections fail every write at once after one has timed out (see writeTimeoutConn).
+type tlsListener struct{ *ownedListener }
+
+func (l tlsListener) Accept() (net.Conn, error) {
+	c, err := l.ownedListener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &writeTimeoutConn{Conn: c}, nil
+}
+
+// writeTimeoutConn is a client connection under TLS whose writes, after one has timed out
+// (send_timeout), fail at once. net/http closes a connection on a failed write, and a *tls.Conn's
+// Close first writes a close_notify alert with a 5 s deadline of its own: to a client that does not
+// read (which is why the write timed out) that alert waited those 5 s more, so send_timeout was
+// really send_timeout + 5 s.
+type writeTimeoutConn struct {
+	net.Conn
+	timedOut atomic.Bool
+}
+
+func (c *writeTimeoutConn) Write(p []byte) (int, error) {
+	if c.timedOut.Load() {
+		return 0, os.ErrDeadlineExceeded
+	}
+	n, err := c.Conn.Write(p)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		c.timedOut.Store(true)
+	}
+	return n, err
 }

@@ -348,7 +348,7 @@ func (s *Server) serveListener(l *listener) {
 		}
 	}
 	if l.tls {
-		l.serving.Go(func() { report(l.srv.ServeTLS(l.ln, "", "")) })
+		l.serving.Go(func() { report(l.srv.ServeTLS(tlsListener{l.ln}, "", "")) })
 		return
 	}
 	h2 := newHandoffListener(l.ln.Addr())
