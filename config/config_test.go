@@ -282,12 +282,34 @@ func TestAllErrorsReported(t *testing.T) {
 	}
 }
 
+// TestDefaultQueues: one queue per CPU, at least two (so connection attempts get their own
+// queue), at most MaxDefaultQueues; an explicit tun.queues wins, 1 included.
+func TestDefaultQueues(t *testing.T) {
+	for _, c := range []struct{ cpus, want int }{{1, 2}, {2, 2}, {3, 3}, {8, 8}, {64, 8}} {
+		if got := defaultQueues(c.cpus); got != c.want {
+			t.Errorf("%d CPUs: default queues %d, want %d", c.cpus, got, c.want)
+		}
+	}
+	for _, c := range []struct {
+		yaml string
+		want int
+	}{{"", DefaultQueues()}, {"tun: {name: edge0}\n", DefaultQueues()}, {"tun: {queues: 1}\n", 1}, {"tun: {queues: 64}\n", 64}} {
+		cfg, err := Parse([]byte(c.yaml), "t.yaml")
+		if err != nil {
+			t.Fatalf("%q: %v", c.yaml, err)
+		}
+		if cfg.TUN.Queues != c.want {
+			t.Errorf("%q: queues %d, want %d", c.yaml, cfg.TUN.Queues, c.want)
+		}
+	}
+}
+
 func TestDefaults(t *testing.T) {
 	c, err := Parse([]byte(base+"    health_check: {type: http}\n"), "t.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	tun := TUN{Name: "edge0", MTU: 1500, Queues: 1, Offload: ptr(true), ManageRoutes: ptr(true), TxQueueLen: 10000, RouteTable: 4242, SYNProxy: "auto"}
+	tun := TUN{Name: "edge0", MTU: 1500, Queues: DefaultQueues(), Offload: ptr(true), ManageRoutes: ptr(true), TxQueueLen: 10000, RouteTable: 4242, SYNProxy: "auto"}
 	if !reflect.DeepEqual(c.TUN, tun) {
 		t.Errorf("tun = %+v, want %+v", c.TUN, tun)
 	}

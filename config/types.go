@@ -32,7 +32,7 @@ type Config struct {
 type TUN struct {
 	Name         string `yaml:"name"`          // default "edge0"
 	MTU          int    `yaml:"mtu"`           // default 1500
-	Queues       int    `yaml:"queues"`        // default 1; >1 opens a multi-queue device, one worker each
+	Queues       int    `yaml:"queues"`        // default DefaultQueues() (one per CPU, 2..8); >1 opens a multi-queue device, one worker each
 	Offload      *bool  `yaml:"offload"`       // default true: IFF_VNET_HDR + TSO/USO offloads
 	ManageRoutes *bool  `yaml:"manage_routes"` // default true
 	TxQueueLen   int    `yaml:"txqueuelen"`    // default 10000

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,7 +19,6 @@ import (
 const (
 	DefaultTUNName                        = "edge0"
 	DefaultMTU                            = 1500
-	DefaultQueues                         = 1
 	DefaultTxQueueLen                     = 10000
 	DefaultRouteTable                     = 4242
 	DefaultScheduler                      = SchedulerRoundRobin
@@ -36,6 +36,24 @@ const (
 	DefaultHealthHTTPStatus               = 200
 	SYNProxyAuto, SYNProxyOn, SYNProxyOff = "auto", "on", "off" // tun.syn_proxy
 )
+
+// Bounds of the default tun.queues (DefaultQueues).
+const (
+	// MinDefaultQueues: with two queues or more the gateway steers TCP connection attempts to a
+	// queue of their own (the last), so a SYN flood never shares the ring of established flows.
+	MinDefaultQueues = 2
+	// MaxDefaultQueues caps the default on large machines: each queue costs a worker and a ring
+	// of up to tun.txqueuelen packets, and more than 8 workers on one flow table have not been
+	// measured. An explicit tun.queues (up to MaxQueues) still wins.
+	MaxDefaultQueues = 8
+)
+
+// DefaultQueues is tun.queues when the file does not set it: one queue (and worker) per CPU the
+// process may use (runtime.NumCPU: the affinity mask at start), within
+// MinDefaultQueues..MaxDefaultQueues.
+func DefaultQueues() int { return defaultQueues(runtime.NumCPU()) }
+
+func defaultQueues(cpus int) int { return min(max(cpus, MinDefaultQueues), MaxDefaultQueues) }
 
 // DefaultPortRange is the masquerade source port range.
 var DefaultPortRange = PortRange{Lo: 1024, Hi: 65535}
@@ -113,7 +131,7 @@ func (v *validator) defaults() {
 		t.MTU = DefaultMTU
 	}
 	if !v.set(&t.Queues) {
-		t.Queues = DefaultQueues
+		t.Queues = DefaultQueues()
 	}
 	if t.Offload == nil {
 		t.Offload = ptr(true)

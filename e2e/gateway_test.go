@@ -57,17 +57,27 @@ conntrack: {max_entries: 65536}
 admin: {listen: "127.0.0.1:9469", socket: "` + adminSocketVar + `"}
 `
 
-// TestGateway runs the end-to-end cases against one edgegate: offloads on with one queue, and
-// offloads off with a two-queue device (two workers sharing the flow table).
+// TestGateway runs the end-to-end cases against one edgegate: the default TUN (offloads on, one
+// queue per CPU and at least two, connection attempts steered to the last), and offloads off
+// with a two-queue device (two workers sharing the flow table). One queue with offloads runs in
+// TestOffloadChecksums and TestSYNProxy.
 func TestGateway(t *testing.T) {
 	for _, v := range []struct {
 		offload bool
-		queues  int
-	}{{true, 1}, {false, 2}} {
-		t.Run(fmt.Sprintf("offload=%v,queues=%d", v.offload, v.queues), func(t *testing.T) {
+		queues  int // 0: the default
+	}{{true, 0}, {false, 2}} {
+		q := strconv.Itoa(v.queues)
+		if v.queues == 0 {
+			q = "default"
+		}
+		t.Run(fmt.Sprintf("offload=%v,queues=%s", v.offload, q), func(t *testing.T) {
 			tp := newTopo(t)
 			tp.serveBackends()
-			tp.startEdgegate(tp.writeConfig("edgegate.yaml", fmt.Sprintf(mainConfig, v.queues, v.offload)))
+			cfg := fmt.Sprintf(mainConfig, v.queues, v.offload)
+			if v.queues == 0 {
+				cfg = strings.Replace(cfg, "queues: 0, ", "", 1)
+			}
+			tp.startEdgegate(tp.writeConfig("edgegate.yaml", cfg))
 			t.Run("VIPSpread", tp.testVIPSpread)
 			t.Run("UDPEcho", tp.testUDPEcho)
 			t.Run("Ping", tp.testPing)

@@ -34,16 +34,21 @@ func opsConfig(conntrack string, svcs ...svcSpec) string {
 	return opsConfigQ(1, conntrack, svcs...)
 }
 
-// opsConfigQ is opsConfig with a number of TUN queues (one worker each).
+// opsConfigQ is opsConfig with a number of TUN queues (one worker each); 0 leaves tun.queues
+// out (the default: one per CPU).
 func opsConfigQ(queues int, conntrack string, svcs ...svcSpec) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, `tun: {name: edge0, mtu: 1500, queues: %d}
+	q := ""
+	if queues > 0 {
+		q = fmt.Sprintf(", queues: %d", queues)
+	}
+	fmt.Fprintf(&b, `tun: {name: edge0, mtu: 1500%s}
 nat:
   masquerade_addresses: [198.18.250.1]
 node_ports:
   addresses: [198.18.1.1]
 admin: {listen: "127.0.0.1:9469", socket: "%s"}
-`, queues, adminSocketVar)
+`, q, adminSocketVar)
 	if conntrack != "" {
 		fmt.Fprintf(&b, "conntrack: %s\n", conntrack)
 	}

@@ -61,15 +61,24 @@ type Gauge struct {
 }
 
 // SYN accounts one connection attempt at now with the flow table fill percent and reports
-// whether it is to be proxied.
+// whether it is to be proxied. Attempts keep being counted while the proxy is engaged: each one
+// beyond the rate restarts the hold, so a flood longer than AutoHold keeps it engaged and lets
+// no second burst through.
 func (g *Gauge) SYN(now int64, fillPercent int) bool {
-	if now < g.until.Load() {
-		return true
-	}
 	if fillPercent >= AutoTableFill {
 		g.Engage(now)
 		return true
 	}
+	if !g.take(now) {
+		g.Engage(now)
+		return true
+	}
+	return now < g.until.Load()
+}
+
+// take refills the bucket up to now (AutoRate per second, at most AutoBurst) and takes one
+// attempt from it; false when it is empty.
+func (g *Gauge) take(now int64) bool {
 	last := g.last.Load()
 	el := now - last
 	add, nl := int64(0), last
@@ -84,11 +93,10 @@ func (g *Gauge) SYN(now int64, fillPercent int) bool {
 		g.tokens.Store(min(g.tokens.Load()+add, AutoBurst))
 	}
 	if g.tokens.Add(-1) >= 0 {
-		return false
+		return true
 	}
 	g.tokens.Store(0)
-	g.Engage(now)
-	return true
+	return false
 }
 
 // Engage turns the proxy on for AutoHold from now (e.g. when no source port was free).

@@ -57,6 +57,36 @@ func TestGauge(t *testing.T) {
 // TestAdjustQuote: an ICMP error quoting a segment sent to the client gets the backend's sequence
 // number back, one quoting a client segment the client's acknowledgement number; the quoted TCP
 // checksum and the ICMP checksum stay consistent.
+// TestGaugeLongFlood: a flood longer than AutoHold keeps the proxy engaged (each attempt beyond
+// the rate restarts the hold), so only the first burst and the bucket's refill while it drains
+// pass unproxied; the hold ends AutoHold after the flood's last attempt.
+func TestGaugeLongFlood(t *testing.T) {
+	for _, c := range []struct {
+		rate int64 // attempts per second
+		d    time.Duration
+	}{{100000, 3 * AutoHold}, {20000, 2 * AutoHold}, {4 * AutoRate, 2 * AutoHold}} {
+		var g Gauge
+		step := int64(time.Second) / c.rate
+		passed := 0
+		var now int64
+		for i := range c.rate * int64(c.d/time.Second) {
+			now = t0 + i*step
+			if !g.SYN(now, 0) {
+				passed++
+			}
+		}
+		// Draining AutoBurst at rate-AutoRate takes AutoBurst/(rate-AutoRate) s, during which the
+		// bucket refills by AutoRate per second.
+		want := AutoBurst + int(AutoBurst*AutoRate/(c.rate-AutoRate)) + 1
+		if passed > want {
+			t.Errorf("%d/s for %v: %d attempts passed unproxied, want at most %d", c.rate, c.d, passed, want)
+		}
+		if !g.Engaged(now+int64(AutoHold)-1) || g.Engaged(now+int64(AutoHold)) {
+			t.Errorf("%d/s: the hold does not end AutoHold after the last attempt", c.rate)
+		}
+	}
+}
+
 func TestAdjustQuote(t *testing.T) {
 	c := NewConn(Proof{})
 	c.seqOff = 1000
