@@ -275,7 +275,7 @@ func TestEdgegateConfigValid(t *testing.T) {
 		if err != nil {
 			t.Fatalf("offload %v: %v", offload, err)
 		}
-		if c.TUN.Offload == nil || *c.TUN.Offload != offload || c.TUN.ManageRoutes == nil || !*c.TUN.ManageRoutes {
+		if c.TUN.Offload != offload || !c.TUN.ManageRoutes {
 			t.Errorf("tun = %+v", c.TUN)
 		}
 		if len(c.Services) != 1 || len(c.Services[0].Ports) != 3 ||

@@ -45,7 +45,7 @@ func Prefixes(cfg *config.Config, ready bool, healthy Healthy) []netip.Prefix {
 // served by backends of their own family) that takes new flows.
 func usable(s *config.Service, v4 bool, healthy Healthy) bool {
 	for _, b := range s.Backends {
-		if b.Address.Is4() == v4 && b.EffectiveWeight() > 0 && !b.Drain && (healthy == nil || healthy(s.Name, b.Address)) {
+		if b.Address.Is4() == v4 && b.Weight > 0 && !b.Drain && (healthy == nil || healthy(s.Name, b.Address)) {
 			return true
 		}
 	}

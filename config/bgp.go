@@ -122,10 +122,16 @@ func (c Community) MarshalYAML() (any, error) { return c.String(), nil }
 
 // Announced says whether the node announces the service's addresses by BGP (the default when a
 // bgp section exists).
-func (s *Service) Announced() bool { return s.Announce != nil && *s.Announce }
+func (s *Service) Announced() bool { return s.Announce }
 
 func (v *validator) bgpDefaults() {
 	b := v.c.BGP
+	for i := range v.c.Services {
+		v.boolDefault(&v.c.Services[i].Announce, b != nil)
+	}
+	if b == nil {
+		return
+	}
 	if !v.set(&b.WithdrawDelay) {
 		b.WithdrawDelay = DefaultBGPWithdrawDelay
 	}
@@ -148,11 +154,6 @@ func (v *validator) bgpDefaults() {
 		}
 		if !v.set(&p.BFD.Multiplier) {
 			p.BFD.Multiplier = DefaultBFDMultiplier
-		}
-	}
-	for i := range v.c.Services {
-		if s := &v.c.Services[i]; s.Announce == nil {
-			s.Announce = ptr(true)
 		}
 	}
 }

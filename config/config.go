@@ -11,37 +11,52 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
+// Scheduler is a service's scheduler (the key "scheduler"); the values are the YAML spellings.
+type Scheduler string
+
+// Affinity is a service's session_affinity.
+type Affinity string
+
+// SourceNAT is a service's source_nat.
+type SourceNAT string
+
+// AllUnhealthy is a health check's all_unhealthy policy.
+type AllUnhealthy string
+
 // Accepted values of the enumerated keys (exported so other packages and docs share one list).
 const (
-	SchedulerRandom             = "random"
-	SchedulerRoundRobin         = "round_robin"
-	SchedulerWeightedRoundRobin = "weighted_round_robin"
-	SchedulerLeastConn          = "least_conn"
-	SchedulerTwoChoices         = "two_choices"
-	SchedulerSourceHash         = "source_hash"
-	SchedulerMaglev             = "maglev"
+	SchedulerRandom             Scheduler = "random"
+	SchedulerRoundRobin         Scheduler = "round_robin"
+	SchedulerWeightedRoundRobin Scheduler = "weighted_round_robin"
+	SchedulerLeastConn          Scheduler = "least_conn"
+	SchedulerTwoChoices         Scheduler = "two_choices"
+	SchedulerSourceHash         Scheduler = "source_hash"
+	SchedulerMaglev             Scheduler = "maglev"
 
-	AffinityNone     = "none"
-	AffinityClientIP = "client_ip"
+	AffinityNone     Affinity = "none"
+	AffinityClientIP Affinity = "client_ip"
 
-	SourceNATMasquerade = "masquerade"
-	SourceNATNone       = "none"
+	SourceNATMasquerade SourceNAT = "masquerade"
+	SourceNATNone       SourceNAT = "none"
 
+	AllUnhealthyFailOpen AllUnhealthy = "fail_open"
+	AllUnhealthyRefuse   AllUnhealthy = "refuse"
+)
+
+// Accepted values of the other enumerated keys.
+const (
 	ProtocolTCP = "tcp"
 	ProtocolUDP = "udp"
 
 	HealthTCP  = "tcp"
 	HealthHTTP = "http"
 
-	AllUnhealthyFailOpen = "fail_open"
-	AllUnhealthyRefuse   = "refuse"
-
 	AdminOff = "off"
 )
 
 // Schedulers are the scheduler names the lb package implements (the same list as lb.Schedulers;
 // a test keeps them equal).
-var Schedulers = []string{
+var Schedulers = []Scheduler{
 	SchedulerRandom, SchedulerRoundRobin, SchedulerWeightedRoundRobin, SchedulerLeastConn,
 	SchedulerTwoChoices, SchedulerSourceHash, SchedulerMaglev,
 }

@@ -55,7 +55,7 @@ func TestParseValid(t *testing.T) {
     backends: [{address: 198.51.100.7, weight: 0}]
 `, func(t *testing.T, c *Config) {
 			s := c.Services[0]
-			if s.Masquerade() || s.Ports[0].TargetPort != 8443 || *s.Backends[0].Weight != 0 {
+			if s.Masquerade() || s.Ports[0].TargetPort != 8443 || s.Backends[0].Weight != 0 {
 				t.Errorf("got %+v", s)
 			}
 		}},
@@ -89,7 +89,7 @@ log:
 			}
 		}},
 		{"offload false", "tun: {offload: false, manage_routes: false}\n", func(t *testing.T, c *Config) {
-			if c.TUN.OffloadEnabled() || c.TUN.ManageRoutesEnabled() {
+			if c.TUN.Offload || c.TUN.ManageRoutes {
 				t.Error("offload/manage_routes false not honoured")
 			}
 		}},
@@ -309,7 +309,7 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tun := TUN{Name: "edge0", MTU: 1500, Queues: DefaultQueues(), Offload: ptr(true), ManageRoutes: ptr(true), TxQueueLen: 10000, RouteTable: 4242, SYNProxy: "auto"}
+	tun := TUN{Name: "edge0", MTU: 1500, Queues: DefaultQueues(), Offload: true, ManageRoutes: true, Persist: true, TxQueueLen: 10000, RouteTable: 4242, SYNProxy: "auto"}
 	if !reflect.DeepEqual(c.TUN, tun) {
 		t.Errorf("tun = %+v, want %+v", c.TUN, tun)
 	}
@@ -318,7 +318,7 @@ func TestDefaults(t *testing.T) {
 	}
 	s := c.Services[0]
 	if s.Scheduler != "round_robin" || s.SessionAffinity != "none" || s.SessionAffinityTimeout.D() != 3*time.Hour ||
-		s.SourceNAT != "masquerade" || s.MaglevTableSize != 65537 || s.Backends[0].EffectiveWeight() != 1 {
+		s.SourceNAT != "masquerade" || s.MaglevTableSize != 65537 || s.Backends[0].Weight != 1 {
 		t.Errorf("service defaults: %+v", s)
 	}
 	h := *s.HealthCheck

@@ -10,10 +10,14 @@ import (
 
 // TestSchedulersMatchLB keeps the accepted scheduler names equal to what lb implements.
 func TestSchedulersMatchLB(t *testing.T) {
-	if !slices.Equal(Schedulers, lb.Schedulers) {
+	names := make([]string, len(Schedulers))
+	for i, s := range Schedulers {
+		names[i] = string(s)
+	}
+	if !slices.Equal(names, lb.Schedulers) {
 		t.Fatalf("config.Schedulers = %v, lb.Schedulers = %v", Schedulers, lb.Schedulers)
 	}
-	if DefaultScheduler != lb.DefaultScheduler || DefaultMaglevTableSize != lb.DefaultMaglevSize {
+	if string(DefaultScheduler) != lb.DefaultScheduler || DefaultMaglevTableSize != lb.DefaultMaglevSize {
 		t.Fatal("defaults differ from lb")
 	}
 	if MaxWeight > lb.MaxWeight || MaxMaglevTableSize > lb.MaxMaglevSize || MaxBackends > lb.MaxBackends {
@@ -31,15 +35,7 @@ func TestExamplesBuildInLB(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, s := range c.Services {
-			spec := lb.Spec{Scheduler: s.Scheduler, Affinity: s.AffinityTimeout(), MaglevSize: s.MaglevTableSize}
-			for _, b := range s.Backends {
-				st := lb.Active
-				if b.Drain {
-					st = lb.Draining
-				}
-				spec.Backends = append(spec.Backends, lb.Backend{Addr: b.Address, Weight: b.EffectiveWeight(), State: st})
-			}
-			if _, err := lb.Build(spec, nil); err != nil {
+			if _, err := lb.Build(s.LBSpec(nil), nil); err != nil {
 				t.Errorf("%s: service %q: %v", f, s.Name, err)
 			}
 		}

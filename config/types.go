@@ -8,6 +8,9 @@ import (
 // The types in this file are the YAML contract with users, docs and examples: key names may be
 // extended, never renamed. Parse fills them from the file, applies defaults once and validates;
 // after that a Config is never mutated (it is the immutable snapshot the data path reads).
+// A parsed Config is resolved: every default is set (no pointer stands for "unset"), and the
+// enumerated keys are typed (Scheduler, Affinity, SourceNAT, AllUnhealthy) with their YAML
+// spellings as values, so no consumer re-decides a default or compares a bare string.
 
 // Config is the whole file.
 type Config struct {
@@ -33,8 +36,8 @@ type TUN struct {
 	Name         string `yaml:"name"`          // default "edge0"
 	MTU          int    `yaml:"mtu"`           // default 1500
 	Queues       int    `yaml:"queues"`        // default DefaultQueues() (one per CPU, 2..8); >1 opens a multi-queue device, one worker each
-	Offload      *bool  `yaml:"offload"`       // default true: IFF_VNET_HDR + TSO/USO offloads
-	ManageRoutes *bool  `yaml:"manage_routes"` // default true
+	Offload      bool   `yaml:"offload"`       // default true: IFF_VNET_HDR + TSO/USO offloads
+	ManageRoutes bool   `yaml:"manage_routes"` // default true
 	TxQueueLen   int    `yaml:"txqueuelen"`    // default 10000
 	RouteTable   int    `yaml:"route_table"`   // policy routing table for egress/node ports, default 4242
 	// SYNRateLimit bounds the TCP connection attempts (SYN without ACK) the kernel hands to the
@@ -44,7 +47,7 @@ type TUN struct {
 	SYNBurst     int `yaml:"syn_burst"` // default: syn_rate_limit / 5, at least 100
 	// Persist keeps the device (IFF_PERSIST) and its routes when the process dies without a
 	// clean exit, so a restart reattaches and picks the flows up; default true.
-	Persist *bool `yaml:"persist"`
+	Persist bool `yaml:"persist"`
 	// SYNProxy says when connections to TCP service ports are answered with SYN cookies and
 	// spliced to their backend once the client's ACK proves its address: auto (default: while
 	// SYNs arrive faster than the gateway's threshold or the flow table fills), on, off.
@@ -72,14 +75,14 @@ type Service struct {
 	Name                   string        `yaml:"name"`
 	Addresses              []netip.Addr  `yaml:"addresses"`
 	Ports                  []ServicePort `yaml:"ports"`
-	Scheduler              string        `yaml:"scheduler"`                // default round_robin
-	SessionAffinity        string        `yaml:"session_affinity"`         // none (default) or client_ip
+	Scheduler              Scheduler     `yaml:"scheduler"`                // default round_robin
+	SessionAffinity        Affinity      `yaml:"session_affinity"`         // none (default) or client_ip
 	SessionAffinityTimeout Duration      `yaml:"session_affinity_timeout"` // default 3h (10800 s)
-	SourceNAT              string        `yaml:"source_nat"`               // masquerade (default) or none
+	SourceNAT              SourceNAT     `yaml:"source_nat"`               // masquerade (default) or none
 	MaglevTableSize        int           `yaml:"maglev_table_size"`        // prime, default 65537
 	Backends               []Backend     `yaml:"backends"`
 	HealthCheck            *HealthCheck  `yaml:"health_check"`
-	Announce               *bool         `yaml:"announce"` // announce the addresses by BGP; default true with a bgp section
+	Announce               bool          `yaml:"announce"` // announce the addresses by BGP; default true with a bgp section
 }
 
 // ServicePort is one port of a service.
@@ -94,7 +97,7 @@ type ServicePort struct {
 // Backend is one endpoint of a service.
 type Backend struct {
 	Address netip.Addr `yaml:"address"`
-	Weight  *int       `yaml:"weight"` // default 1; 0 means no new flows
+	Weight  int        `yaml:"weight"` // default 1; 0 means no new flows
 	Drain   bool       `yaml:"drain"`  // draining: no new flows, existing ones continue
 }
 
@@ -109,7 +112,7 @@ type HealthCheck struct {
 	HealthyThreshold   int      `yaml:"healthy_threshold"`   // default 2
 	UnhealthyThreshold int      `yaml:"unhealthy_threshold"` // default 2
 	// AllUnhealthy is the policy when no backend is healthy: fail_open (default: use all) or refuse.
-	AllUnhealthy string `yaml:"all_unhealthy"`
+	AllUnhealthy AllUnhealthy `yaml:"all_unhealthy"`
 }
 
 // Egress SNATs traffic from inside prefixes to the outside with a pool address.
@@ -129,7 +132,7 @@ type Conntrack struct {
 	DrainTimeout Duration `yaml:"drain_timeout"`
 	// TCPLoose picks up flows met in mid-stream after a restart (netfilter's
 	// nf_conntrack_tcp_loose) when their translation can be rebuilt; default true.
-	TCPLoose *bool `yaml:"tcp_loose"`
+	TCPLoose bool `yaml:"tcp_loose"`
 }
 
 // Timeouts are netfilter's defaults unless set.

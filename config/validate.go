@@ -34,6 +34,11 @@ const (
 	DefaultHealthThreshold                = 2
 	DefaultHealthHTTPPath                 = "/"
 	DefaultHealthHTTPStatus               = 200
+	DefaultWeight                         = 1
+	DefaultOffload                        = true
+	DefaultManageRoutes                   = true
+	DefaultPersist                        = true
+	DefaultTCPLoose                       = true
 	SYNProxyAuto, SYNProxyOn, SYNProxyOff = "auto", "on", "off" // tun.syn_proxy
 )
 
@@ -121,118 +126,18 @@ func (v *validator) isPrime(n int) bool {
 	return p
 }
 
+// defaults resolves the decoded config: every key the file left out gets its default here, the
+// one place defaults are applied, so nothing downstream re-decides one.
 func (v *validator) defaults() {
 	c := v.c
-	t := &c.TUN
-	if t.Name == "" {
-		t.Name = DefaultTUNName
-	}
-	if !v.set(&t.MTU) {
-		t.MTU = DefaultMTU
-	}
-	if !v.set(&t.Queues) {
-		t.Queues = DefaultQueues()
-	}
-	if t.Offload == nil {
-		t.Offload = ptr(true)
-	}
-	if t.ManageRoutes == nil {
-		t.ManageRoutes = ptr(true)
-	}
-	if !v.set(&t.TxQueueLen) {
-		t.TxQueueLen = DefaultTxQueueLen
-	}
-	if !v.set(&t.RouteTable) {
-		t.RouteTable = DefaultRouteTable
-	}
-	if t.SYNProxy == "" {
-		t.SYNProxy = SYNProxyAuto
-	}
-	if !v.set(&t.SYNBurst) && t.SYNRateLimit > 0 {
-		t.SYNBurst = max(t.SYNRateLimit/5, 100)
-	}
+	v.tunDefaults()
 	if !v.set(&c.NAT.PortRange) {
 		c.NAT.PortRange = DefaultPortRange
 	}
 	for i := range c.Services {
-		s := &c.Services[i]
-		if s.Scheduler == "" {
-			s.Scheduler = DefaultScheduler
-		}
-		if s.SessionAffinity == "" {
-			s.SessionAffinity = AffinityNone
-		}
-		if !v.set(&s.SessionAffinityTimeout) {
-			s.SessionAffinityTimeout = DefaultAffinityTimeout
-		}
-		if s.SourceNAT == "" {
-			s.SourceNAT = SourceNATMasquerade
-		}
-		if !v.set(&s.MaglevTableSize) {
-			s.MaglevTableSize = DefaultMaglevTableSize
-		}
-		for j := range s.Ports {
-			p := &s.Ports[j]
-			if p.Protocol == "" {
-				p.Protocol = ProtocolTCP
-			}
-			if !v.set(&p.TargetPort) {
-				p.TargetPort = p.Port
-			}
-		}
-		for j := range s.Backends {
-			if s.Backends[j].Weight == nil {
-				s.Backends[j].Weight = ptr(1)
-			}
-		}
-		if h := s.HealthCheck; h != nil {
-			if h.Type == "" {
-				h.Type = HealthTCP
-			}
-			if !v.set(&h.Port) && len(s.Ports) > 0 {
-				h.Port = s.Ports[0].TargetPort
-			}
-			if h.Type == HealthHTTP {
-				if h.Path == "" {
-					h.Path = DefaultHealthHTTPPath
-				}
-				if !v.set(&h.ExpectStatus) {
-					h.ExpectStatus = DefaultHealthHTTPStatus
-				}
-			}
-			if !v.set(&h.Interval) {
-				h.Interval = DefaultHealthInterval
-			}
-			if !v.set(&h.Timeout) {
-				h.Timeout = DefaultHealthTimeout
-			}
-			if !v.set(&h.HealthyThreshold) {
-				h.HealthyThreshold = DefaultHealthThreshold
-			}
-			if !v.set(&h.UnhealthyThreshold) {
-				h.UnhealthyThreshold = DefaultHealthThreshold
-			}
-			if h.AllUnhealthy == "" {
-				h.AllUnhealthy = AllUnhealthyFailOpen
-			}
-		}
+		v.serviceDefaults(&c.Services[i])
 	}
-	ct := &c.Conntrack
-	if !v.set(&ct.MaxEntries) {
-		ct.MaxEntries = DefaultMaxEntries
-	}
-	to, def := &ct.Timeouts, DefaultTimeouts
-	for _, f := range []struct{ p, d *Duration }{
-		{&to.TCPSynSent, &def.TCPSynSent}, {&to.TCPSynRecv, &def.TCPSynRecv},
-		{&to.TCPEstablished, &def.TCPEstablished}, {&to.TCPFinWait, &def.TCPFinWait},
-		{&to.TCPCloseWait, &def.TCPCloseWait}, {&to.TCPLastAck, &def.TCPLastAck},
-		{&to.TCPTimeWait, &def.TCPTimeWait}, {&to.TCPClose, &def.TCPClose},
-		{&to.UDP, &def.UDP}, {&to.UDPStream, &def.UDPStream}, {&to.ICMP, &def.ICMP},
-	} {
-		if !v.set(f.p) {
-			*f.p = *f.d
-		}
-	}
+	v.conntrackDefaults()
 	if c.Admin.Listen == "" {
 		c.Admin.Listen = DefaultAdminListen
 	}
@@ -248,8 +153,128 @@ func (v *validator) defaults() {
 	if c.Ingress != nil {
 		v.ingressDefaults()
 	}
-	if c.BGP != nil {
-		v.bgpDefaults()
+	v.bgpDefaults()
+}
+
+// boolDefault sets *p to def unless the file gave it.
+func (v *validator) boolDefault(p *bool, def bool) {
+	if !v.set(p) {
+		*p = def
+	}
+}
+
+func (v *validator) tunDefaults() {
+	t := &v.c.TUN
+	if t.Name == "" {
+		t.Name = DefaultTUNName
+	}
+	if !v.set(&t.MTU) {
+		t.MTU = DefaultMTU
+	}
+	if !v.set(&t.Queues) {
+		t.Queues = DefaultQueues()
+	}
+	v.boolDefault(&t.Offload, DefaultOffload)
+	v.boolDefault(&t.ManageRoutes, DefaultManageRoutes)
+	v.boolDefault(&t.Persist, DefaultPersist)
+	if !v.set(&t.TxQueueLen) {
+		t.TxQueueLen = DefaultTxQueueLen
+	}
+	if !v.set(&t.RouteTable) {
+		t.RouteTable = DefaultRouteTable
+	}
+	if t.SYNProxy == "" {
+		t.SYNProxy = SYNProxyAuto
+	}
+	if !v.set(&t.SYNBurst) && t.SYNRateLimit > 0 {
+		t.SYNBurst = max(t.SYNRateLimit/5, 100)
+	}
+}
+
+func (v *validator) serviceDefaults(s *Service) {
+	if s.Scheduler == "" {
+		s.Scheduler = DefaultScheduler
+	}
+	if s.SessionAffinity == "" {
+		s.SessionAffinity = AffinityNone
+	}
+	if !v.set(&s.SessionAffinityTimeout) {
+		s.SessionAffinityTimeout = DefaultAffinityTimeout
+	}
+	if s.SourceNAT == "" {
+		s.SourceNAT = SourceNATMasquerade
+	}
+	if !v.set(&s.MaglevTableSize) {
+		s.MaglevTableSize = DefaultMaglevTableSize
+	}
+	for j := range s.Ports {
+		p := &s.Ports[j]
+		if p.Protocol == "" {
+			p.Protocol = ProtocolTCP
+		}
+		if !v.set(&p.TargetPort) {
+			p.TargetPort = p.Port
+		}
+	}
+	for j := range s.Backends {
+		if b := &s.Backends[j]; !v.set(&b.Weight) {
+			b.Weight = DefaultWeight
+		}
+	}
+	if s.HealthCheck != nil {
+		v.healthDefaults(s.HealthCheck, s)
+	}
+}
+
+func (v *validator) healthDefaults(h *HealthCheck, s *Service) {
+	if h.Type == "" {
+		h.Type = HealthTCP
+	}
+	if !v.set(&h.Port) && len(s.Ports) > 0 {
+		h.Port = s.Ports[0].TargetPort
+	}
+	if h.Type == HealthHTTP {
+		if h.Path == "" {
+			h.Path = DefaultHealthHTTPPath
+		}
+		if !v.set(&h.ExpectStatus) {
+			h.ExpectStatus = DefaultHealthHTTPStatus
+		}
+	}
+	if !v.set(&h.Interval) {
+		h.Interval = DefaultHealthInterval
+	}
+	if !v.set(&h.Timeout) {
+		h.Timeout = DefaultHealthTimeout
+	}
+	if !v.set(&h.HealthyThreshold) {
+		h.HealthyThreshold = DefaultHealthThreshold
+	}
+	if !v.set(&h.UnhealthyThreshold) {
+		h.UnhealthyThreshold = DefaultHealthThreshold
+	}
+	if h.AllUnhealthy == "" {
+		h.AllUnhealthy = AllUnhealthyFailOpen
+	}
+}
+
+func (v *validator) conntrackDefaults() {
+	ct := &v.c.Conntrack
+	if !v.set(&ct.MaxEntries) {
+		ct.MaxEntries = DefaultMaxEntries
+	}
+	v.boolDefault(&ct.TCPLoose, DefaultTCPLoose)
+	to, def := &ct.Timeouts, DefaultTimeouts
+	for _, f := range []struct{ p, d *Duration }{
+		{&to.TCPSynSent, &def.TCPSynSent}, {&to.TCPSynRecv, &def.TCPSynRecv},
+		{&to.TCPEstablished, &def.TCPEstablished}, {&to.TCPFinWait, &def.TCPFinWait},
+		{&to.TCPCloseWait, &def.TCPCloseWait}, {&to.TCPLastAck, &def.TCPLastAck},
+		{&to.TCPTimeWait, &def.TCPTimeWait}, {&to.TCPClose, &def.TCPClose},
+		{&to.UDP, &def.UDP}, {&to.UDPStream, &def.UDPStream}, {&to.ICMP, &def.ICMP},
+	} {
+		if !v.set(f.p) {
+			*f.p = *f.d
+		}
 	}
 }
 
@@ -268,10 +293,18 @@ func (v *validator) validate() {
 }
 
 // oneOf checks an enumerated string.
-func (v *validator) oneOf(p *string, what string, allowed ...string) {
-	if !slices.Contains(allowed, *p) {
-		v.errorf(v.at(p), "%s: unknown value %q (want one of: %s)", what, *p, strings.Join(allowed, ", "))
+func (v *validator) oneOf(p *string, what string, allowed ...string) { oneOf(v, p, what, allowed...) }
+
+// oneOf checks an enumerated value of a typed enum.
+func oneOf[T ~string](v *validator, p *T, what string, allowed ...T) {
+	if slices.Contains(allowed, *p) {
+		return
 	}
+	names := make([]string, len(allowed))
+	for i, a := range allowed {
+		names[i] = string(a)
+	}
+	v.errorf(v.at(p), "%s: unknown value %q (want one of: %s)", what, *p, strings.Join(names, ", "))
 }
 
 // isDNSLabel reports whether s is an RFC 1123 label (lowercase), the naming rule for every
@@ -506,12 +539,12 @@ func (v *validator) validateServices() {
 			}
 		}
 		// Scheduling.
-		v.oneOf(&s.Scheduler, what+": scheduler", Schedulers...)
-		v.oneOf(&s.SessionAffinity, what+": session_affinity", AffinityNone, AffinityClientIP)
+		oneOf(v, &s.Scheduler, what+": scheduler", Schedulers...)
+		oneOf(v, &s.SessionAffinity, what+": session_affinity", AffinityNone, AffinityClientIP)
 		if s.SessionAffinityTimeout <= 0 {
 			v.errorf(v.at(&s.SessionAffinityTimeout), "%s: session_affinity_timeout must be positive", what)
 		}
-		v.oneOf(&s.SourceNAT, what+": source_nat", SourceNATMasquerade, SourceNATNone)
+		oneOf(v, &s.SourceNAT, what+": source_nat", SourceNATMasquerade, SourceNATNone)
 		if m := s.MaglevTableSize; m < 2 || m > MaxMaglevTableSize || !v.isPrime(m) {
 			v.errorf(v.at(&s.MaglevTableSize), "%s: maglev_table_size %d must be a prime 2..%d (e.g. 251, 4099, 65537)", what, m, MaxMaglevTableSize)
 		} else if m < len(s.Backends) {
@@ -536,7 +569,7 @@ func (v *validator) validateServices() {
 			} else {
 				seenBackend[b.Address] = v.at(&b.Address)
 			}
-			if w := *b.Weight; w < 0 || w > MaxWeight {
+			if w := b.Weight; w < 0 || w > MaxWeight {
 				v.errorf(v.at(&b.Weight), "%s.weight: %d out of range 0..%d", bw, w, MaxWeight)
 			}
 			f := family(b.Address)
@@ -598,7 +631,7 @@ func (v *validator) validateHealth(s *Service, what string) {
 	if h.UnhealthyThreshold < 1 {
 		v.errorf(v.at(&h.UnhealthyThreshold), "%s.unhealthy_threshold: must be at least 1", what)
 	}
-	v.oneOf(&h.AllUnhealthy, what+".all_unhealthy", AllUnhealthyFailOpen, AllUnhealthyRefuse)
+	oneOf(v, &h.AllUnhealthy, what+".all_unhealthy", AllUnhealthyFailOpen, AllUnhealthyRefuse)
 }
 
 func (v *validator) validateEgress() {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgegate/edgegate/lb"
 	"gopkg.in/yaml.v3"
 )
 
@@ -94,24 +95,10 @@ func ParsePortRange(s string) (PortRange, error) {
 // MarshalYAML writes "lo-hi".
 func (r PortRange) MarshalYAML() (any, error) { return r.String(), nil }
 
-// OffloadEnabled is the effective offload setting (default true).
-func (t TUN) OffloadEnabled() bool { return t.Offload == nil || *t.Offload }
-
-// ManageRoutesEnabled is the effective manage_routes setting (default true).
-func (t TUN) ManageRoutesEnabled() bool { return t.ManageRoutes == nil || *t.ManageRoutes }
-
-// EffectiveWeight is the backend's weight with the default (1) applied.
-func (b Backend) EffectiveWeight() int {
-	if b.Weight == nil {
-		return 1
-	}
-	return *b.Weight
-}
-
 // EffectiveWeight is the backend reference's weight with the default (1) applied.
 func (b BackendRef) EffectiveWeight() int {
 	if b.Weight == nil {
-		return 1
+		return DefaultWeight
 	}
 	return *b.Weight
 }
@@ -123,12 +110,43 @@ func (i *Ingress) AccessLogEnabled() bool { return i.AccessLog == nil || *i.Acce
 func (s *Service) Masquerade() bool { return s.SourceNAT != SourceNATNone }
 
 // AffinityTimeout is the client_ip affinity timeout, or 0 when affinity is off (the form lb.Spec
-// wants).
+// wants). A Service built as a literal (tests) with client_ip and no timeout gets the default.
 func (s *Service) AffinityTimeout() time.Duration {
-	if s.SessionAffinity != AffinityClientIP {
+	switch {
+	case s.SessionAffinity != AffinityClientIP:
 		return 0
+	case s.SessionAffinityTimeout <= 0:
+		return DefaultAffinityTimeout.D()
 	}
 	return s.SessionAffinityTimeout.D()
+}
+
+// RefuseWhenEmpty says whether the service refuses new flows while no backend is healthy
+// (all_unhealthy: refuse) rather than using them all (fail_open, the default).
+func (s *Service) RefuseWhenEmpty() bool {
+	return s.HealthCheck != nil && s.HealthCheck.AllUnhealthy == AllUnhealthyRefuse
+}
+
+// IsUDP says whether the port is a UDP port (else TCP, the default protocol).
+func (p ServicePort) IsUDP() bool { return p.Protocol == ProtocolUDP }
+
+// LBSpec is the service's lb.Spec (scheduler, affinity, Maglev table size) over its backends for
+// which keep is true (nil: all), each active with its weight or draining; the one conversion from
+// config to lb, used by the L4 rule builder and the L7 upstreams. Callers mark unhealthy backends
+// and attach active-flow counters themselves.
+func (s *Service) LBSpec(keep func(Backend) bool) lb.Spec {
+	spec := lb.Spec{Scheduler: string(s.Scheduler), Affinity: s.AffinityTimeout(), MaglevSize: s.MaglevTableSize}
+	for _, b := range s.Backends {
+		if keep != nil && !keep(b) {
+			continue
+		}
+		st := lb.Active
+		if b.Drain {
+			st = lb.Draining
+		}
+		spec.Backends = append(spec.Backends, lb.Backend{Addr: b.Address, Weight: b.Weight, State: st})
+	}
+	return spec
 }
 
 // Enabled says whether the admin TCP listener runs ("off" disables it).

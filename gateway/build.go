@@ -5,7 +5,6 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/edgegate/edgegate/config"
 	"github.com/edgegate/edgegate/lb"
@@ -59,8 +58,8 @@ func (rb *ruleBuilder) ServiceName(id uint32) string {
 	return rb.names[id]
 }
 
-func protoNum(s string) uint8 {
-	if s == "udp" {
+func protoNum(p config.ServicePort) uint8 {
+	if p.IsUDP() {
 		return nat.ProtoUDP
 	}
 	return nat.ProtoTCP
@@ -75,7 +74,7 @@ func (rb *ruleBuilder) build(cfg *config.Config, nodeAddrs []netip.Addr, health 
 		Masquerade: cfg.NAT.MasqueradeAddresses,
 		PortLo:     cfg.NAT.PortRange.Lo,
 		PortHi:     cfg.NAT.PortRange.Hi,
-		TCPLoose:   boolOr(cfg.Conntrack.TCPLoose, true),
+		TCPLoose:   cfg.Conntrack.TCPLoose,
 		ProxyMSS:   uint16(min(cfg.TUN.MTU-packet.IPv4MinLen-packet.TCPMinLen, 65535-packet.IPv4MinLen-packet.TCPMinLen)),
 	}
 	var err error
@@ -87,66 +86,23 @@ func (rb *ruleBuilder) build(cfg *config.Config, nodeAddrs []netip.Addr, health 
 	for i := range cfg.Services {
 		s := &cfg.Services[i]
 		svc := nat.Service{
-			ID:         rb.serviceID(s.Name),
-			Name:       s.Name,
-			Addrs:      s.Addresses,
-			Masquerade: s.SourceNAT != "none",
-		}
-		if s.HealthCheck != nil && s.HealthCheck.AllUnhealthy == "refuse" {
-			svc.RefuseWhenEmpty = true
+			ID:              rb.serviceID(s.Name),
+			Name:            s.Name,
+			Addrs:           s.Addresses,
+			Masquerade:      s.Masquerade(),
+			RefuseWhenEmpty: s.RefuseWhenEmpty(),
 		}
 		for _, p := range s.Ports {
-			tp := p.TargetPort
-			if tp == 0 {
-				tp = p.Port
-			}
-			svc.Ports = append(svc.Ports, nat.Port{Name: p.Name, Proto: protoNum(p.Protocol), Port: p.Port, TargetPort: tp, NodePort: p.NodePort})
+			svc.Ports = append(svc.Ports, nat.Port{Name: p.Name, Proto: protoNum(p), Port: p.Port, TargetPort: p.TargetPort, NodePort: p.NodePort})
 		}
 		for _, fam := range []int{4, 6} {
-			var bs []lb.Backend
-			for _, b := range s.Backends {
-				if b.Address.Is4() != (fam == 4) {
-					continue
-				}
-				w := 1
-				if b.Weight != nil {
-					w = *b.Weight
-				}
-				st := lb.Active
-				switch {
-				case b.Drain:
-					st = lb.Draining
-				case health != nil && !health(s.Name, b.Address):
-					st = lb.Unhealthy
-				}
-				k := activeKey{s.Name, b.Address}
-				act := rb.active[k]
-				if act == nil {
-					act = new(atomic.Int64)
-					rb.active[k] = act
-				}
-				seen[k] = true
-				bs = append(bs, lb.Backend{Addr: b.Address, Weight: w, State: st, Active: act})
-			}
-			if len(bs) == 0 {
+			spec := s.LBSpec(func(b config.Backend) bool { return b.Address.Is4() == (fam == 4) })
+			if len(spec.Backends) == 0 {
 				continue
 			}
-			if failOpen(s, bs) {
-				for j := range bs {
-					if bs[j].State == lb.Unhealthy {
-						bs[j].State = lb.Active
-					}
-				}
-			}
-			var aff time.Duration
-			if s.SessionAffinity == "client_ip" {
-				aff = time.Duration(s.SessionAffinityTimeout)
-				if aff <= 0 {
-					aff = 3 * time.Hour
-				}
-			}
+			rb.attach(s, spec.Backends, health, seen)
 			key := fmt.Sprintf("%s/%d", s.Name, fam)
-			set, err := lb.Build(lb.Spec{Scheduler: s.Scheduler, Backends: bs, Affinity: aff, MaglevSize: s.MaglevTableSize}, rb.sets[key])
+			set, err := lb.Build(spec, rb.sets[key])
 			if err != nil {
 				return nil, fmt.Errorf("service %s: %w", s.Name, err)
 			}
@@ -171,10 +127,37 @@ func (rb *ruleBuilder) build(cfg *config.Config, nodeAddrs []netip.Addr, health 
 	return nat.NewRules(spec), nil
 }
 
+// attach marks the backends of s that health reports down as unhealthy (unless every one that
+// would serve is down and the policy is fail_open) and gives each its live-flow counter, recording
+// the keys in seen.
+func (rb *ruleBuilder) attach(s *config.Service, bs []lb.Backend, health HealthView, seen map[activeKey]bool) {
+	for j := range bs {
+		b := &bs[j]
+		if b.State == lb.Active && health != nil && !health(s.Name, b.Addr) {
+			b.State = lb.Unhealthy
+		}
+		k := activeKey{s.Name, b.Addr}
+		act := rb.active[k]
+		if act == nil {
+			act = new(atomic.Int64)
+			rb.active[k] = act
+		}
+		seen[k] = true
+		b.Active = act
+	}
+	if failOpen(s, bs) {
+		for j := range bs {
+			if bs[j].State == lb.Unhealthy {
+				bs[j].State = lb.Active
+			}
+		}
+	}
+}
+
 // failOpen reports whether every backend that would otherwise serve is unhealthy and the service's
 // policy is to keep using them (the default, as kube-proxy does without endpoints readiness).
 func failOpen(s *config.Service, bs []lb.Backend) bool {
-	if s.HealthCheck == nil || s.HealthCheck.AllUnhealthy == "refuse" {
+	if s.HealthCheck == nil || s.RefuseWhenEmpty() {
 		return false
 	}
 	for _, b := range bs {

@@ -92,13 +92,6 @@ func timeouts(t config.Timeouts) conntrack.Timeouts {
 	}
 }
 
-func boolOr(p *bool, def bool) bool {
-	if p == nil {
-		return def
-	}
-	return *p
-}
-
 // Config returns the running configuration.
 func (g *Gateway) Config() *config.Config { return g.cfg.Load() }
 
@@ -116,7 +109,7 @@ func (g *Gateway) Start() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	cfg := g.cfg.Load()
-	manage := boolOr(cfg.TUN.ManageRoutes, true)
+	manage := cfg.TUN.ManageRoutes
 	if manage {
 		if err := checkSysctls(cfg); err != nil {
 			return fmt.Errorf("refusing to start: %w", err)
@@ -183,12 +176,8 @@ func (g *Gateway) Start() error {
 // does not need (reattach), and the SYN guard; on error it removes what it installed.
 func (g *Gateway) setupRouting(cfg *config.Config, name string, manage, reattach bool) error {
 	if manage {
-		rt := cfg.TUN.RouteTable
-		if rt == 0 {
-			rt = 4242
-		}
 		var err error
-		g.routing, err = newRouting(name, rt)
+		g.routing, err = newRouting(name, cfg.TUN.RouteTable)
 		if err == nil {
 			err = g.routing.apply(cfg, g.nodeAddrs)
 		}
@@ -226,9 +215,9 @@ func (g *Gateway) openTUN(cfg *config.Config) (reattach bool, err error) {
 		Name:       cfg.TUN.Name,
 		MTU:        cfg.TUN.MTU,
 		Queues:     cfg.TUN.Queues,
-		Offload:    boolOr(cfg.TUN.Offload, true),
+		Offload:    cfg.TUN.Offload,
 		TxQueueLen: cfg.TUN.TxQueueLen,
-		Persist:    boolOr(cfg.TUN.Persist, true),
+		Persist:    cfg.TUN.Persist,
 	}
 	devs, err := tun.Open(tcfg)
 	if err != nil && reattach {
@@ -325,7 +314,7 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 	if !tunEqual(old.TUN, cfg.TUN) {
 		g.log.Warn("tun settings changed: they take effect on restart")
 	}
-	if p := boolOr(cfg.TUN.Persist, true); p != boolOr(old.TUN.Persist, true) && len(g.devs) > 0 {
+	if p := cfg.TUN.Persist; p != old.TUN.Persist && len(g.devs) > 0 {
 		if err := tun.SetPersist(g.devs[0], p); err != nil {
 			return err
 		}
@@ -338,7 +327,7 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 	g.rules.Store(rules)
 	g.dropStale(old, cfg)
 	g.scheduleDrain(cfg)
-	if g.routing != nil && boolOr(cfg.TUN.ManageRoutes, true) {
+	if g.routing != nil && cfg.TUN.ManageRoutes {
 		if err := g.routing.apply(cfg, g.nodeAddrs); err != nil {
 			return fmt.Errorf("apply routes: %w", err)
 		}
@@ -372,8 +361,8 @@ func (g *Gateway) applySYNGuard(old, cfg *config.Config) error {
 }
 
 func tunEqual(a, b config.TUN) bool {
-	return a.Name == b.Name && a.MTU == b.MTU && a.Queues == b.Queues && boolOr(a.Offload, true) == boolOr(b.Offload, true) &&
-		boolOr(a.ManageRoutes, true) == boolOr(b.ManageRoutes, true) && a.TxQueueLen == b.TxQueueLen && a.RouteTable == b.RouteTable
+	return a.Name == b.Name && a.MTU == b.MTU && a.Queues == b.Queues && a.Offload == b.Offload &&
+		a.ManageRoutes == b.ManageRoutes && a.TxQueueLen == b.TxQueueLen && a.RouteTable == b.RouteTable
 }
 
 // scheduleDrain arms (or re-arms) the drain_timeout: when it fires, TCP flows whose backend is no

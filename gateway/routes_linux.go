@@ -98,7 +98,7 @@ func (r *routing) desired(cfg *config.Config, nodeAddrs []netip.Addr) (map[strin
 	for _, s := range cfg.Services {
 		for _, p := range s.Ports {
 			proto := unix.IPPROTO_TCP
-			if p.Protocol == "udp" {
+			if p.IsUDP() {
 				proto = unix.IPPROTO_UDP
 			}
 			if p.NodePort != 0 {
@@ -111,11 +111,8 @@ func (r *routing) desired(cfg *config.Config, nodeAddrs []netip.Addr) (map[strin
 					})
 				}
 			}
-			if s.SourceNAT == "none" {
+			if !s.Masquerade() {
 				tp := p.TargetPort
-				if tp == 0 {
-					tp = p.Port
-				}
 				for _, b := range s.Backends {
 					b := b.Address
 					rule(fmt.Sprintf("rep %s %d/%d", b, tp, proto), famOf(b), prefReplies, func(ru *netlink.Rule) {
@@ -357,7 +354,7 @@ func checkSysctls(cfg *config.Config) error {
 
 func needsLooseRP(cfg *config.Config) bool {
 	for _, s := range cfg.Services {
-		if s.SourceNAT == "none" {
+		if !s.Masquerade() {
 			return true
 		}
 		for _, p := range s.Ports {

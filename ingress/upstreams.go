@@ -36,45 +36,24 @@ type staticTarget struct {
 	affinity bool   // the set needs the time (client affinity expiry)
 }
 
-// StaticUpstreams builds Upstreams from cfg.Services with lb.Build per service (the port's
-// target_port is dialled), for tests and the gateway's first version: no health checks, so every
+// StaticUpstreams builds Upstreams from a parsed cfg.Services with lb.Build of each service's
+// config.Service.LBSpec (the port's target_port is dialled), for tests and the gateway's first version: no health checks, so every
 // configured backend that is not draining and has weight > 0 is eligible. It implements
 // ActiveUpstreams.
 func StaticUpstreams(cfg *config.Config) (Upstreams, error) {
 	u := &staticUpstreams{sets: map[svcPort]staticTarget{}}
 	for i := range cfg.Services {
 		svc := &cfg.Services[i]
-		spec := lb.Spec{Scheduler: svc.Scheduler, MaglevSize: svc.MaglevTableSize}
-		if svc.SessionAffinity == "client_ip" {
-			spec.Affinity = time.Duration(svc.SessionAffinityTimeout)
-			if spec.Affinity <= 0 {
-				spec.Affinity = 10800 * time.Second // Kubernetes' default
-			}
-		}
-		for _, b := range svc.Backends {
-			w := 1
-			if b.Weight != nil {
-				w = *b.Weight
-			}
-			st := lb.Active
-			if b.Drain {
-				st = lb.Draining
-			}
-			spec.Backends = append(spec.Backends, lb.Backend{Addr: b.Address, Weight: w, State: st})
-		}
+		spec := svc.LBSpec(nil)
 		set, err := lb.Build(spec, nil)
 		if err != nil {
 			return nil, fmt.Errorf("ingress: service %q: %w", svc.Name, err)
 		}
 		for _, p := range svc.Ports {
-			if p.Protocol != "" && p.Protocol != "tcp" {
+			if p.IsUDP() {
 				continue
 			}
-			target := p.TargetPort
-			if target == 0 {
-				target = p.Port
-			}
-			u.sets[svcPort{svc.Name, p.Port}] = staticTarget{set: set, target: target, affinity: spec.Affinity > 0}
+			u.sets[svcPort{svc.Name, p.Port}] = staticTarget{set: set, target: p.TargetPort, affinity: spec.Affinity > 0}
 		}
 	}
 	return u, nil

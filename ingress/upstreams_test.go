@@ -45,7 +45,8 @@ func TestStaticUpstreams(t *testing.T) {
 			Name: "web", Scheduler: "round_robin",
 			Ports: []config.ServicePort{{Port: 80, TargetPort: port}},
 			Backends: []config.Backend{
-				{Address: a.addr.Addr()}, {Address: b.addr.Addr()}, {Address: dead}, {Address: c.addr.Addr(), Drain: true},
+				{Address: a.addr.Addr(), Weight: 1}, {Address: b.addr.Addr(), Weight: 1}, {Address: dead, Weight: 1},
+				{Address: c.addr.Addr(), Weight: 1, Drain: true},
 			},
 		}},
 		Ingress: &config.Ingress{Listeners: plainListener(), Routes: []config.HTTPRoute{{Name: "web",

@@ -368,7 +368,7 @@ func startEdgegate(bport int, log *slog.Logger) (string, func(), error) {
 	port := uint16(bport)
 	cfg := &config.Config{
 		Services: []config.Service{{Name: "backend", Ports: []config.ServicePort{{Port: 80, TargetPort: port}},
-			Backends: []config.Backend{{Address: mustAddr("127.0.0.1")}}}},
+			Backends: []config.Backend{{Address: mustAddr("127.0.0.1"), Weight: config.DefaultWeight}}}},
 		Ingress: &config.Ingress{
 			AccessLog: &off,
 			Listeners: []config.Listener{{Name: "bench", Address: "127.0.0.1:0"}},
