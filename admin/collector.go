@@ -63,7 +63,7 @@ func NewCollector(src Source) *Collector {
 		reloads:      d("config_reloads_total", "Configuration reloads by result (success, failure).", "result"),
 		reloadTS:     d("config_last_reload_success_timestamp_seconds", "Unix time of the last successful configuration (re)load."),
 		reloadLastOK: d("config_last_reload_successful", "1 if the last reload attempt succeeded."),
-		ready:        d("ready", "1 when the TUN is up, routes are set and the configuration is loaded."),
+		ready:        d("ready", "1 when the TUN is up, routes are set, the configuration is loaded and the start (privilege drop included) is complete: as /readyz."),
 		spCookies:    d("synproxy_syn_cookies_total", "SYNs the SYN proxy answered with a cookie SYN-ACK (no flow entry, nothing forwarded)."),
 		spACKs:       d("synproxy_cookie_acks_total", "ACKs without flow checked as answers to a cookie SYN-ACK, by result: valid (a backend connection was opened), invalid (dropped, also drops_total{reason=\"invalid_cookie\"}).", "result"),
 		spResends:    d("synproxy_syn_resends_total", "SYNs the SYN proxy sent a backend again because the client spoke before the backend answered."),

@@ -296,7 +296,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	case s.opt.Source.Config() == nil:
 		http.Error(w, "no configuration loaded", http.StatusServiceUnavailable)
 	case !s.opt.Source.Ready():
-		http.Error(w, "data path not ready (TUN, routes)", http.StatusServiceUnavailable)
+		http.Error(w, "not ready: data path (TUN, routes) or start (privilege drop) not finished, or shutting down", http.StatusServiceUnavailable)
 	default:
 		fmt.Fprintln(w, "ready")
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -313,5 +314,48 @@ func TestOpsEarlySIGHUP(t *testing.T) {
 		return tp.scrape(t).get("edgegate_config_reloads_total", "result=success") >= 1
 	})
 	t.Logf("%d SIGHUPs sent during setup", sent)
+	tp.stopEdgegate(t)
+}
+
+// TestOpsReadyAfterStart: /readyz answers 200 only once the start is complete, privilege drop
+// included (the admin listener opens before the drop; a supervisor or test acting on readiness,
+// e.g. reloading, must not meet a process still dropping privileges).
+func TestOpsReadyAfterStart(t *testing.T) {
+	tp := newTopo(t)
+	path := tp.writeConfig("edgegate.yaml", opsConfig("", svcSpec{name: "web", vip: "198.18.200.10", backends: []int{0}}))
+	tp.egLog = &lockedBuffer{}
+	cmd := tp.gw.Command(context.Background(), edgegateBin, "run", "-c", path)
+	cmd.Stdout, cmd.Stderr = tp.egLog, tp.egLog
+	must(t, tp.gw.StartCmd(cmd))
+	tp.eg = cmd
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("edgegate output:\n%s", tp.egLog.String())
+		}
+	})
+	notReady := 0
+	waitFor(t, 10*time.Second, "/readyz 200", func() bool {
+		select {
+		case <-tp.gw.Exited(cmd):
+			t.Fatalf("edgegate exited (%s)", cmd.ProcessState)
+		default:
+		}
+		code, _, err := tp.adminDo(http.MethodGet, "/readyz")
+		if err != nil || code != http.StatusOK {
+			if err == nil {
+				notReady++
+			}
+			return false
+		}
+		// no_new_privs is the drop's last step: set on every thread before readiness.
+		if st := procStatus(t, cmd.Process.Pid, ""); st["NoNewPrivs"] != "1" {
+			t.Fatalf("/readyz answered 200 before the privilege drop finished (NoNewPrivs %s)", st["NoNewPrivs"])
+		}
+		return true
+	})
+	if m := tp.scrape(t); m.get("edgegate_ready") != 1 {
+		t.Errorf("edgegate_ready %v after /readyz 200", m.get("edgegate_ready"))
+	}
+	t.Logf("/readyz answered 503 %d times during the start", notReady)
 	tp.stopEdgegate(t)
 }

@@ -36,7 +36,7 @@ func (tp *topo) flows(t *testing.T, query string) []flowJSON {
 	return fs
 }
 
-// waitReady waits for /readyz (the admin API starts right after the data path).
+// waitReady waits for /readyz: the start is complete, privilege drop included.
 func (tp *topo) waitReady(t *testing.T) {
 	t.Helper()
 	waitFor(t, 5*time.Second, "/readyz 200", func() bool {

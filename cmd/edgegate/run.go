@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -37,8 +38,11 @@ type daemon struct {
 	// sockOwner receives the admin socket's directory when start creates it (the -user the
 	// process switches to, so that it can remove the socket at exit); nil: root keeps it.
 	sockOwner *[2]int
-	bgpMu     sync.Mutex // guards bgp, which reloads start and stop (bgp.go)
-	bgp       *bgp.Speaker
+	// started is set once the whole start is done (listeners, hand-over socket, privilege drop)
+	// and signals reach the reload loop: /readyz and edgegate_ready wait for it (startedSource).
+	started atomic.Bool
+	bgpMu   sync.Mutex // guards bgp, which reloads start and stop (bgp.go)
+	bgp     *bgp.Speaker
 
 	// Hand-over upgrade (takeover.go).
 	takingOver bool                         // run --takeover
@@ -111,6 +115,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	} else {
 		log.Warn("privileges kept (-drop-privileges=false): the gateway runs with every capability it was started with")
 	}
+	d.started.Store(true)
 	var changed <-chan struct{}
 	if *watch {
 		changed = watchFile(ctx, *path, time.Second)
@@ -169,7 +174,8 @@ func (d *daemon) start(cfg *config.Config) error {
 			return err
 		}
 	}
-	d.coll = admin.NewCollector(g)
+	src := startedSource{Gateway: g, started: &d.started}
+	d.coll = admin.NewCollector(src)
 	reg := admin.NewRegistry(d.coll, versionString())
 	d.reg = reg
 	d.checker = health.New(d.log, func() {
@@ -192,7 +198,7 @@ func (d *daemon) start(cfg *config.Config) error {
 	}
 	if cfg.Admin.Enabled() || cfg.Admin.SocketEnabled() {
 		d.api = admin.NewServer(admin.Options{Listen: cfg.Admin.Listen, Socket: cfg.Admin.Socket, SocketGroup: cfg.Admin.SocketGroup,
-			SocketDirOwner: d.sockOwner, Pprof: cfg.Admin.Pprof, Source: g, Registry: reg, Logger: d.log, Version: versionString()})
+			SocketDirOwner: d.sockOwner, Pprof: cfg.Admin.Pprof, Source: src, Registry: reg, Logger: d.log, Version: versionString()})
 		d.api.SetHealth(d.checker)
 		d.api.SetBGP(d.bgpStatus)
 		if err := d.api.Start(); err != nil {
@@ -206,6 +212,17 @@ func (d *daemon) start(cfg *config.Config) error {
 	}
 	return d.startBGP(cfg) // last: announce only a node that is fully up
 }
+
+// startedSource is the gateway as the admin API and metrics see it: ready (/readyz 200,
+// edgegate_ready 1) only once the data path is ready and the start is complete, privilege drop
+// included. The admin listener opens earlier, so a probe or a supervisor that reloads on
+// readiness met a process still dropping privileges (a SIGHUP there used to end it).
+type startedSource struct {
+	*gateway.Gateway
+	started *atomic.Bool
+}
+
+func (s startedSource) Ready() bool { return s.started.Load() && s.Gateway.Ready() }
 
 func (d *daemon) startIngress(cfg *config.Config, reg prometheus.Registerer) error {
 	ing, err := ingress.New(cfg, d.g, ingress.Options{Logger: d.log, Registerer: reg})
