@@ -127,34 +127,20 @@ func (s *Service) Announced() bool { return s.Announce }
 func (v *validator) bgpDefaults() {
 	b := v.c.BGP
 	for i := range v.c.Services {
-		v.boolDefault(&v.c.Services[i].Announce, b != nil)
+		setDefault(v, &v.c.Services[i].Announce, b != nil)
 	}
 	if b == nil {
 		return
 	}
-	if !v.set(&b.WithdrawDelay) {
-		b.WithdrawDelay = DefaultBGPWithdrawDelay
-	}
+	setDefault(v, &b.WithdrawDelay, DefaultBGPWithdrawDelay)
 	for i := range b.Peers {
 		p := &b.Peers[i]
-		if !v.set(&p.Port) {
-			p.Port = DefaultBGPPort
-		}
-		if !v.set(&p.HoldTime) {
-			p.HoldTime = DefaultBGPHoldTime
-		}
-		if !v.set(&p.Keepalive) {
-			p.Keepalive = Duration((p.HoldTime.D() / 3).Truncate(time.Second))
-		}
-		if !v.set(&p.BFD.MinTx) {
-			p.BFD.MinTx = DefaultBFDInterval
-		}
-		if !v.set(&p.BFD.MinRx) {
-			p.BFD.MinRx = DefaultBFDInterval
-		}
-		if !v.set(&p.BFD.Multiplier) {
-			p.BFD.Multiplier = DefaultBFDMultiplier
-		}
+		setDefault(v, &p.Port, DefaultBGPPort)
+		setDefault(v, &p.HoldTime, DefaultBGPHoldTime)
+		setDefault(v, &p.Keepalive, Duration((p.HoldTime.D() / 3).Truncate(time.Second)))
+		setDefault(v, &p.BFD.MinTx, DefaultBFDInterval)
+		setDefault(v, &p.BFD.MinRx, DefaultBFDInterval)
+		setDefault(v, &p.BFD.Multiplier, DefaultBFDMultiplier)
 	}
 }
 

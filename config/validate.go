@@ -131,9 +131,7 @@ func (v *validator) isPrime(n int) bool {
 func (v *validator) defaults() {
 	c := v.c
 	v.tunDefaults()
-	if !v.set(&c.NAT.PortRange) {
-		c.NAT.PortRange = DefaultPortRange
-	}
+	setDefault(v, &c.NAT.PortRange, DefaultPortRange)
 	for i := range c.Services {
 		v.serviceDefaults(&c.Services[i])
 	}
@@ -156,8 +154,8 @@ func (v *validator) defaults() {
 	v.bgpDefaults()
 }
 
-// boolDefault sets *p to def unless the file gave it.
-func (v *validator) boolDefault(p *bool, def bool) {
+// setDefault sets *p to def unless the file gave the key (an explicit zero value is kept).
+func setDefault[T any](v *validator, p *T, def T) {
 	if !v.set(p) {
 		*p = def
 	}
@@ -168,21 +166,13 @@ func (v *validator) tunDefaults() {
 	if t.Name == "" {
 		t.Name = DefaultTUNName
 	}
-	if !v.set(&t.MTU) {
-		t.MTU = DefaultMTU
-	}
-	if !v.set(&t.Queues) {
-		t.Queues = DefaultQueues()
-	}
-	v.boolDefault(&t.Offload, DefaultOffload)
-	v.boolDefault(&t.ManageRoutes, DefaultManageRoutes)
-	v.boolDefault(&t.Persist, DefaultPersist)
-	if !v.set(&t.TxQueueLen) {
-		t.TxQueueLen = DefaultTxQueueLen
-	}
-	if !v.set(&t.RouteTable) {
-		t.RouteTable = DefaultRouteTable
-	}
+	setDefault(v, &t.MTU, DefaultMTU)
+	setDefault(v, &t.Queues, DefaultQueues())
+	setDefault(v, &t.Offload, DefaultOffload)
+	setDefault(v, &t.ManageRoutes, DefaultManageRoutes)
+	setDefault(v, &t.Persist, DefaultPersist)
+	setDefault(v, &t.TxQueueLen, DefaultTxQueueLen)
+	setDefault(v, &t.RouteTable, DefaultRouteTable)
 	if t.SYNProxy == "" {
 		t.SYNProxy = SYNProxyAuto
 	}
@@ -198,28 +188,20 @@ func (v *validator) serviceDefaults(s *Service) {
 	if s.SessionAffinity == "" {
 		s.SessionAffinity = AffinityNone
 	}
-	if !v.set(&s.SessionAffinityTimeout) {
-		s.SessionAffinityTimeout = DefaultAffinityTimeout
-	}
+	setDefault(v, &s.SessionAffinityTimeout, DefaultAffinityTimeout)
 	if s.SourceNAT == "" {
 		s.SourceNAT = SourceNATMasquerade
 	}
-	if !v.set(&s.MaglevTableSize) {
-		s.MaglevTableSize = DefaultMaglevTableSize
-	}
+	setDefault(v, &s.MaglevTableSize, DefaultMaglevTableSize)
 	for j := range s.Ports {
 		p := &s.Ports[j]
 		if p.Protocol == "" {
 			p.Protocol = ProtocolTCP
 		}
-		if !v.set(&p.TargetPort) {
-			p.TargetPort = p.Port
-		}
+		setDefault(v, &p.TargetPort, p.Port)
 	}
 	for j := range s.Backends {
-		if b := &s.Backends[j]; !v.set(&b.Weight) {
-			b.Weight = DefaultWeight
-		}
+		setDefault(v, &s.Backends[j].Weight, DefaultWeight)
 	}
 	if s.HealthCheck != nil {
 		v.healthDefaults(s.HealthCheck, s)
@@ -237,22 +219,12 @@ func (v *validator) healthDefaults(h *HealthCheck, s *Service) {
 		if h.Path == "" {
 			h.Path = DefaultHealthHTTPPath
 		}
-		if !v.set(&h.ExpectStatus) {
-			h.ExpectStatus = DefaultHealthHTTPStatus
-		}
+		setDefault(v, &h.ExpectStatus, DefaultHealthHTTPStatus)
 	}
-	if !v.set(&h.Interval) {
-		h.Interval = DefaultHealthInterval
-	}
-	if !v.set(&h.Timeout) {
-		h.Timeout = DefaultHealthTimeout
-	}
-	if !v.set(&h.HealthyThreshold) {
-		h.HealthyThreshold = DefaultHealthThreshold
-	}
-	if !v.set(&h.UnhealthyThreshold) {
-		h.UnhealthyThreshold = DefaultHealthThreshold
-	}
+	setDefault(v, &h.Interval, DefaultHealthInterval)
+	setDefault(v, &h.Timeout, DefaultHealthTimeout)
+	setDefault(v, &h.HealthyThreshold, DefaultHealthThreshold)
+	setDefault(v, &h.UnhealthyThreshold, DefaultHealthThreshold)
 	if h.AllUnhealthy == "" {
 		h.AllUnhealthy = AllUnhealthyFailOpen
 	}
@@ -260,10 +232,8 @@ func (v *validator) healthDefaults(h *HealthCheck, s *Service) {
 
 func (v *validator) conntrackDefaults() {
 	ct := &v.c.Conntrack
-	if !v.set(&ct.MaxEntries) {
-		ct.MaxEntries = DefaultMaxEntries
-	}
-	v.boolDefault(&ct.TCPLoose, DefaultTCPLoose)
+	setDefault(v, &ct.MaxEntries, DefaultMaxEntries)
+	setDefault(v, &ct.TCPLoose, DefaultTCPLoose)
 	to, def := &ct.Timeouts, DefaultTimeouts
 	for _, f := range []struct{ p, d *Duration }{
 		{&to.TCPSynSent, &def.TCPSynSent}, {&to.TCPSynRecv, &def.TCPSynRecv},
@@ -272,9 +242,7 @@ func (v *validator) conntrackDefaults() {
 		{&to.TCPTimeWait, &def.TCPTimeWait}, {&to.TCPClose, &def.TCPClose},
 		{&to.UDP, &def.UDP}, {&to.UDPStream, &def.UDPStream}, {&to.ICMP, &def.ICMP},
 	} {
-		if !v.set(f.p) {
-			*f.p = *f.d
-		}
+		setDefault(v, f.p, *f.d)
 	}
 }
 
@@ -448,27 +416,21 @@ func (v *validator) anyIPv6() bool {
 }
 
 func (v *validator) validateNAT() {
-	n := &v.c.NAT
+	v.uniqueAddrs(v.c.NAT.MasqueradeAddresses, "nat.masquerade_addresses")
+	v.uniqueAddrs(v.c.NodePorts.Addresses, "node_ports.addresses")
+}
+
+// uniqueAddrs checks that each address of the list under key is unicast and not repeated.
+func (v *validator) uniqueAddrs(list []netip.Addr, key string) {
 	seen := map[netip.Addr]*yaml.Node{}
-	for i := range n.MasqueradeAddresses {
-		p := &n.MasqueradeAddresses[i]
-		if !v.unicast(p, fmt.Sprintf("nat.masquerade_addresses[%d]", i)) {
+	for i := range list {
+		p := &list[i]
+		what := fmt.Sprintf("%s[%d]", key, i)
+		if !v.unicast(p, what) {
 			continue
 		}
 		if first, dup := seen[*p]; dup {
-			v.errorf(v.at(p), "nat.masquerade_addresses[%d]: duplicate address %s (first at line %d)", i, *p, first.Line)
-			continue
-		}
-		seen[*p] = v.at(p)
-	}
-	seen = map[netip.Addr]*yaml.Node{}
-	for i := range v.c.NodePorts.Addresses {
-		p := &v.c.NodePorts.Addresses[i]
-		if !v.unicast(p, fmt.Sprintf("node_ports.addresses[%d]", i)) {
-			continue
-		}
-		if first, dup := seen[*p]; dup {
-			v.errorf(v.at(p), "node_ports.addresses[%d]: duplicate address %s (first at line %d)", i, *p, first.Line)
+			v.errorf(v.at(p), "%s: duplicate address %s (first at line %d)", what, *p, first.Line)
 			continue
 		}
 		seen[*p] = v.at(p)
@@ -495,7 +457,6 @@ func (v *validator) validateServices() {
 		if s.Name != "" {
 			what = fmt.Sprintf("service %q", s.Name)
 		}
-		// Addresses.
 		if len(s.Addresses) == 0 {
 			v.errorf(v.at(&s.Addresses, s), "%s: at least one address is required", what)
 		}
@@ -503,94 +464,108 @@ func (v *validator) validateServices() {
 		for _, p := range v.distinctAddrs(s.Addresses, what, "address") {
 			svcFamilies[family(*p)] = true
 		}
-		// Ports.
-		if len(s.Ports) == 0 {
-			v.errorf(v.at(&s.Ports, s), "%s: at least one port is required", what)
-		}
-		portNames := map[string]*yaml.Node{}
-		served := map[protoPort]*yaml.Node{}
-		for j := range s.Ports {
-			p := &s.Ports[j]
-			pw := fmt.Sprintf("%s: ports[%d]", what, j)
-			if p.Name != "" {
-				v.name(&p.Name, pw, p, portNames)
-			}
-			v.oneOf(&p.Protocol, pw+".protocol", ProtocolTCP, ProtocolUDP)
-			if p.Port == 0 {
-				v.errorf(v.at(&p.Port, p), "%s.port: a port 1..65535 is required", pw)
-			} else {
-				k := protoPort{p.Protocol, p.Port}
-				if first, dup := served[k]; dup {
-					v.errorf(v.at(&p.Port), "%s.port: %s/%d is already served by this service (line %d)", pw, p.Protocol, p.Port, first.Line)
-				} else {
-					served[k] = v.at(&p.Port)
-				}
-			}
-			if p.TargetPort == 0 && p.Port != 0 {
-				v.errorf(v.at(&p.TargetPort), "%s.target_port: must be 1..65535", pw)
-			}
-			if p.NodePort != 0 {
-				k := protoPort{p.Protocol, p.NodePort}
-				if first, dup := nodePorts[k]; dup {
-					v.errorf(v.at(&p.NodePort), "%s.node_port: %s node port %d is already used (line %d)", pw, p.Protocol, p.NodePort, first.Line)
-				} else {
-					nodePorts[k] = v.at(&p.NodePort)
-				}
-			}
-		}
-		// Scheduling.
-		oneOf(v, &s.Scheduler, what+": scheduler", Schedulers...)
-		oneOf(v, &s.SessionAffinity, what+": session_affinity", AffinityNone, AffinityClientIP)
-		if s.SessionAffinityTimeout <= 0 {
-			v.errorf(v.at(&s.SessionAffinityTimeout), "%s: session_affinity_timeout must be positive", what)
-		}
-		oneOf(v, &s.SourceNAT, what+": source_nat", SourceNATMasquerade, SourceNATNone)
-		if m := s.MaglevTableSize; m < 2 || m > MaxMaglevTableSize || !v.isPrime(m) {
-			v.errorf(v.at(&s.MaglevTableSize), "%s: maglev_table_size %d must be a prime 2..%d (e.g. 251, 4099, 65537)", what, m, MaxMaglevTableSize)
-		} else if m < len(s.Backends) {
-			v.errorf(v.at(&s.MaglevTableSize), "%s: maglev_table_size %d is smaller than the number of backends (%d)", what, m, len(s.Backends))
-		}
-		// Backends.
-		if len(s.Backends) == 0 {
-			v.errorf(v.at(&s.Backends, s), "%s: at least one backend is required", what)
-		} else if len(s.Backends) > MaxBackends {
-			v.errorf(v.at(&s.Backends), "%s: %d backends, at most %d", what, len(s.Backends), MaxBackends)
-		}
-		seenBackend := map[netip.Addr]*yaml.Node{}
-		backendFamilies := map[string]bool{}
-		for j := range s.Backends {
-			b := &s.Backends[j]
-			bw := fmt.Sprintf("%s: backends[%d]", what, j)
-			if !v.unicast(&b.Address, bw) {
-				continue
-			}
-			if first, dup := seenBackend[b.Address]; dup {
-				v.errorf(v.at(&b.Address), "%s: duplicate backend %s (first at line %d)", bw, b.Address, first.Line)
-			} else {
-				seenBackend[b.Address] = v.at(&b.Address)
-			}
-			if w := b.Weight; w < 0 || w > MaxWeight {
-				v.errorf(v.at(&b.Weight), "%s.weight: %d out of range 0..%d", bw, w, MaxWeight)
-			}
-			f := family(b.Address)
-			backendFamilies[f] = true
-			if len(svcFamilies) > 0 && !svcFamilies[f] {
-				v.errorf(v.at(&b.Address), "%s: %s backend %s but the service has no %s address (edgegate does not translate between IPv4 and IPv6)", bw, f, b.Address, f)
-			}
-			if s.Masquerade() && !masqFamilies[f] {
-				v.errorf(v.at(&b.Address), "%s: source_nat masquerade needs an %s address in nat.masquerade_addresses for backend %s (or set source_nat: none)", bw, f, b.Address)
-			}
-		}
-		if len(backendFamilies) > 0 {
-			for j := range s.Addresses {
-				a := &s.Addresses[j]
-				if a.IsValid() && !backendFamilies[family(*a)] {
-					v.errorf(v.at(a), "%s: address %s has no %s backend to serve it", what, *a, family(*a))
-				}
-			}
-		}
+		v.validatePorts(s, what, nodePorts)
+		v.validateScheduling(s, what)
+		v.validateBackends(s, what, svcFamilies, masqFamilies)
 		if s.HealthCheck != nil {
 			v.validateHealth(s, what)
+		}
+	}
+}
+
+// validatePorts checks a service's ports; nodePorts holds the node ports of all services so far.
+func (v *validator) validatePorts(s *Service, what string, nodePorts map[protoPort]*yaml.Node) {
+	if len(s.Ports) == 0 {
+		v.errorf(v.at(&s.Ports, s), "%s: at least one port is required", what)
+	}
+	portNames := map[string]*yaml.Node{}
+	served := map[protoPort]*yaml.Node{}
+	for j := range s.Ports {
+		p := &s.Ports[j]
+		pw := fmt.Sprintf("%s: ports[%d]", what, j)
+		if p.Name != "" {
+			v.name(&p.Name, pw, p, portNames)
+		}
+		v.oneOf(&p.Protocol, pw+".protocol", ProtocolTCP, ProtocolUDP)
+		if p.Port == 0 {
+			v.errorf(v.at(&p.Port, p), "%s.port: a port 1..65535 is required", pw)
+		} else {
+			k := protoPort{p.Protocol, p.Port}
+			if first, dup := served[k]; dup {
+				v.errorf(v.at(&p.Port), "%s.port: %s/%d is already served by this service (line %d)", pw, p.Protocol, p.Port, first.Line)
+			} else {
+				served[k] = v.at(&p.Port)
+			}
+		}
+		if p.TargetPort == 0 && p.Port != 0 {
+			v.errorf(v.at(&p.TargetPort), "%s.target_port: must be 1..65535", pw)
+		}
+		if p.NodePort != 0 {
+			k := protoPort{p.Protocol, p.NodePort}
+			if first, dup := nodePorts[k]; dup {
+				v.errorf(v.at(&p.NodePort), "%s.node_port: %s node port %d is already used (line %d)", pw, p.Protocol, p.NodePort, first.Line)
+			} else {
+				nodePorts[k] = v.at(&p.NodePort)
+			}
+		}
+	}
+}
+
+// validateScheduling checks the scheduler, affinity, source NAT and Maglev keys of a service.
+func (v *validator) validateScheduling(s *Service, what string) {
+	oneOf(v, &s.Scheduler, what+": scheduler", Schedulers...)
+	oneOf(v, &s.SessionAffinity, what+": session_affinity", AffinityNone, AffinityClientIP)
+	if s.SessionAffinityTimeout <= 0 {
+		v.errorf(v.at(&s.SessionAffinityTimeout), "%s: session_affinity_timeout must be positive", what)
+	}
+	oneOf(v, &s.SourceNAT, what+": source_nat", SourceNATMasquerade, SourceNATNone)
+	if m := s.MaglevTableSize; m < 2 || m > MaxMaglevTableSize || !v.isPrime(m) {
+		v.errorf(v.at(&s.MaglevTableSize), "%s: maglev_table_size %d must be a prime 2..%d (e.g. 251, 4099, 65537)", what, m, MaxMaglevTableSize)
+	} else if m < len(s.Backends) {
+		v.errorf(v.at(&s.MaglevTableSize), "%s: maglev_table_size %d is smaller than the number of backends (%d)", what, m, len(s.Backends))
+	}
+}
+
+// validateBackends checks a service's backends against its address families (svcFamilies) and,
+// when it masquerades, the masquerade addresses' (masqFamilies).
+func (v *validator) validateBackends(s *Service, what string, svcFamilies, masqFamilies map[string]bool) {
+	if len(s.Backends) == 0 {
+		v.errorf(v.at(&s.Backends, s), "%s: at least one backend is required", what)
+	} else if len(s.Backends) > MaxBackends {
+		v.errorf(v.at(&s.Backends), "%s: %d backends, at most %d", what, len(s.Backends), MaxBackends)
+	}
+	seenBackend := map[netip.Addr]*yaml.Node{}
+	backendFamilies := map[string]bool{}
+	for j := range s.Backends {
+		b := &s.Backends[j]
+		bw := fmt.Sprintf("%s: backends[%d]", what, j)
+		if !v.unicast(&b.Address, bw) {
+			continue
+		}
+		if first, dup := seenBackend[b.Address]; dup {
+			v.errorf(v.at(&b.Address), "%s: duplicate backend %s (first at line %d)", bw, b.Address, first.Line)
+		} else {
+			seenBackend[b.Address] = v.at(&b.Address)
+		}
+		if w := b.Weight; w < 0 || w > MaxWeight {
+			v.errorf(v.at(&b.Weight), "%s.weight: %d out of range 0..%d", bw, w, MaxWeight)
+		}
+		f := family(b.Address)
+		backendFamilies[f] = true
+		if len(svcFamilies) > 0 && !svcFamilies[f] {
+			v.errorf(v.at(&b.Address), "%s: %s backend %s but the service has no %s address (edgegate does not translate between IPv4 and IPv6)", bw, f, b.Address, f)
+		}
+		if s.Masquerade() && !masqFamilies[f] {
+			v.errorf(v.at(&b.Address), "%s: source_nat masquerade needs an %s address in nat.masquerade_addresses for backend %s (or set source_nat: none)", bw, f, b.Address)
+		}
+	}
+	if len(backendFamilies) == 0 {
+		return
+	}
+	for j := range s.Addresses {
+		a := &s.Addresses[j]
+		if a.IsValid() && !backendFamilies[family(*a)] {
+			v.errorf(v.at(a), "%s: address %s has no %s backend to serve it", what, *a, family(*a))
 		}
 	}
 }
