@@ -307,9 +307,5 @@ func compileRule(rt *config.HTTPRoute, cr *config.Rule, m *metrics) (*rule, erro
 }
 
 func compileRef(b *config.BackendRef) backendRef {
-	w := 1
-	if b.Weight != nil {
-		w = max(*b.Weight, 0)
-	}
-	return backendRef{service: b.Service, port: b.Port, weight: w, h2c: b.Protocol == "h2c"}
+	return backendRef{service: b.Service, port: b.Port, weight: max(b.EffectiveWeight(), 0), h2c: b.Protocol == "h2c"}
 }

@@ -222,7 +222,7 @@ func (s *Server) compile(cfg *config.Config, ups Upstreams) ([]*listener, error)
 			rules[ri] = append(rules[ri], r)
 		}
 	}
-	accessLog := ing.AccessLog == nil || *ing.AccessLog
+	accessLog := ing.AccessLogEnabled()
 	seen := map[string]bool{}
 	var out []*listener
 	for i := range ing.Listeners {
