@@ -33,23 +33,34 @@ func NewSocketClient(path string) *Client {
 	return &Client{Base: "http://edgegate", HTTP: &http.Client{Transport: tr}}
 }
 
-func (c *Client) do(ctx context.Context, method, path string, q url.Values, out any) error {
+// open sends a request without a body and returns the response of a 200 answer; any other
+// status becomes the API's error. The caller closes the body.
+func (c *Client) open(ctx context.Context, method, path string, q url.Values) (*http.Response, error) {
 	u := c.Base + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return fmt.Errorf("admin API: %w", err)
+		return nil, fmt.Errorf("admin API: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		return nil, apiError(resp)
+	}
+	return resp, nil
+}
+
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, out any) error {
+	resp, err := c.open(ctx, method, path, q)
+	if err != nil {
+		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return apiError(resp)
-	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
 		return fmt.Errorf("admin API %s: decode: %w", path, err)
 	}
@@ -77,18 +88,11 @@ func (c *Client) Flows(ctx context.Context, f FlowFilter) ([]Flow, error) {
 
 // EachFlow calls fn for each flow matching f as the server streams them.
 func (c *Client) EachFlow(ctx context.Context, f FlowFilter, fn func(*Flow) error) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Base+"/conntrack?"+f.Values().Encode(), nil)
+	resp, err := c.open(ctx, http.MethodGet, "/conntrack", f.Values())
 	if err != nil {
 		return err
 	}
-	resp, err := c.HTTP.Do(req)
-	if err != nil {
-		return fmt.Errorf("admin API: %w", err)
-	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return apiError(resp)
-	}
 	dec := json.NewDecoder(resp.Body)
 	if t, err := dec.Token(); err != nil || t != json.Delim('[') {
 		return fmt.Errorf("admin API /conntrack: want a JSON array: %v", err)
