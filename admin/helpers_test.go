@@ -57,7 +57,7 @@ func newFakeSource(t testing.TB) *fakeSource {
 	f.rules = nat.NewRules(nat.Spec{
 		Services: []nat.Service{{ID: 1, Name: "web", Addrs: []netip.Addr{vip}, Masquerade: true, Set4: set,
 			Ports: []nat.Port{{Name: "http", Proto: nat.ProtoTCP, Port: 80, TargetPort: 8080}}}},
-		Masquerade: []netip.Addr{masq},
+		Masquerade: []netip.Addr{masq}, PortLo: 1024, PortHi: 65535,
 	})
 	cfg, err := config.Parse([]byte(`
 nat: {masquerade_addresses: [203.0.113.1], port_range: 20000-29999}

@@ -600,7 +600,7 @@ func TestIngressDefaultsAndHelpers(t *testing.T) {
 	}
 	in := c.Ingress
 	if in.ReadHeaderTimeout.D() != 10*time.Second || in.IdleTimeout.D() != 2*time.Minute ||
-		in.MaxHeaderBytes != 65536 || in.DrainTimeout.D() != 10*time.Second || !in.AccessLogEnabled() ||
+		in.MaxHeaderBytes != 65536 || in.DrainTimeout.D() != 10*time.Second || !in.AccessLog ||
 		in.RequestBodyTimeout.D() != time.Minute || in.SendTimeout.D() != time.Minute ||
 		in.UpgradeIdleTimeout.D() != time.Hour || in.MaxUpgradedConnections != 10000 {
 		t.Errorf("ingress limits: %+v", in)
@@ -626,7 +626,7 @@ func TestIngressDefaultsAndHelpers(t *testing.T) {
 	}
 	app := in.Routes[1].Rules[1]
 	canary := app.Backends[1]
-	if canary.Service != "app-canary" || canary.Port != 80 || canary.EffectiveWeight() != 10 || canary.Protocol != "http" {
+	if canary.Service != "app-canary" || canary.Port != 80 || canary.Weight != 10 || canary.Protocol != "http" {
 		t.Errorf("backend defaults: %+v", canary)
 	}
 	re, err := app.Matches[1].Path.Regexp()

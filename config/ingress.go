@@ -14,7 +14,7 @@ type Ingress struct {
 	IdleTimeout       Duration `yaml:"idle_timeout"`        // default 120s
 	MaxHeaderBytes    int      `yaml:"max_header_bytes"`    // default 64 KiB
 	DrainTimeout      Duration `yaml:"drain_timeout"`       // default 10s on shutdown
-	AccessLog         *bool    `yaml:"access_log"`          // default true
+	AccessLog         bool     `yaml:"access_log"`          // default true
 	// RequestBodyTimeout bounds the wait for each read of a request body (nginx's
 	// client_body_timeout); a client that stops sending gets 408 and is disconnected.
 	RequestBodyTimeout Duration `yaml:"request_body_timeout"` // default 60s
@@ -127,7 +127,7 @@ type PathRewrite struct {
 type BackendRef struct {
 	Service string `yaml:"service"`
 	Port    uint16 `yaml:"port"`   // the service port (its target_port is dialled on the backend)
-	Weight  *int   `yaml:"weight"` // default 1
+	Weight  int    `yaml:"weight"` // default 1 (DefaultWeight); 0: no requests
 	// Protocol spoken to the backend: http (default, HTTP/1.1) or h2c (HTTP/2 with prior
 	// knowledge, needed for gRPC backends without TLS).
 	Protocol string `yaml:"protocol"`

@@ -141,9 +141,7 @@ func (v *validator) ingressDefaults() {
 	if !v.set(&in.MaxUpgradedConnections) {
 		in.MaxUpgradedConnections = DefaultMaxUpgradedConnections
 	}
-	if in.AccessLog == nil {
-		in.AccessLog = ptr(true)
-	}
+	setDefault(v, &in.AccessLog, DefaultAccessLog)
 	for i := range in.Listeners {
 		l := &in.Listeners[i]
 		if l.Protocol == "" {
@@ -204,9 +202,7 @@ func (v *validator) ingressDefaults() {
 
 // backendRefDefaults sets weight 1 and, when the service has a single TCP port, that port.
 func (v *validator) backendRefDefaults(b *BackendRef) {
-	if b.Weight == nil {
-		b.Weight = ptr(1)
-	}
+	setDefault(v, &b.Weight, DefaultWeight)
 	if b.Protocol == "" {
 		b.Protocol = BackendHTTP
 	}
@@ -617,7 +613,7 @@ func (v *validator) validateRewrite(r *RewriteFilter, what string, allPrefix boo
 }
 
 func (v *validator) validateBackendRef(b *BackendRef, what string) {
-	if w := *b.Weight; w < 0 || w > MaxWeight {
+	if w := b.Weight; w < 0 || w > MaxWeight {
 		v.errorf(v.at(&b.Weight), "%s.weight: %d out of range 0..%d", what, w, MaxWeight)
 	}
 	v.oneOf(&b.Protocol, what+".protocol", BackendHTTP, BackendH2C)

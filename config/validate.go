@@ -39,6 +39,7 @@ const (
 	DefaultManageRoutes                   = true
 	DefaultPersist                        = true
 	DefaultTCPLoose                       = true
+	DefaultAccessLog                      = true
 	SYNProxyAuto, SYNProxyOn, SYNProxyOff = "auto", "on", "off" // tun.syn_proxy
 )
 
@@ -109,8 +110,6 @@ func (v *validator) at(ptrs ...any) *yaml.Node {
 	}
 	return &yaml.Node{Line: 1, Column: 1}
 }
-
-func ptr[T any](x T) *T { return &x }
 
 // isPrime is exact for these sizes (Baillie-PSW); memoized because thousands of services
 // usually share one table size.

@@ -95,17 +95,6 @@ func ParsePortRange(s string) (PortRange, error) {
 // MarshalYAML writes "lo-hi".
 func (r PortRange) MarshalYAML() (any, error) { return r.String(), nil }
 
-// EffectiveWeight is the backend reference's weight with the default (1) applied.
-func (b BackendRef) EffectiveWeight() int {
-	if b.Weight == nil {
-		return DefaultWeight
-	}
-	return *b.Weight
-}
-
-// AccessLogEnabled is the effective access_log setting (default true).
-func (i *Ingress) AccessLogEnabled() bool { return i.AccessLog == nil || *i.AccessLog }
-
 // Masquerade says whether the service rewrites client addresses to a masquerade address.
 func (s *Service) Masquerade() bool { return s.SourceNAT != SourceNATNone }
 

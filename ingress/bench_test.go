@@ -35,8 +35,7 @@ func benchProxy(b *testing.B, direct bool) {
 	}
 	go bsrv.Serve(bln)
 	defer bsrv.Close()
-	off := false
-	ing := &config.Ingress{AccessLog: &off, Listeners: plainListener(),
+	ing := &config.Ingress{Listeners: plainListener(),
 		Routes: []config.HTTPRoute{{Name: "b", Rules: []config.Rule{{Backends: []config.BackendRef{ref("b", 80, 1)}}}}}}
 	s, err := New(&config.Config{Ingress: ing}, newFixed().add("b", 80, mustAddrPort(bln.Addr())), Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {

@@ -215,7 +215,7 @@ func TestGRPCHealth(t *testing.T) {
 	ups := newFixed().add("grpc", 50051, mustAddrPort(ln.Addr()))
 	ing := &config.Ingress{Listeners: plainListener(), Routes: []config.HTTPRoute{{Name: "grpc", Rules: []config.Rule{{
 		Matches:  []config.Match{{Path: prefix("/grpc.health.v1.Health")}},
-		Backends: []config.BackendRef{{Service: "grpc", Port: 50051, Protocol: "h2c"}},
+		Backends: []config.BackendRef{{Service: "grpc", Port: 50051, Weight: 1, Protocol: "h2c"}},
 	}}}}}
 	s := startIngress(t, ing, ups, Options{})
 	cc, err := grpc.NewClient(addrOf(t, s, "main"), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -268,7 +268,7 @@ func TestGRPCOverTLS(t *testing.T) {
 		Listeners: []config.Listener{{Name: "tls", Address: "127.0.0.1:0", Protocol: "https",
 			TLS: []config.Certificate{pki.leaf(t, "grpc.test", "grpc.test")}}},
 		Routes: []config.HTTPRoute{{Name: "grpc", Rules: []config.Rule{{
-			Backends: []config.BackendRef{{Service: "grpc", Port: 50051, Protocol: "h2c"}},
+			Backends: []config.BackendRef{{Service: "grpc", Port: 50051, Weight: 1, Protocol: "h2c"}},
 		}}}},
 	}
 	s := startIngress(t, ing, newFixed().add("grpc", 50051, mustAddrPort(ln.Addr())), Options{})

@@ -307,5 +307,5 @@ func compileRule(rt *config.HTTPRoute, cr *config.Rule, m *metrics) (*rule, erro
 }
 
 func compileRef(b *config.BackendRef) backendRef {
-	return backendRef{service: b.Service, port: b.Port, weight: max(b.EffectiveWeight(), 0), h2c: b.Protocol == "h2c"}
+	return backendRef{service: b.Service, port: b.Port, weight: max(b.Weight, 0), h2c: b.Protocol == "h2c"}
 }

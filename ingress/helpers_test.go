@@ -320,8 +320,6 @@ func writePEM(t *testing.T, path, typ string, der []byte) {
 	}
 }
 
-func intp(v int) *int { return &v }
-
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t *testing.T, d time.Duration, cond func() bool, msg string) {
 	t.Helper()

@@ -24,7 +24,7 @@ func plainListener() []config.Listener {
 }
 
 func ref(svc string, port uint16, w int) config.BackendRef {
-	return config.BackendRef{Service: svc, Port: port, Weight: intp(w)}
+	return config.BackendRef{Service: svc, Port: port, Weight: w}
 }
 
 func TestProxyHeadersFiltersRewrite(t *testing.T) {
@@ -34,6 +34,7 @@ func TestProxyHeadersFiltersRewrite(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	ing := &config.Ingress{
 		Listeners: plainListener(),
+		AccessLog: true,
 		Routes: []config.HTTPRoute{
 			{Name: "api", Rules: []config.Rule{{
 				Matches: []config.Match{{Path: prefix("/api/")}},
@@ -516,7 +517,7 @@ func TestMirror(t *testing.T) {
 	}))
 	ups := newFixed().add("web", 80, web.addr).add("shadow", 80, shadow.addr)
 	ing := &config.Ingress{Listeners: plainListener(), Routes: []config.HTTPRoute{{Name: "m", Rules: []config.Rule{{
-		Filters:  []config.Filter{{Mirror: &config.BackendRef{Service: "shadow", Port: 80}}},
+		Filters:  []config.Filter{{Mirror: &config.BackendRef{Service: "shadow", Port: 80, Weight: 1}}},
 		Backends: []config.BackendRef{ref("web", 80, 1)},
 	}}}}}
 	s := startIngress(t, ing, ups, Options{})

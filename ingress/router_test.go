@@ -13,7 +13,7 @@ import (
 // matched).
 func rt(name string, hosts []string, svc string, ms ...config.Match) config.HTTPRoute {
 	return config.HTTPRoute{Name: name, Hostnames: hosts, Listeners: []string{"main"},
-		Rules: []config.Rule{{Matches: ms, Backends: []config.BackendRef{{Service: svc, Port: 80}}}}}
+		Rules: []config.Rule{{Matches: ms, Backends: []config.BackendRef{{Service: svc, Port: 80, Weight: 1}}}}}
 }
 
 func exact(p string) *config.PathMatch  { return &config.PathMatch{Type: "exact", Value: p} }
@@ -222,7 +222,7 @@ func TestCompileErrors(t *testing.T) {
 	if _, err := compileRule(&noBackend, &noBackend.Rules[0], nil); err == nil {
 		t.Error("rule without backends or redirect compiled")
 	}
-	badHeader := config.HTTPRoute{Name: "x", Rules: []config.Rule{{Backends: []config.BackendRef{{Service: "s"}},
+	badHeader := config.HTTPRoute{Name: "x", Rules: []config.Rule{{Backends: []config.BackendRef{{Service: "s", Weight: 1}},
 		Filters: []config.Filter{{RequestHeaders: &config.HeaderFilter{Set: map[string]string{"X-A": "v\r\nX-Injected: 1"}}}}}}}
 	if _, err := compileRule(&badHeader, &badHeader.Rules[0], nil); err == nil {
 		t.Error("header value with CRLF compiled")

@@ -222,7 +222,7 @@ func (s *Server) compile(cfg *config.Config, ups Upstreams) ([]*listener, error)
 			rules[ri] = append(rules[ri], r)
 		}
 	}
-	accessLog := ing.AccessLogEnabled()
+	accessLog := ing.AccessLog
 	seen := map[string]bool{}
 	var out []*listener
 	for i := range ing.Listeners {

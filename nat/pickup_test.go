@@ -245,7 +245,7 @@ func TestPickUpReplyAmbiguous(t *testing.T) {
 	second := svcs[0]
 	second.ID, second.Name, second.Addrs = 8, "web2", []netip.Addr{netip.MustParseAddr("198.18.200.11")}
 	svcs = append(svcs, second)
-	*f.rules = *NewRules(Spec{Services: svcs, Masquerade: []netip.Addr{masq}, TCPLoose: true})
+	*f.rules = *NewRules(Spec{Services: svcs, Masquerade: []netip.Addr{masq}, PortLo: 1024, PortHi: 65535, TCPLoose: true})
 	b := pkttest.P{Proto: ProtoTCP, Src: b1, Dst: client, Sport: 8080, Dport: 42000, Flags: "A", Payload: "x"}.Build(t)
 	if v, why, _ := f.run(t, b); v != Drop || why != NoPickUp {
 		t.Fatalf("ambiguous reply: %v %v, want drop %v", v, why, NoPickUp)

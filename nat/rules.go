@@ -56,13 +56,14 @@ type Spec struct {
 	NodeAddrs  []netip.Addr // node ports are served on these addresses
 	Egress     []Egress
 	Masquerade []netip.Addr
-	PortLo     uint16
-	PortHi     uint16
+	// PortLo..PortHi is the masquerade port range (nat.port_range, its default set by config).
+	PortLo uint16
+	PortHi uint16
 	// TCPLoose picks up flows met in mid-stream whose translation can be rebuilt
 	// (conntrack.tcp_loose; see pickUp).
 	TCPLoose bool
 	// SYNProxy says when connections to TCP service ports go through the SYN proxy, and
-	// ProxyMSS is the MSS its SYN-ACKs offer IPv4 clients (IPv6: 20 less); 0: 1460.
+	// ProxyMSS is the MSS its SYN-ACKs offer IPv4 clients (IPv6: 20 less), derived from tun.mtu.
 	SYNProxy synproxy.Mode
 	ProxyMSS uint16
 }
@@ -116,15 +117,6 @@ func NewRules(spec Spec) *Rules {
 		tcpLoose:  spec.TCPLoose,
 		proxy:     spec.SYNProxy,
 		proxyMSS:  spec.ProxyMSS,
-	}
-	if r.proxyMSS == 0 {
-		r.proxyMSS = 1460
-	}
-	if r.portLo == 0 {
-		r.portLo = 1024
-	}
-	if r.portHi < r.portLo {
-		r.portHi = 65535
 	}
 	for _, a := range spec.Masquerade {
 		if a.Is4() {

@@ -65,6 +65,7 @@ func newFixture(t testing.TB, masquerade bool, sched string, backends ...netip.A
 		Egress:     []Egress{{Name: "pods", Sources: []netip.Prefix{netip.MustParsePrefix("198.18.64.0/18")}, Pool: []netip.Addr{pool}}},
 		Masquerade: []netip.Addr{masq, masq6},
 		PortLo:     1024, PortHi: 65535,
+		ProxyMSS: 1460, // tun.mtu 1500
 	})
 	return &fixture{tr: &Translator{CT: conntrack.New(conntrack.Config{MaxEntries: 1 << 16})}, rules: rules, now: 1e18}
 }

@@ -364,13 +364,12 @@ func freePort() (int, error) {
 // startEdgegate runs the ingress in-process with one catch-all route to the backend. The access
 // log is off, as it is for nginx and HAProxy here.
 func startEdgegate(bport int, log *slog.Logger) (string, func(), error) {
-	off := false
 	port := uint16(bport)
 	cfg := &config.Config{
 		Services: []config.Service{{Name: "backend", Ports: []config.ServicePort{{Port: 80, TargetPort: port}},
 			Backends: []config.Backend{{Address: mustAddr("127.0.0.1"), Weight: config.DefaultWeight}}}},
 		Ingress: &config.Ingress{
-			AccessLog: &off,
+			AccessLog: false,
 			Listeners: []config.Listener{{Name: "bench", Address: "127.0.0.1:0"}},
 			Routes: []config.HTTPRoute{{Name: "bench", Rules: []config.Rule{{
 				Backends: []config.BackendRef{{Service: "backend", Port: 80}}, Retries: 1}}}},
