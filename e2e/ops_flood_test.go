@@ -183,71 +183,21 @@ func TestOpsSYNFlood(t *testing.T) {
 	pid := tp.eg.Process.Pid
 	rss0 := rssKiB(t, pid)
 
-	const before, flood, after = 4, 10, 3
-	iperf, err := tp.c1.Start(context.Background(), "iperf3", "-c", "198.18.200.30", "-p", "5201", "-t", strconv.Itoa(before+flood+after), "-i", "1", "-J")
-	must(t, err)
-	waitFor(t, 5*time.Second, "iperf3 established", func() bool {
-		return len(tp.flows(t, "port=5201&state=established")) >= 2
-	})
-	time.Sleep(before * time.Second) // the baseline part of the transfer
-	m0 := tp.scrape(t)
+	iperf, m0 := tp.startFloodBaseline(t, "198.18.200.30")
 	start := time.Now()
 	// 105k SYN/s: the issue's floor of 100k/s with a margin, from one sender as a flood arriving
 	// on one queue would be (two senders here take both CPUs from the flow under test).
-	sent := synFlood(t, tp.c2, netip4{198, 18, 200, 10}, 80, 105000, flood*time.Second)
+	sent := synFlood(t, tp.c2, netip4{198, 18, 200, 10}, 80, 105000, floodLength*time.Second)
 	floodDur := time.Since(start)
 	m1 := tp.scrape(t)
 	guard, _ := tp.gw.Exec("nft", "list", "table", "inet", "edgegate_guard")
 	rss1 := rssKiB(t, pid)
 
-	select {
-	case <-tp.c1.Exited(iperf):
-	case <-time.After(20 * time.Second):
-		t.Fatal("iperf3 did not finish")
-	}
-	out := tp.c1.Output(iperf)
-	if err := tp.c1.Wait(iperf); err != nil {
-		t.Fatalf("iperf3 during the flood: %v\n%s", err, out)
-	}
-	var res struct {
-		Intervals []struct {
-			Sum struct {
-				Start float64 `json:"start"`
-				BPS   float64 `json:"bits_per_second"`
-			} `json:"sum"`
-		} `json:"intervals"`
-	}
-	must(t, json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &res))
-	var base, during, recovered []float64
-	for _, iv := range res.Intervals {
-		switch s := iv.Sum.Start; {
-		case s >= 1 && s < before-0.5: // skip slow start
-			base = append(base, iv.Sum.BPS)
-		case s >= before+1 && s < before+flood-1:
-			during = append(during, iv.Sum.BPS)
-		case s >= before+flood+1:
-			recovered = append(recovered, iv.Sum.BPS)
-		}
-	}
-	if len(base) == 0 || len(during) == 0 || len(recovered) == 0 {
-		t.Fatalf("iperf3 intervals: %d before, %d during", len(base), len(during))
-	}
-	var all []string
-	for _, iv := range res.Intervals {
-		all = append(all, fmt.Sprintf("%.0f:%.2f", iv.Sum.Start, iv.Sum.BPS/1e9))
-	}
-	t.Logf("iperf3 per second (start:Gbit/s): %s; gateway rx %.0f tx %.0f packets during the flood, write errors %.0f", strings.Join(all, " "),
+	md, mc, mb, mr := tp.iperfDuringFlood(t, iperf, floodBefore, floodLength)
+	t.Logf("gateway rx %.0f tx %.0f packets during the flood, write errors %.0f",
 		m1.get("edgegate_packets_total", "direction=rx")-m0.get("edgegate_packets_total", "direction=rx"),
 		m1.get("edgegate_packets_total", "direction=tx")-m0.get("edgegate_packets_total", "direction=tx"),
 		m1.get("edgegate_write_errors_total")-m0.get("edgegate_write_errors_total"))
-	slices.Sort(base)
-	slices.Sort(during)
-	slices.Sort(recovered)
-	mb, md, mr := base[len(base)/2], during[len(during)/2], recovered[len(recovered)/2]
-	// The flow's undisturbed rate: the median of the seconds before and after the flood (seven
-	// samples; the four before alone swing by a quarter on this shared machine).
-	calm := slices.Sorted(slices.Values(slices.Concat(base, recovered)))
-	mc := calm[len(calm)/2]
 	rate := float64(sent) / floodDur.Seconds()
 	delta := func(name string, labels ...string) float64 { return m1.get(name, labels...) - m0.get(name, labels...) }
 	t.Logf("flood: %d SYNs in %v (%.0f/s); iperf3 median %.2f Gbit/s before, %.2f during (%.0f%% of %.2f, the median outside the flood), %.2f after",
@@ -279,13 +229,7 @@ func TestOpsSYNFlood(t *testing.T) {
 	if n := m1.get("edgegate_conntrack_entries"); n > maxEntries*101/100 {
 		t.Errorf("%v entries above max_entries %d", n, maxEntries)
 	}
-	limit := 256 << 10 // KiB; the flow table itself is about 200 bytes per entry
-	if os.Getenv("EDGEGATE_E2E_RACE") != "" {
-		limit *= 4 // the race detector's shadow memory
-	}
-	if rss1-rss0 > limit {
-		t.Errorf("RSS grew by %d MiB", (rss1-rss0)>>10)
-	}
+	checkRSSGrowth(t, rss0, rss1)
 	// Still serving new connections once the flood is over (after unassured entries age or get
 	// early-dropped).
 	c := nsClient(tp.c1, 2*time.Second)
@@ -354,14 +298,7 @@ func TestOpsSYNFloodDefault(t *testing.T) {
 	pid := tp.eg.Process.Pid
 	rss0 := rssKiB(t, pid)
 
-	const before, flood, after = 4, 10, 3
-	iperf, err := tp.c1.Start(context.Background(), "iperf3", "-c", "198.18.200.10", "-p", "5201", "-t", strconv.Itoa(before+flood+after), "-i", "1", "-J")
-	must(t, err)
-	waitFor(t, 5*time.Second, "iperf3 established", func() bool {
-		return len(tp.flows(t, "port=5201&state=established")) >= 2
-	})
-	time.Sleep(before * time.Second) // the baseline part of the transfer
-	m0 := tp.scrape(t)
+	iperf, m0 := tp.startFloodBaseline(t, "198.18.200.10")
 	start := time.Now()
 	legit := make(chan []error, 1)
 	go func() {
@@ -370,9 +307,10 @@ func TestOpsSYNFloodDefault(t *testing.T) {
 	}()
 	// 105k SYN/s: the issue's floor of 100k/s with a margin, from one sender as a flood arriving
 	// on one queue would be (two senders here take both CPUs from the flow under test).
-	sent := synFlood(t, tp.c2, netip4{198, 18, 200, 10}, 80, 105000, flood*time.Second)
+	sent := synFlood(t, tp.c2, netip4{198, 18, 200, 10}, 80, 105000, floodLength*time.Second)
 	floodDur := time.Since(start)
 	legitErrs := <-legit
+	ok := countOK(legitErrs)
 	m1 := tp.scrape(t)
 	floodFlows := 0
 	for _, f := range tp.flows(t, "all=true") {
@@ -384,19 +322,13 @@ func TestOpsSYNFloodDefault(t *testing.T) {
 	_, afterErr := get(nsClient(tp.c1, 3*time.Second), "http://198.18.200.10/")
 	rss1 := rssKiB(t, pid)
 	t.Logf("after the flood: %d of %d legitimate connections completed (errors: %v), flood flows %d, cookies %.0f, valid ACKs %.0f, invalid %.0f, spliced %.0f, flows created %.0f, rx %.0f tx %.0f, write errors %.0f, ring drops %.0f, connection after: %v",
-		countOK(legitErrs), len(legitErrs), firstErrors(legitErrs, 3), floodFlows, m1.get("edgegate_synproxy_syn_cookies_total"), m1.get("edgegate_synproxy_cookie_acks_total", "result=valid"),
+		ok, len(legitErrs), firstErrors(legitErrs, 3), floodFlows, m1.get("edgegate_synproxy_syn_cookies_total"), m1.get("edgegate_synproxy_cookie_acks_total", "result=valid"),
 		m1.get("edgegate_synproxy_cookie_acks_total", "result=invalid"), m1.get("edgegate_synproxy_flows_total"), m1.get("edgegate_conntrack_flows_created_total"),
 		m1.get("edgegate_packets_total", "direction=rx"), m1.get("edgegate_packets_total", "direction=tx"), m1.get("edgegate_write_errors_total"), m1.get("edgegate_tun_ring_drops_total"), afterErr)
-	md, mc, mb, mr := tp.iperfDuringFlood(t, iperf, before, flood)
+	md, mc, mb, mr := tp.iperfDuringFlood(t, iperf, floodBefore, floodLength)
 
 	rate := float64(sent) / floodDur.Seconds()
 	delta := func(name string, labels ...string) float64 { return m1.get(name, labels...) - m0.get(name, labels...) }
-	ok := 0
-	for _, err := range legitErrs {
-		if err == nil {
-			ok++
-		}
-	}
 	t.Logf("flood: %d SYNs in %v (%.0f/s); iperf3 median %.2f Gbit/s before, %.2f during (%.0f%% of %.2f, the median outside the flood), %.2f after",
 		sent, floodDur.Round(time.Millisecond), rate, mb/1e9, md/1e9, 100*md/mc, mc/1e9, mr/1e9)
 	t.Logf("during the flood: %d of %d legitimate connections completed (errors: %v); SYN cookies %.0f, valid cookie ACKs %.0f, invalid %.0f, spliced %.0f; flows created %.0f, flood flows in the table %d; gateway rx %.0f tx %.0f, write errors %.0f; RSS %d -> %d MiB",
@@ -428,13 +360,7 @@ func TestOpsSYNFloodDefault(t *testing.T) {
 	if n := cookies + ringDrops + float64(floodFlows); n < float64(sent-config.DefaultTxQueueLen) {
 		t.Errorf("of %d flood SYNs %.0f answered with cookies, %.0f dropped at the ring, %d got flows: %.0f unaccounted", sent, cookies, ringDrops, floodFlows, float64(sent)-n)
 	}
-	limit := 256 << 10 // KiB
-	if os.Getenv("EDGEGATE_E2E_RACE") != "" {
-		limit *= 4 // the race detector's shadow memory
-	}
-	if rss1-rss0 > limit {
-		t.Errorf("RSS grew by %d MiB", (rss1-rss0)>>10)
-	}
+	checkRSSGrowth(t, rss0, rss1)
 }
 
 // connectMany opens n connections from c1 to the web service, par at a time, each with an HTTP
@@ -607,5 +533,40 @@ func TestOpsTableFull(t *testing.T) {
 		if err := request(c); err != nil {
 			t.Errorf("established connection %d after the table filled: %v", i, err)
 		}
+	}
+}
+
+// The phases of the iperf3 flow in the flood tests, in seconds: a baseline before the flood, the
+// flood, and a recovery after it.
+const floodBefore, floodLength, floodAfter = 4, 10, 3
+
+// startFloodBaseline starts an iperf3 flow from c1 to vip port 5201 for the three phases, waits
+// until both of its connections are established, lets the baseline phase run and returns the
+// client and the metrics scraped at the flood's start.
+func (tp *topo) startFloodBaseline(t *testing.T, vip string) (*exec.Cmd, metrics) {
+	t.Helper()
+	iperf, err := tp.c1.Start(context.Background(), "iperf3", "-c", vip, "-p", "5201", "-t", strconv.Itoa(floodBefore+floodLength+floodAfter), "-i", "1", "-J")
+	must(t, err)
+	waitFor(t, 5*time.Second, "iperf3 established", func() bool {
+		return len(tp.flows(t, "port=5201&state=established")) >= 2
+	})
+	time.Sleep(floodBefore * time.Second) // a measurement window: the baseline part of the transfer
+	return iperf, tp.scrape(t)
+}
+
+// maxFloodRSSGrowthKiB bounds the gateway's resident memory growth during a flood: the flow
+// table itself is about 200 bytes per entry, and the flood tests' tables are bounded.
+const maxFloodRSSGrowthKiB = 256 << 10
+
+// checkRSSGrowth fails the test if the RSS grew by more than maxFloodRSSGrowthKiB (four times
+// that under the race detector, for its shadow memory).
+func checkRSSGrowth(t *testing.T, rss0, rss1 int) {
+	t.Helper()
+	limit := maxFloodRSSGrowthKiB
+	if os.Getenv("EDGEGATE_E2E_RACE") != "" {
+		limit *= 4
+	}
+	if rss1-rss0 > limit {
+		t.Errorf("RSS grew by %d MiB", (rss1-rss0)>>10)
 	}
 }

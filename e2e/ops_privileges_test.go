@@ -44,6 +44,23 @@ func staticEdgegate(t *testing.T) string {
 func (tp *topo) startEdgegateWith(bin, cfgPath string, extra ...string) {
 	t := tp.t
 	t.Helper()
+	cmd := tp.launchEdgegate(bin, cfgPath, extra...)
+	waitFor(t, 10*time.Second, "edgegate routes installed", func() bool {
+		select {
+		case <-tp.gw.Exited(cmd):
+			t.Fatalf("edgegate exited early:\n%s", tp.egLog.String())
+		default:
+		}
+		out, err := tp.gw.Exec("ip", "route", "show", "proto", "201")
+		return err == nil && strings.TrimSpace(out) != ""
+	})
+}
+
+// launchEdgegate starts `bin run -c cfgPath extra...` in the gateway namespace as tp.eg, with its
+// output in tp.egLog, logged if the test fails; it does not wait for anything.
+func (tp *topo) launchEdgegate(bin, cfgPath string, extra ...string) *exec.Cmd {
+	t := tp.t
+	t.Helper()
 	tp.egLog = &lockedBuffer{}
 	cmd := tp.gw.Command(context.Background(), bin, append([]string{"run", "-c", cfgPath}, extra...)...)
 	cmd.Stdout, cmd.Stderr = tp.egLog, tp.egLog
@@ -60,15 +77,7 @@ func (tp *topo) startEdgegateWith(bin, cfgPath string, extra ...string) {
 			t.Logf("edgegate (%s) output:\n%s", state, tp.egLog.String())
 		}
 	})
-	waitFor(t, 10*time.Second, "edgegate routes installed", func() bool {
-		select {
-		case <-tp.gw.Exited(cmd):
-			t.Fatalf("edgegate exited early:\n%s", tp.egLog.String())
-		default:
-		}
-		out, err := tp.gw.Exec("ip", "route", "show", "proto", "201")
-		return err == nil && strings.TrimSpace(out) != ""
-	})
+	return cmd
 }
 
 // procStatus reads fields of /proc/PID/status, or of one thread's (task not "").
@@ -281,17 +290,8 @@ func (tp *topo) checkSocketGroup(t *testing.T) {
 func TestOpsEarlySIGHUP(t *testing.T) {
 	tp := newTopo(t)
 	path := tp.writeConfig("edgegate.yaml", opsConfig("", svcSpec{name: "web", vip: "198.18.200.10", backends: []int{0}}))
-	tp.egLog = &lockedBuffer{}
-	cmd := tp.gw.Command(context.Background(), edgegateBin, "run", "-c", path)
-	cmd.Stdout, cmd.Stderr = tp.egLog, tp.egLog
-	must(t, tp.gw.StartCmd(cmd))
-	tp.eg = cmd
+	cmd := tp.launchEdgegate(edgegateBin, path)
 	waitFor(t, 10*time.Second, "the data path started", func() bool { return strings.Contains(tp.egLog.String(), "gateway started") })
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("edgegate output:\n%s", tp.egLog.String())
-		}
-	})
 	sent := 0
 	for { // at least one SIGHUP, then until the drop is done
 		if cmd.Process.Signal(syscall.SIGHUP) == nil {
@@ -323,16 +323,7 @@ func TestOpsEarlySIGHUP(t *testing.T) {
 func TestOpsReadyAfterStart(t *testing.T) {
 	tp := newTopo(t)
 	path := tp.writeConfig("edgegate.yaml", opsConfig("", svcSpec{name: "web", vip: "198.18.200.10", backends: []int{0}}))
-	tp.egLog = &lockedBuffer{}
-	cmd := tp.gw.Command(context.Background(), edgegateBin, "run", "-c", path)
-	cmd.Stdout, cmd.Stderr = tp.egLog, tp.egLog
-	must(t, tp.gw.StartCmd(cmd))
-	tp.eg = cmd
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("edgegate output:\n%s", tp.egLog.String())
-		}
-	})
+	cmd := tp.launchEdgegate(edgegateBin, path)
 	notReady := 0
 	waitFor(t, 10*time.Second, "/readyz 200", func() bool {
 		select {
