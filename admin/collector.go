@@ -59,7 +59,7 @@ func NewCollector(src Source) *Collector {
 		backendState: d("backend_state", "1 for the backend's current scheduling state (active, draining, unhealthy).", "service", "backend", "state"),
 		eligible:     d("service_eligible_backends", "Backends that may receive new flows, by service and address family.", "service", "family"),
 		snatUsed:     d("snat_ports_in_use", "Source ports in use per masquerade/egress pool address and protocol.", "address", "protocol"),
-		snatCapacity: d("snat_ports_capacity", "Source ports available per pool address and protocol (nat.port_range)."),
+		snatCapacity: d("snat_ports_capacity", "Source ports available per pool address and protocol (nat.port_range, this node's slice of it in a cluster)."),
 		reloads:      d("config_reloads_total", "Configuration reloads by result (success, failure).", "result"),
 		reloadTS:     d("config_last_reload_success_timestamp_seconds", "Unix time of the last successful configuration (re)load."),
 		reloadLastOK: d("config_last_reload_successful", "1 if the last reload attempt succeeded."),
@@ -205,7 +205,7 @@ func (c *Collector) collectTable(ch chan<- prometheus.Metric, gauge func(*promet
 				pools[a] = true
 			}
 		}
-		lo, hi := cfg.NAT.PortRange.Lo, cfg.NAT.PortRange.Hi
+		lo, hi := cfg.PortSlice().Lo, cfg.PortSlice().Hi // this node's part in a cluster
 		if lo == 0 {
 			lo, hi = 1024, 65535
 		}

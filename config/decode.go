@@ -353,6 +353,8 @@ func typeDesc(t reflect.Type) string {
 			return "an IP address"
 		case "Prefix":
 			return "an IP prefix such as \"192.0.2.0/24\""
+		case "AddrPort":
+			return "an address and port such as \"198.18.0.1:4790\""
 		}
 	}
 	switch t.Kind() {

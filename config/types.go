@@ -23,7 +23,8 @@ type Config struct {
 	Admin     Admin     `yaml:"admin"`
 	Log       Log       `yaml:"log"`
 	Ingress   *Ingress  `yaml:"ingress"`
-	BGP       *BGP      `yaml:"bgp"` // nil: no BGP speaker (see bgp.go)
+	BGP       *BGP      `yaml:"bgp"`     // nil: no BGP speaker (see bgp.go)
+	Cluster   *Cluster  `yaml:"cluster"` // nil: a single node (see cluster.go)
 
 	// Source is the file the config was read from (for messages); not a YAML key.
 	Source string `yaml:"-"`

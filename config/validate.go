@@ -257,6 +257,7 @@ func (v *validator) validate() {
 		v.validateIngress()
 	}
 	v.validateBGP()
+	v.validateCluster()
 }
 
 // oneOf checks an enumerated string.

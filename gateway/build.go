@@ -74,6 +74,8 @@ func (rb *ruleBuilder) build(cfg *config.Config, nodeAddrs []netip.Addr, health 
 		Masquerade: cfg.NAT.MasqueradeAddresses,
 		PortLo:     cfg.NAT.PortRange.Lo,
 		PortHi:     cfg.NAT.PortRange.Hi,
+		SliceLo:    cfg.PortSlice().Lo,
+		SliceHi:    cfg.PortSlice().Hi,
 		TCPLoose:   cfg.Conntrack.TCPLoose,
 		ProxyMSS:   uint16(min(cfg.TUN.MTU-packet.IPv4MinLen-packet.TCPMinLen, 65535-packet.IPv4MinLen-packet.TCPMinLen)),
 	}
@@ -97,6 +99,7 @@ func (rb *ruleBuilder) build(cfg *config.Config, nodeAddrs []netip.Addr, health 
 		}
 		for _, fam := range []int{4, 6} {
 			spec := s.LBSpec(func(b config.Backend) bool { return b.Address.Is4() == (fam == 4) })
+			spec.HashSeed = cfg.HashSeed()
 			if len(spec.Backends) == 0 {
 				continue
 			}

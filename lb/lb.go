@@ -74,6 +74,11 @@ type Spec struct {
 	// AffinityCapacity bounds how many clients the affinity table remembers; 0 means
 	// DefaultAffinityCapacity. Rounded up to a power of two.
 	AffinityCapacity int
+	// HashSeed keys maglev and source_hash (the Maglev permutations, the flow and client
+	// hashes): every process given the same seed and backends makes the same choice for a flow
+	// (the cluster's shared hash_seed), and a client that does not know the seed cannot aim
+	// flows at one backend. 0 is the fixed, public default.
+	HashSeed uint64
 }
 
 // Scheduler names, as used in the configuration.
@@ -132,6 +137,7 @@ type Set struct {
 	cum      []uint64 // cumulative weights over eligible (random, two_choices)
 	seq      []uint16 // weighted_round_robin: one period of the smooth sequence
 	table    []uint16 // maglev, source_hash: lookup table
+	seed     uint64   // Spec.HashSeed
 	ctr      atomic.Uint64
 
 	aff      *affinityTable // nil: no affinity
@@ -156,7 +162,7 @@ func Build(spec Spec, prev *Set) (*Set, error) {
 	if i < 0 {
 		return nil, fmt.Errorf("lb: %w %q (want one of %v)", ErrUnknownScheduler, name, Schedulers)
 	}
-	s := &Set{sched: sched(i), name: name}
+	s := &Set{sched: sched(i), name: name, seed: spec.HashSeed}
 	if len(spec.Backends) > MaxBackends {
 		return nil, fmt.Errorf("lb: %w: %d backends, at most %d", ErrBadBackend, len(spec.Backends), MaxBackends)
 	}
@@ -228,7 +234,7 @@ func Build(spec Spec, prev *Set) (*Set, error) {
 			slices.SortFunc(order, func(a, b int32) int {
 				return s.backends[a].Addr.Compare(s.backends[b].Addr)
 			})
-			s.table = buildMaglev(s.backends, order, size)
+			s.table = buildMaglev(s.backends, order, size, s.seed)
 		}
 	}
 
@@ -333,8 +339,11 @@ func (s *Set) pick(client netip.Addr, hash uint64) int {
 	case schedTwoChoices:
 		return s.twoChoices()
 	case schedSourceHash:
-		return int(s.table[reduce(addrHash(client, seedClient), len(s.table))])
+		return int(s.table[reduce(addrHash(client, seedClient^s.seed), len(s.table))])
 	default: // schedMaglev
+		if s.seed != 0 {
+			hash = mix(hash^s.seed, p4^s.seed)
+		}
 		return int(s.table[reduce(hash, len(s.table))])
 	}
 }

@@ -32,7 +32,7 @@ type maglevCand struct {
 // the eligible ones in the given order (sorted by address, so the table does not depend on the
 // order of the configuration). Each backend's preference list is the permutation
 // (offset + j*skip) mod m with offset and skip hashed from its address, generated lazily so
-// memory is O(m + n), not O(m*n).
+// memory is O(m + n), not O(m*n). seed (Spec.HashSeed) keys offset and skip.
 //
 // Weights set how often a backend takes a turn (the paper leaves the scheme open; this is
 // Envoy's): in round r a backend of weight w has had floor(r*w/maxWeight) turns, so the
@@ -40,7 +40,7 @@ type maglevCand struct {
 // With equal weights this is exactly the paper's algorithm. Backends wait in a calendar queue
 // keyed by the round of their next turn, so the cost is O(m + rounds + probes) whatever the
 // weights, not O(rounds * n).
-func buildMaglev(backends []Backend, order []int32, m int) []uint16 {
+func buildMaglev(backends []Backend, order []int32, m int, seed uint64) []uint16 {
 	table := make([]uint16, m)
 	for i := range table {
 		table[i] = emptySlot
@@ -51,8 +51,8 @@ func buildMaglev(backends []Backend, order []int32, m int) []uint16 {
 		b := &backends[i]
 		c[k] = maglevCand{
 			idx:    uint16(i),
-			next:   int(addrHash(b.Addr, seedOffset) % uint64(m)),
-			skip:   int(addrHash(b.Addr, seedSkip)%uint64(m-1)) + 1,
+			next:   int(addrHash(b.Addr, seedOffset^seed) % uint64(m)),
+			skip:   int(addrHash(b.Addr, seedSkip^seed)%uint64(m-1)) + 1,
 			weight: int64(b.Weight),
 		}
 		maxW = max(maxW, c[k].weight)

@@ -59,6 +59,10 @@ type Spec struct {
 	// PortLo..PortHi is the masquerade port range (nat.port_range, its default set by config).
 	PortLo uint16
 	PortHi uint16
+	// SliceLo..SliceHi is the part of PortLo..PortHi this node allocates source ports from (a
+	// cluster node's slice, config.PortSlice); 0, 0: the whole range. Mid-stream pick-up still
+	// accepts any port of the whole range: another node may have created the flow.
+	SliceLo, SliceHi uint16
 	// TCPLoose picks up flows met in mid-stream whose translation can be rebuilt
 	// (conntrack.tcp_loose; see pickUp).
 	TCPLoose bool
@@ -96,6 +100,8 @@ type Rules struct {
 	masq6     []netip.Addr
 	portLo    uint16
 	portHi    uint16
+	sliceLo   uint16 // source ports are allocated from sliceLo..sliceHi (0, 0: portLo..portHi)
+	sliceHi   uint16
 	services  []Service
 	tcpLoose  bool
 	proxy     synproxy.Mode
@@ -117,6 +123,9 @@ func NewRules(spec Spec) *Rules {
 		tcpLoose:  spec.TCPLoose,
 		proxy:     spec.SYNProxy,
 		proxyMSS:  spec.ProxyMSS,
+	}
+	if spec.SliceLo >= r.portLo && spec.SliceHi <= r.portHi && spec.SliceLo <= spec.SliceHi {
+		r.sliceLo, r.sliceHi = spec.SliceLo, spec.SliceHi
 	}
 	for _, a := range spec.Masquerade {
 		if a.Is4() {
@@ -145,6 +154,14 @@ func NewRules(spec Spec) *Rules {
 		}
 	}
 	return r
+}
+
+// allocRange is the range source ports are allocated from: the node's slice, else the whole range.
+func (r *Rules) allocRange() (lo, hi uint16) {
+	if r.sliceHi != 0 {
+		return r.sliceLo, r.sliceHi
+	}
+	return r.portLo, r.portHi
 }
 
 // Services returns the services the rules were built from (read-only).

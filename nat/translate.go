@@ -289,7 +289,8 @@ func (t *Translator) newServiceFlow(p *packet.Packet, k *conntrack.Tuple, r *Rul
 // client's port, as netfilter's MASQUERADE does without --random-fully: a backend that still holds
 // TIME_WAIT for (masquerade address, port) then sees the same client's sequence numbers and
 // timestamps and accepts the reuse, where a port taken over from another client would be refused
-// until the backend's TIME_WAIT ends. Egress flows (random=true) and collisions draw random ports
+// until the backend's TIME_WAIT ends. Ports come from the node's slice of the range (Spec.SliceLo):
+// a client port outside it is replaced like a collision. Egress flows (random=true) and collisions draw random ports
 // (RFC 6056 algorithm 1), at most portTries of them. The second half of the tries may take a port
 // from a flow that never saw a reply or is already closing (TIME_WAIT, CLOSE), at most
 // portEvictions of them: under pressure those go before a new flow is refused.
@@ -299,7 +300,8 @@ func (t *Translator) insertAndApply(p *packet.Packet, k *conntrack.Tuple, e *con
 	if newPort {
 		tries = portTries
 	}
-	lo, span := uint32(r.portLo), uint32(r.portHi)-uint32(r.portLo)+1
+	alo, ahi := r.allocRange()
+	lo, span := uint32(alo), uint32(ahi)-uint32(alo)+1
 	evictions, retry := 0, false
 	// For ICMP echo the identifier is the request tuple's SrcPort, so the reply tuple carries it as
 	// its DstPort, exactly like a source port (dport is 0 for echo).
