@@ -18,8 +18,13 @@ import (
 )
 
 // HandoverVersion is the version of the hand-over snapshot (Handover) this build writes; it
-// reads this version only. The format is documented in docs/operations.md ("Upgrade").
-const HandoverVersion = 1
+// reads versions MinHandoverVersion to HandoverVersion. The format is documented in
+// docs/operations.md ("Upgrade"). Version 2: the predecessor also passes its ingress listening
+// sockets (after the instance lock).
+const (
+	HandoverVersion    = 2
+	MinHandoverVersion = 1
+)
 
 // Handover is the state a running gateway passes to its successor, besides the descriptors
 // (TUN queues in order, then the instance lock): JSON, versioned.
@@ -98,9 +103,9 @@ func (g *Gateway) openInherited(cfg *config.Config) error {
 			unix.Close(fd)
 		}
 	}
-	if h.Version != HandoverVersion {
+	if h.Version < MinHandoverVersion || h.Version > HandoverVersion {
 		closeAll()
-		return fmt.Errorf("hand-over snapshot version %d, this build reads %d", h.Version, HandoverVersion)
+		return fmt.Errorf("hand-over snapshot version %d, this build reads %d to %d", h.Version, MinHandoverVersion, HandoverVersion)
 	}
 	st := h.TUN
 	if len(queues) != st.Queues || st.Name != cfg.TUN.Name || st.Queues != max(cfg.TUN.Queues, 1) {

@@ -52,6 +52,7 @@ const (
 	maxBodyDrain  = 256 << 10              // unread request body drained to keep the connection
 	lingerTime    = 500 * time.Millisecond // see lingerClose
 	newConnGrace  = time.Second            // see h1Server.closeIdle
+	idleGrace     = time.Second            // see h1Server.closeIdle
 	h1ReadBufSize = 4 << 10
 	h1WriteBuf    = 8 << 10
 	h2Preface     = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -164,16 +165,21 @@ func (s *h1Server) shutdown(ctx context.Context) error {
 	}
 }
 
-// closeIdle closes the idle keep-alive connections, and the new ones that have not sent a byte
-// within newConnGrace of their accept: a client may open a connection it never uses (Go's
-// Transport dials a spare one when a request waits for a connection), and shutdown must not wait
-// the read-header timeout for it. The grace covers a client whose first request is on its way.
+// closeIdle closes the keep-alive connections idle for idleGrace, and the new ones that have not
+// sent a byte within newConnGrace of their accept: a client may open a connection it never uses
+// (Go's Transport dials a spare one when a request waits for a connection), and shutdown must not
+// wait the read-header timeout for it. The graces cover a request on its way: a busy keep-alive
+// client (wrk, a proxy's pool) sends its next request as soon as it read a response, so closing a
+// connection idle for microseconds would reset that request; within the grace it is served
+// instead and answered with Connection: close (commit), and the client reconnects cleanly.
 func (s *h1Server) closeIdle() {
+	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.conns {
-		if c.state.CompareAndSwap(stateIdle, stateClosed) ||
-			time.Since(c.accepted) >= newConnGrace && c.state.CompareAndSwap(stateNew, stateClosed) {
+		idle := c.state.Load() == stateIdle && now.Sub(time.Unix(0, c.idleAt.Load())) >= idleGrace
+		if idle && c.state.CompareAndSwap(stateIdle, stateClosed) ||
+			now.Sub(c.accepted) >= newConnGrace && c.state.CompareAndSwap(stateNew, stateClosed) {
 			c.nc.Close()
 		}
 	}
@@ -246,6 +252,7 @@ type h1Conn struct {
 	br        *bufio.Reader
 	bw        *bufio.Writer
 	state     atomic.Int32
+	idleAt    atomic.Int64 // unix ns when it last became idle (see h1Server.closeIdle)
 	accepted  time.Time
 	werr      error // first write error (client gone)
 	forgotten bool  // hijacked: no longer tracked by the server
@@ -350,11 +357,10 @@ func (c *h1Conn) serve() {
 	}
 	for first := true; ; first = false {
 		if !first && c.br.Buffered() == 0 {
-			// Between requests: idle until the next one's first byte.
+			// Between requests: idle until the next one's first byte (during a shutdown,
+			// closeIdle ends the wait after idleGrace).
+			c.idleAt.Store(time.Now().UnixNano())
 			c.state.Store(stateIdle)
-			if c.s.closing.Load() && c.state.CompareAndSwap(stateIdle, stateClosed) {
-				return
-			}
 			c.nc.SetReadDeadline(time.Now().Add(lim.idle))
 			c.cr.remain = noLimit
 			if _, err := c.br.Peek(1); err != nil {

@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -55,6 +56,7 @@ type Server struct {
 
 	mu        sync.Mutex // serialises Start, Reload and Shutdown
 	listeners map[string]*listener
+	adopted   map[string]*os.File    // Adopt: sockets to serve instead of binding, by address
 	draining  map[*listener]struct{} // removed or changed by a reload, still draining
 	drains    sync.WaitGroup         // their drain goroutines
 	lim       limits
@@ -274,6 +276,7 @@ func (s *Server) Start() error {
 	if s.started {
 		return errors.New("ingress: already started")
 	}
+	defer s.closeAdopted()
 	var opened []*listener
 	for _, l := range s.listeners {
 		if err := s.listen(l); err != nil {
@@ -291,12 +294,17 @@ func (s *Server) Start() error {
 	return nil
 }
 
+// closeAdopted closes the adopted sockets no listener took (Start).
+func (s *Server) closeAdopted() {
+	for addr, f := range s.adopted {
+		s.log.Info("ingress: closing an adopted socket no listener uses", "addr", addr)
+		f.Close()
+	}
+	s.adopted = nil
+}
+
 func (s *Server) listen(l *listener) error {
-	// TCP keep-alive is set on the listening socket, whose options Linux copies to every
-	// accepted one; KeepAlive -1 keeps Go from setting it again per connection (four setsockopt
-	// calls each).
-	lc := net.ListenConfig{KeepAlive: -1, Control: keepAliveControl}
-	ln, err := lc.Listen(context.Background(), "tcp", l.addr)
+	ln, err := s.socket(l)
 	if err != nil {
 		return fmt.Errorf("ingress: listener %q: %w", l.name, err)
 	}
@@ -336,6 +344,61 @@ func (s *Server) listen(l *listener) error {
 		}
 	}
 	return nil
+}
+
+// socket returns l's listening socket: the one adopted for its address, else a new one.
+func (s *Server) socket(l *listener) (net.Listener, error) {
+	if f, ok := s.adopted[l.addr]; ok {
+		delete(s.adopted, l.addr)
+		defer f.Close()
+		ln, err := net.FileListener(f)
+		if err != nil {
+			return nil, fmt.Errorf("adopted socket: %w", err)
+		}
+		if _, ok := ln.(*net.TCPListener); !ok {
+			ln.Close()
+			return nil, fmt.Errorf("adopted socket is %T, not a TCP listener", ln)
+		}
+		return ln, nil
+	}
+	// TCP keep-alive is set on the listening socket, whose options Linux copies to every
+	// accepted one; KeepAlive -1 keeps Go from setting it again per connection (four setsockopt
+	// calls each). An adopted socket has them from the process that opened it.
+	lc := net.ListenConfig{KeepAlive: -1, Control: keepAliveControl}
+	return lc.Listen(context.Background(), "tcp", l.addr)
+}
+
+// Adopt gives s listening sockets to serve instead of binding (hand-over upgrade: the sockets of
+// the process being replaced, so no connection is refused while it hands over), keyed by the
+// configured listener address they were opened for. s owns the files from now on: Start serves
+// those whose address a listener has and closes the rest. Call before Start.
+func (s *Server) Adopt(files map[string]*os.File) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.adopted = files
+}
+
+// ListenerFiles returns duplicates of the listening sockets being served (the caller closes
+// them), with the configured address of each: what a successor Adopts.
+func (s *Server) ListenerFiles() (addrs []string, files []*os.File, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.listeners {
+		if l.ln == nil || l.ln.closed.Load() {
+			continue
+		}
+		tl, ok := l.ln.Listener.(*net.TCPListener)
+		if !ok {
+			continue
+		}
+		f, ferr := tl.File()
+		if ferr != nil {
+			err = errors.Join(err, fmt.Errorf("ingress: listener %q: %w", l.name, ferr))
+			continue
+		}
+		addrs, files = append(addrs, l.addr), append(files, f)
+	}
+	return addrs, files, err
 }
 
 func (s *Server) serveListener(l *listener) {

@@ -51,6 +51,12 @@ type daemon struct {
 	takeoverLn *takeover.Listener
 	handedOver chan struct{} // closed when a successor took over
 	ingDrained chan error    // the predecessor's ingress drain, started by Release
+	// ingressFiles are the ingress listening sockets a predecessor passed (listenersPassed:
+	// it passes them, from snapshot version 2), for startIngress; passed are the duplicates
+	// this process sent.
+	ingressFiles    map[string]*os.File
+	listenersPassed bool
+	passed          []*os.File
 }
 
 func cmdRun(args []string, stderr io.Writer) int {
@@ -193,6 +199,14 @@ func (d *daemon) start(cfg *config.Config) error {
 		return err
 	}
 	d.checker.Update(cfg)
+	// The ingress serves before a predecessor is told ready when it passed its listening
+	// sockets (or there is none): no connection waits, and a failing ingress fails the takeover.
+	early := cfg.Ingress != nil && (!d.takingOver || d.listenersPassed)
+	if early {
+		if err := d.startIngress(cfg, reg); err != nil {
+			return err
+		}
+	}
 	if err := d.finishHandover(); err != nil {
 		return err
 	}
@@ -205,11 +219,12 @@ func (d *daemon) start(cfg *config.Config) error {
 			return err
 		}
 	}
-	if cfg.Ingress != nil {
+	if cfg.Ingress != nil && !early {
 		if err := d.startIngress(cfg, reg); err != nil {
 			return err
 		}
 	}
+	d.closeAdopted()
 	return d.startBGP(cfg) // last: announce only a node that is fully up
 }
 
@@ -228,6 +243,10 @@ func (d *daemon) startIngress(cfg *config.Config, reg prometheus.Registerer) err
 	ing, err := ingress.New(cfg, d.g, ingress.Options{Logger: d.log, Registerer: reg})
 	if err != nil {
 		return err
+	}
+	if d.ingressFiles != nil {
+		ing.Adopt(d.ingressFiles) // the ingress owns them now
+		d.ingressFiles = nil
 	}
 	if err := d.startIngressListeners(ing); err != nil {
 		return err

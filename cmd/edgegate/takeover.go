@@ -32,20 +32,51 @@ func (d *daemon) takeOver(cfg *config.Config) {
 	d.takingOver = true
 	d.inherit = func(g *gateway.Gateway) error {
 		g.Inherit(func() ([]int, int, *gateway.Handover, error) {
-			var h gateway.Handover
-			ho, err := takeover.Request(takeoverSocket(cfg), &h)
+			var st upgradeState
+			ho, err := takeover.Request(takeoverSocket(cfg), &st)
 			if err != nil {
 				return nil, -1, nil, err
 			}
 			d.handover = ho
-			n := len(ho.FDs)
-			if n < 2 {
-				return nil, -1, nil, fmt.Errorf("takeover: %d descriptors received, want the TUN queues and the instance lock", n)
+			q, n := st.TUN.Queues, len(ho.FDs)
+			if q < 1 || n != q+1+len(st.IngressListeners) {
+				closeFDs(ho.FDs)
+				return nil, -1, nil, fmt.Errorf("takeover: %d descriptors received, want %d TUN queues, the instance lock and %d ingress listeners",
+					n, q, len(st.IngressListeners))
 			}
-			d.log.Info("taking over", "flows", len(h.Flows), "queues", h.TUN.Queues)
-			return ho.FDs[:n-1], ho.FDs[n-1], &h, nil
+			d.adoptIngress(st.Version, st.IngressListeners, ho.FDs[q+1:])
+			d.log.Info("taking over", "flows", len(st.Flows), "queues", q, "ingress_listeners", len(st.IngressListeners))
+			return ho.FDs[:q], ho.FDs[q], &st.Handover, nil
 		})
 		return nil
+	}
+}
+
+// upgradeState is the snapshot a predecessor sends (documented in docs/operations.md,
+// "Upgrade"): the gateway's, and the configured addresses of the ingress listening sockets it
+// passes, in the order of their descriptors (after the TUN queues and the instance lock).
+type upgradeState struct {
+	gateway.Handover
+	IngressListeners []string `json:"ingress_listeners,omitempty"`
+}
+
+// adoptIngress keeps the ingress listening sockets received for the ingress to serve
+// (startIngress). A predecessor of snapshot version 1 passes none: the successor binds the
+// addresses once the predecessor released them (startIngressListeners).
+func (d *daemon) adoptIngress(version int, addrs []string, fds []int) {
+	if version < 2 {
+		return
+	}
+	d.listenersPassed = true
+	d.ingressFiles = map[string]*os.File{}
+	for i, fd := range fds {
+		d.ingressFiles[addrs[i]] = os.NewFile(uintptr(fd), "ingress "+addrs[i])
+	}
+}
+
+func closeFDs(fds []int) {
+	for _, fd := range fds {
+		syscall.Close(fd)
 	}
 }
 
@@ -98,17 +129,59 @@ func (d *daemon) serveHandovers(cfg *config.Config) error {
 // handoverSource is the daemon as a takeover.Source.
 type handoverSource struct{ d *daemon }
 
+// Freeze freezes the data path and adds the ingress listening sockets: the successor serves
+// them before it reports ready, so no connection is refused while this process drains.
 func (s handoverSource) Freeze() ([]int, any, error) {
 	fds, h, err := s.d.g.Freeze()
-	return fds, h, err
+	if err != nil {
+		return nil, nil, err
+	}
+	st := upgradeState{Handover: *h}
+	if ing := s.d.ing; ing != nil {
+		addrs, files, err := ing.ListenerFiles()
+		s.d.passed = files
+		if err == nil {
+			fds, err = appendRawFDs(fds, files)
+		}
+		if err != nil {
+			return nil, nil, errors.Join(err, s.Thaw())
+		}
+		st.IngressListeners = addrs
+	}
+	return fds, st, nil
 }
 
-func (s handoverSource) Thaw() error { return s.d.g.Thaw() }
+// appendRawFDs appends the descriptors of files without File.Fd, which would switch the shared
+// socket to blocking mode for every process that holds it.
+func appendRawFDs(fds []int, files []*os.File) ([]int, error) {
+	for _, f := range files {
+		rc, err := f.SyscallConn()
+		if err != nil {
+			return fds, err
+		}
+		rc.Control(func(fd uintptr) { fds = append(fds, int(fd)) })
+	}
+	return fds, nil
+}
+
+// Thaw serves again after a failed hand-over; the duplicates passed are closed.
+func (s handoverSource) Thaw() error {
+	s.d.closePassed()
+	return s.d.g.Thaw()
+}
+
+func (d *daemon) closePassed() {
+	for _, f := range d.passed {
+		f.Close()
+	}
+	d.passed = nil
+}
 
 // Release stops the admin API, the hand-over socket and the BGP speaker, which the successor
 // opens itself (its BGP sessions start afresh: no graceful restart yet).
 func (s handoverSource) Release() {
 	d := s.d
+	d.closePassed()
 	d.stopBGP()
 	if d.api != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -118,8 +191,10 @@ func (s handoverSource) Release() {
 	}
 	d.takeoverLn.Close()
 	if ing := d.ing; ing != nil {
-		// The successor binds the same addresses: listeners close first, in-flight requests
-		// finish within ingress.drain_timeout (retire waits).
+		// The successor serves the listening sockets (passed, or bound once these close): this
+		// process stops accepting, answers requests in flight and those arriving on its idle
+		// keep-alive connections with Connection: close (HTTP/2: GOAWAY), within
+		// ingress.drain_timeout (retire waits).
 		d.ing = nil
 		d.ingDrained = make(chan error, 1)
 		go func() {
@@ -134,13 +209,14 @@ func (s handoverSource) Release() {
 // predecessor is closing (Release starts that right before the successor binds).
 const ingressBindWait = 5 * time.Second
 
-// startIngressListeners starts ing; while taking over, an address still held by the
-// predecessor is retried until ingressBindWait.
+// startIngressListeners starts ing; while taking over from a predecessor that passes no
+// listening sockets (snapshot version 1), an address it still holds is retried until
+// ingressBindWait.
 func (d *daemon) startIngressListeners(ing *ingress.Server) error {
 	deadline := time.Now().Add(ingressBindWait)
 	for {
 		err := ing.Start()
-		if err == nil || !d.takingOver || !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
+		if err == nil || !d.takingOver || d.listenersPassed || !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
 			return err
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -160,4 +236,13 @@ func (d *daemon) retire() error {
 	}
 	d.g.Detach()
 	return err
+}
+
+// closeAdopted closes the ingress sockets a predecessor passed that no ingress took (the
+// configuration has none).
+func (d *daemon) closeAdopted() {
+	for _, f := range d.ingressFiles {
+		f.Close()
+	}
+	d.ingressFiles = nil
 }
