@@ -2,6 +2,7 @@ package admin
 
 import (
 	"net/netip"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -169,30 +170,26 @@ func b2f(b bool) float64 {
 	return 0
 }
 
-// protoLabel names the protocols the table tracks.
-func protoLabel(p uint8) string {
-	switch p {
-	case conntrack.ProtoTCP:
-		return "tcp"
-	case conntrack.ProtoUDP:
-		return "udp"
-	case conntrack.ProtoICMP:
-		return "icmp"
-	case conntrack.ProtoICMPv6:
-		return "icmpv6"
+// trackedProtos are the protocols the table tracks, each labelled with its name.
+var trackedProtos = []packet.Proto{packet.ProtoTCP, packet.ProtoUDP, packet.ProtoICMP, packet.ProtoICMPv6}
+
+// protoLabel names the protocols the table tracks ("other" for the rest).
+func protoLabel(p packet.Proto) string {
+	if slices.Contains(trackedProtos, p) {
+		return p.String()
 	}
 	return "other"
 }
 
 type snatKey struct {
 	addr  netip.Addr
-	proto uint8
+	proto packet.Proto
 }
 
 // collectTable walks the flow table once for entries by protocol/state and SNAT port usage.
 func (c *Collector) collectTable(ch chan<- prometheus.Metric, gauge func(*prometheus.Desc, float64, ...string)) {
 	type psKey struct {
-		proto uint8
+		proto packet.Proto
 		state conntrack.State
 	}
 	pools := map[netip.Addr]bool{}
@@ -214,8 +211,8 @@ func (c *Collector) collectTable(ch chan<- prometheus.Metric, gauge func(*promet
 	byState := map[psKey]int{}
 	snat := map[snatKey]int{}
 	for a := range pools {
-		snat[snatKey{a, conntrack.ProtoTCP}] = 0
-		snat[snatKey{a, conntrack.ProtoUDP}] = 0
+		snat[snatKey{a, packet.ProtoTCP}] = 0
+		snat[snatKey{a, packet.ProtoUDP}] = 0
 	}
 	c.src.Table().Range(func(e *conntrack.Entry) bool {
 		o, r := &e.Tuple[conntrack.Original], &e.Tuple[conntrack.Reply]

@@ -10,6 +10,7 @@ import (
 
 	"github.com/edgegate/edgegate/conntrack"
 	"github.com/edgegate/edgegate/nat"
+	"github.com/edgegate/edgegate/packet"
 )
 
 // Endpoint is one side of a flow tuple in the API.
@@ -46,23 +47,22 @@ func (f *FlowFilter) Empty() bool {
 	return f.Filter == (conntrack.Filter{}) && f.Service == ""
 }
 
-// ParseProtocol accepts tcp, udp, icmp, icmpv6 or a protocol number.
-func ParseProtocol(s string) (uint8, error) {
-	switch strings.ToLower(s) {
-	case "tcp":
-		return conntrack.ProtoTCP, nil
-	case "udp":
-		return conntrack.ProtoUDP, nil
-	case "icmp":
-		return conntrack.ProtoICMP, nil
-	case "icmpv6", "ipv6-icmp":
-		return conntrack.ProtoICMPv6, nil
+// ParseProtocol accepts tcp, udp, icmp, icmpv6 (or ipv6-icmp) or a protocol number.
+func ParseProtocol(s string) (packet.Proto, error) {
+	name := strings.ToLower(s)
+	if name == "ipv6-icmp" {
+		name = packet.ProtoICMPv6.String()
+	}
+	for _, p := range trackedProtos {
+		if p.String() == name {
+			return p, nil
+		}
 	}
 	n, err := strconv.ParseUint(s, 10, 8)
 	if err != nil || n == 0 {
 		return 0, fmt.Errorf("protocol %q: want tcp, udp, icmp, icmpv6 or a number 1-255", s)
 	}
-	return uint8(n), nil
+	return packet.Proto(n), nil
 }
 
 // ParseState accepts a state name as conntrack.State.String prints it (any case).
@@ -233,14 +233,13 @@ func DeleteFlows(src Source, f FlowFilter) int {
 	return src.Table().DeleteMatching(cf)
 }
 
-var protoNums = map[string]int{"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}
-
 // FormatFlow prints a flow the way `conntrack -L` does, e.g.
 //
 //	tcp      6 431999 ESTABLISHED src=198.18.1.2 dst=198.18.200.10 sport=40000 dport=80 src=198.19.1.2 dst=198.18.250.1 sport=8080 dport=40000 [ASSURED] service=web
 func FormatFlow(f Flow) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-8s %d %d ", f.Protocol, protoNums[f.Protocol], f.Timeout)
+	num, _ := ParseProtocol(f.Protocol) // "other": 0
+	fmt.Fprintf(&b, "%-8s %d %d ", f.Protocol, num, f.Timeout)
 	if f.Protocol == "tcp" {
 		b.WriteString(strings.ToUpper(f.State))
 		b.WriteByte(' ')

@@ -56,7 +56,7 @@ func newFakeSource(t testing.TB) *fakeSource {
 	}
 	f.rules = nat.NewRules(nat.Spec{
 		Services: []nat.Service{{ID: 1, Name: "web", Addrs: []netip.Addr{vip}, Masquerade: true, Set4: set,
-			Ports: []nat.Port{{Name: "http", Proto: nat.ProtoTCP, Port: 80, TargetPort: 8080}}}},
+			Ports: []nat.Port{{Name: "http", Proto: packet.ProtoTCP, Port: 80, TargetPort: 8080}}}},
 		Masquerade: []netip.Addr{masq}, PortLo: 1024, PortHi: 65535,
 	})
 	cfg, err := config.Parse([]byte(`

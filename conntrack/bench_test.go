@@ -1,6 +1,8 @@
 package conntrack
 
 import (
+	"github.com/edgegate/edgegate/packet"
+
 	"net/netip"
 	"runtime"
 	"sync"
@@ -17,8 +19,8 @@ func benchFlows(n int, base uint32) []*Entry {
 	for i := range es {
 		v := base + uint32(i)
 		src := netip.AddrFrom4([4]byte{198, 18, byte(v >> 16), byte(v >> 8)})
-		o := MakeTuple(ProtoUDP, src, vip, uint16(v), 53)
-		r := MakeTuple(ProtoUDP, backend, masq, 8080, uint16(v))
+		o := MakeTuple(packet.ProtoUDP, src, vip, uint16(v), 53)
+		r := MakeTuple(packet.ProtoUDP, backend, masq, 8080, uint16(v))
 		r.Dst[13] = byte(v >> 16) // spread masquerade addresses so reply tuples stay unique
 		r.Dst[14] = byte(v >> 8)
 		e := &Entry{Tuple: [2]Tuple{o, r}}
@@ -249,8 +251,8 @@ func bytesPerFlow(tb testing.TB, n int) float64 {
 	p := udpPkt(client, vip, 1, 53)
 	for i := range n {
 		v := uint32(i)
-		o := MakeTuple(ProtoUDP, netip.AddrFrom4([4]byte{10, byte(v >> 16), byte(v >> 8), byte(v)}), vip, 1000, 53)
-		r := MakeTuple(ProtoUDP, backend, masq, 8080, 1000)
+		o := MakeTuple(packet.ProtoUDP, netip.AddrFrom4([4]byte{10, byte(v >> 16), byte(v >> 8), byte(v)}), vip, 1000, 53)
+		r := MakeTuple(packet.ProtoUDP, backend, masq, 8080, 1000)
 		r.Dst[13], r.Dst[14], r.Dst[15] = byte(v>>16), byte(v>>8), byte(v)
 		e := &Entry{Tuple: [2]Tuple{o, r}}
 		e.Init(p, t0)

@@ -100,11 +100,11 @@ func (e *Entry) Init(p *packet.Packet, now int64) {
 	var timeout int64
 	sh := e.shared()
 	switch {
-	case p.Proto == ProtoTCP && tcpKind(p.TCPFlags) == kindSYN:
+	case p.Proto == packet.ProtoTCP && tcpKind(p.TCPFlags) == kindSYN:
 		st, timeout = StateSynSent, sh.tcp[StateSynSent]
 		s := segmentOf(p)
 		e.win[Original].initSYN(&s, p)
-	case p.Proto == ProtoUDP:
+	case p.Proto == packet.ProtoUDP:
 		st, timeout = StateUnreplied, sh.udp
 		e.streamAt = streamTick(now + int64(UDPStreamDelay))
 	case NewFlowOK(p): // ICMP echo request
@@ -137,14 +137,14 @@ func (e *Entry) InitPickUp(d Dir, p *packet.Packet, now int64) {
 // timeoutOf is the idle timeout of state st for protocol proto with flags (the low byte of
 // Entry.word): a UDP flow gets the stream timeout only once assured, and a TCP flow picked up in
 // mid-stream (InitPickUp) gets tcp_established only once assured.
-func (sh *shared) timeoutOf(proto uint8, st State, flags int64) int64 {
+func (sh *shared) timeoutOf(proto packet.Proto, st State, flags int64) int64 {
 	switch proto {
-	case ProtoTCP:
+	case packet.ProtoTCP:
 		if st == StateEstablished && flags&wAssured == 0 {
 			return sh.tcp[StateSynRecv]
 		}
 		return sh.tcp[st]
-	case ProtoUDP:
+	case packet.ProtoUDP:
 		if flags&wAssured != 0 {
 			return sh.udpStream
 		}
@@ -221,7 +221,7 @@ func (e *Entry) Track(d Dir, p *packet.Packet, now int64) Verdict {
 		var st State
 		kill := false
 		switch proto {
-		case ProtoTCP:
+		case packet.ProtoTCP:
 			st = tcpTransitions[d][kind][old]
 			switch st {
 			case sIV:
@@ -245,11 +245,9 @@ func (e *Entry) Track(d Dir, p *packet.Packet, now int64) Verdict {
 				}
 			}
 			switch {
-			case st == StateSynSent && (old == StateTimeWait || old == StateClose):
-				// A new SYN re-opens a closed flow (port reuse, RFC 1122), as netfilter
-				// does; it starts over unassured.
+			case reopens(d, p.TCPFlags, old): // see Reopens; the flow starts over unassured
 				flags &^= wAssured | wSeenReply
-			case flags&wSeenReply == 0 && p.TCPFlags&flagRST != 0:
+			case flags&wSeenReply == 0 && p.TCPFlags&packet.TCPRst != 0:
 				// RST before any reply (e.g. connection refused): netfilter kills the
 				// flow at once rather than keeping it for the CLOSE timeout.
 				kill = true
@@ -257,7 +255,7 @@ func (e *Entry) Track(d Dir, p *packet.Packet, now int64) Verdict {
 				(old == StateSynRecv || old == StateEstablished):
 				flags |= wAssured
 			}
-		case ProtoUDP:
+		case packet.ProtoUDP:
 			st = old
 			if d == Reply {
 				st = StateReplied
@@ -268,7 +266,7 @@ func (e *Entry) Track(d Dir, p *packet.Packet, now int64) Verdict {
 				flags |= wAssured
 			}
 		default: // ICMP echo: requests one way, replies the other
-			if (d == Original && !isEchoRequest(p)) || (d == Reply && !isEchoReply(p)) {
+			if (d == Original && !p.IsEchoRequest()) || (d == Reply && !p.IsEchoReply()) {
 				sh.invalid.Add(1)
 				return Invalid
 			}

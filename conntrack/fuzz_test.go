@@ -1,6 +1,8 @@
 package conntrack
 
 import (
+	"github.com/edgegate/edgegate/packet"
+
 	"testing"
 )
 
@@ -48,8 +50,8 @@ func FuzzStateMachine(f *testing.F) {
 				p.Src, p.Dst, p.SrcPort, p.DstPort = backend, masq, 8080, 50000
 			}
 			switch proto {
-			case ProtoTCP:
-				p.TCPFlags = b & 0x7f
+			case packet.ProtoTCP:
+				p.TCPFlags = packet.TCPFlags(b & 0x7f)
 				if data[0]&4 != 0 {
 					// Sequence numbers from the data too: small steps stay in the window,
 					// large ones leave it.
@@ -57,7 +59,7 @@ func FuzzStateMachine(f *testing.F) {
 					p.Ack = uint32(i) * uint32(b>>1) * 257
 					p.Window, p.PayloadLen = uint16(b)<<6, int(b&0x0f)*100
 				}
-			case ProtoICMP:
+			case packet.ProtoICMP:
 				if b&1 != 0 {
 					p.ICMPType = 0
 				}
@@ -70,12 +72,12 @@ func FuzzStateMachine(f *testing.F) {
 			if !ok && w != before {
 				t.Fatalf("packet %d: %v but the entry changed %#x -> %#x", i, v, before, w)
 			}
-			if v == OutOfWindow && p.TCPFlags&flagRST == 0 {
+			if v == OutOfWindow && p.TCPFlags&packet.TCPRst == 0 {
 				t.Fatalf("packet %d: flags %#x dropped as out of window: only RSTs are", i, p.TCPFlags)
 			}
 			st := e.State()
 			switch proto {
-			case ProtoTCP:
+			case packet.ProtoTCP:
 				if st < StateSynSent || st > StateSynSent2 {
 					t.Fatalf("packet %d: TCP state %v", i, st)
 				}
@@ -90,7 +92,7 @@ func FuzzStateMachine(f *testing.F) {
 			if e.Assured() && !e.SeenReply() {
 				t.Fatalf("packet %d: assured without a reply", i)
 			}
-			if proto == ProtoICMP && e.Assured() {
+			if proto == packet.ProtoICMP && e.Assured() {
 				t.Fatalf("packet %d: ICMP flow assured", i)
 			}
 			if exp := e.Expires(); exp > now+int64(DefaultTimeouts().TCPEstablished) {

@@ -24,16 +24,16 @@ const t0 = 1_700_000_000 * sec
 
 // Flag shorthands.
 const (
-	fSYN    = flagSYN
-	fSYNACK = flagSYN | flagACK
-	fACK    = flagACK
-	fFINACK = flagFIN | flagACK
-	fRST    = flagRST
-	fPSHACK = flagPSH | flagACK
+	fSYN    = packet.TCPSyn
+	fSYNACK = packet.TCPSyn | packet.TCPAck
+	fACK    = packet.TCPAck
+	fFINACK = packet.TCPFin | packet.TCPAck
+	fRST    = packet.TCPRst
+	fPSHACK = packet.TCPPsh | packet.TCPAck
 )
 
 // pkt fills a packet.Packet by hand, as the parser would for these headers.
-func pkt(proto uint8, src, dst netip.Addr, sport, dport uint16) *packet.Packet {
+func pkt(proto packet.Proto, src, dst netip.Addr, sport, dport uint16) *packet.Packet {
 	v := uint8(4)
 	if src.Is6() {
 		v = 6
@@ -41,18 +41,18 @@ func pkt(proto uint8, src, dst netip.Addr, sport, dport uint16) *packet.Packet {
 	return &packet.Packet{Version: v, Proto: proto, Src: src, Dst: dst, SrcPort: sport, DstPort: dport}
 }
 
-func tcpPkt(flags uint8) *packet.Packet {
-	p := pkt(ProtoTCP, client, vip, 40000, 80)
+func tcpPkt(flags packet.TCPFlags) *packet.Packet {
+	p := pkt(packet.ProtoTCP, client, vip, 40000, 80)
 	p.TCPFlags = flags
 	return p
 }
 
 // tcpDirPkt is a TCP segment of the test flow in direction d (addresses as seen on the wire
 // after NAT for replies).
-func tcpDirPkt(d Dir, flags uint8) *packet.Packet {
-	p := pkt(ProtoTCP, client, vip, 40000, 80)
+func tcpDirPkt(d Dir, flags packet.TCPFlags) *packet.Packet {
+	p := pkt(packet.ProtoTCP, client, vip, 40000, 80)
 	if d == Reply {
-		p = pkt(ProtoTCP, backend, masq, 8080, 50000)
+		p = pkt(packet.ProtoTCP, backend, masq, 8080, 50000)
 	}
 	p.TCPFlags = flags
 	return p
@@ -67,16 +67,16 @@ func dirOf(p *packet.Packet) Dir {
 }
 
 func udpPkt(src, dst netip.Addr, sport, dport uint16) *packet.Packet {
-	return pkt(ProtoUDP, src, dst, sport, dport)
+	return pkt(packet.ProtoUDP, src, dst, sport, dport)
 }
 
 func echoPkt(reply bool, id uint16) *packet.Packet {
 	if reply {
-		p := pkt(ProtoICMP, vip, client, 0, id)
+		p := pkt(packet.ProtoICMP, vip, client, 0, id)
 		p.ICMPType = 0
 		return p
 	}
-	p := pkt(ProtoICMP, client, vip, id, 0)
+	p := pkt(packet.ProtoICMP, client, vip, id, 0)
 	p.ICMPType = 8
 	return p
 }
@@ -86,7 +86,7 @@ func echoPkt(reply bool, id uint16) *packet.Packet {
 func natEntry(p *packet.Packet, mport uint16, now int64) *Entry {
 	o := TupleOf(p)
 	e := &Entry{Tuple: [2]Tuple{o, MakeTuple(o.Proto, backend, masq, 8080, mport)}, Service: 7}
-	if o.Proto == ProtoICMP {
+	if o.Proto == packet.ProtoICMP {
 		e.Tuple[Reply] = MakeTuple(o.Proto, backend, masq, 0, mport)
 	}
 	e.Init(p, now)

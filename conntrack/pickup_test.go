@@ -15,7 +15,7 @@ func TestPickUpOK(t *testing.T) {
 	}{
 		{"ack", tcpPkt(fACK), true},
 		{"psh ack", tcpPkt(fPSHACK), true},
-		{"ack+ecn", tcpPkt(fACK | flagECE), true},
+		{"ack+ecn", tcpPkt(fACK | packet.TCPEce), true},
 		{"syn", tcpPkt(fSYN), false},
 		{"syn-ack", tcpPkt(fSYNACK), false},
 		{"fin-ack", tcpPkt(fFINACK), false},
@@ -68,7 +68,7 @@ func TestPickUpLifecycle(t *testing.T) {
 			now := t0
 			for _, s := range []struct {
 				d       Dir
-				flags   uint8
+				flags   packet.TCPFlags
 				st      State
 				assured bool
 				want    time.Duration
@@ -92,7 +92,7 @@ func TestPickUpLifecycle(t *testing.T) {
 // table refuses it.
 func TestPickUpRefused(t *testing.T) {
 	tb := New(Config{MaxEntries: 4})
-	for _, f := range []uint8{fSYN, fRST, fFINACK, 0} {
+	for _, f := range []packet.TCPFlags{fSYN, fRST, fFINACK, 0} {
 		e := &Entry{Tuple: [2]Tuple{TupleOf(tcpPkt(f)), TupleOf(tcpDirPkt(Reply, f))}}
 		e.InitPickUp(Original, tcpPkt(f), t0)
 		if _, err := tb.Insert(e, t0); err != ErrNotInit {

@@ -120,18 +120,6 @@ func newShared(t Timeouts) *shared {
 // defaultShared serves entries not (yet) inserted in a table.
 var defaultShared = newShared(Timeouts{})
 
-// TCP flag bits as in the header (and packet.Packet.TCPFlags).
-const (
-	flagFIN = 0x01
-	flagSYN = 0x02
-	flagRST = 0x04
-	flagPSH = 0x08
-	flagACK = 0x10
-	flagURG = 0x20
-	flagECE = 0x40
-	flagCWR = 0x80
-)
-
 // Packet kinds, the rows of the transition table (netfilter's enum tcp_bit_set).
 const (
 	kindSYN = iota
@@ -147,32 +135,32 @@ const (
 // a real stack sends (PSH, ECE and CWR are ignored). Anything else (SYN+FIN, no flags, a FIN
 // without ACK, ...) is INVALID.
 var tcpValidFlags = [64]bool{
-	flagSYN:                     true,
-	flagSYN | flagURG:           true,
-	flagSYN | flagACK:           true,
-	flagRST:                     true,
-	flagRST | flagACK:           true,
-	flagFIN | flagACK:           true,
-	flagFIN | flagACK | flagURG: true,
-	flagACK:                     true,
-	flagACK | flagURG:           true,
+	packet.TCPSyn:                                 true,
+	packet.TCPSyn | packet.TCPUrg:                 true,
+	packet.TCPSyn | packet.TCPAck:                 true,
+	packet.TCPRst:                                 true,
+	packet.TCPRst | packet.TCPAck:                 true,
+	packet.TCPFin | packet.TCPAck:                 true,
+	packet.TCPFin | packet.TCPAck | packet.TCPUrg: true,
+	packet.TCPAck:                                 true,
+	packet.TCPAck | packet.TCPUrg:                 true,
 }
 
 // tcpKind classifies a segment's flags like netfilter's tcp_error + get_conntrack_index.
-func tcpKind(flags uint8) int {
-	f := flags &^ (flagPSH | flagECE | flagCWR)
+func tcpKind(flags packet.TCPFlags) int {
+	f := flags &^ (packet.TCPPsh | packet.TCPEce | packet.TCPCwr)
 	if !tcpValidFlags[f&0x3f] {
 		return kindInvalid
 	}
 	switch {
-	case f&flagRST != 0:
+	case f&packet.TCPRst != 0:
 		return kindRST
-	case f&flagSYN != 0:
-		if f&flagACK != 0 {
+	case f&packet.TCPSyn != 0:
+		if f&packet.TCPAck != 0 {
 			return kindSYNACK
 		}
 		return kindSYN
-	case f&flagFIN != 0:
+	case f&packet.TCPFin != 0:
 		return kindFIN
 	}
 	return kindACK // tcpValidFlags leaves only ACK (+URG) here
@@ -234,26 +222,17 @@ var tcpTransitions = func() (t [2][numKinds][numStates]State) {
 	return t
 }()
 
-// isEchoRequest reports an ICMP/ICMPv6 echo request, the only ICMP that creates a flow.
-func isEchoRequest(p *packet.Packet) bool {
-	return (p.Proto == ProtoICMP && p.ICMPType == 8) || (p.Proto == ProtoICMPv6 && p.ICMPType == 128)
-}
-
-func isEchoReply(p *packet.Packet) bool {
-	return (p.Proto == ProtoICMP && p.ICMPType == 0) || (p.Proto == ProtoICMPv6 && p.ICMPType == 129)
-}
-
 // NewFlowOK says whether a packet with no entry may create one: TCP only for a SYN without
 // ACK/RST/FIN (netfilter without loose pick-up), UDP always, ICMP only an echo request (an
 // ICMP error belongs to the flow it quotes). Everything else is INVALID.
 func NewFlowOK(p *packet.Packet) bool {
 	switch p.Proto {
-	case ProtoTCP:
+	case packet.ProtoTCP:
 		return tcpKind(p.TCPFlags) == kindSYN
-	case ProtoUDP:
+	case packet.ProtoUDP:
 		return true
-	case ProtoICMP, ProtoICMPv6:
-		return !p.IsICMPError && isEchoRequest(p)
+	case packet.ProtoICMP, packet.ProtoICMPv6:
+		return !p.IsICMPError && p.IsEchoRequest()
 	}
 	return false
 }
@@ -263,5 +242,17 @@ func NewFlowOK(p *packet.Packet) bool {
 // a connection whose entry was lost (a restart). FIN and RST segments of lost flows are not
 // picked up: they end the connection anyway, as in netfilter.
 func PickUpOK(p *packet.Packet) bool {
-	return p.Proto == ProtoTCP && tcpKind(p.TCPFlags) == kindACK
+	return p.Proto == packet.ProtoTCP && tcpKind(p.TCPFlags) == kindACK
+}
+
+// Reopens reports whether p, a packet of this flow in direction d, is a SYN opening a new
+// connection on the tuple of a closed one (TIME_WAIT or CLOSE): port reuse (RFC 1122 4.2.2.13),
+// which netfilter lets start over. Track then restarts the entry unassured; the NAT deletes it
+// instead so the new connection picks its backend afresh.
+func (e *Entry) Reopens(d Dir, p *packet.Packet) bool {
+	return p.Proto == packet.ProtoTCP && reopens(d, p.TCPFlags, e.State())
+}
+
+func reopens(d Dir, flags packet.TCPFlags, old State) bool {
+	return d == Original && flags.Attempt() && (old == StateTimeWait || old == StateClose)
 }

@@ -10,7 +10,7 @@ import (
 
 type step struct {
 	d       Dir
-	flags   uint8
+	flags   packet.TCPFlags
 	ok      bool  // Update's verdict
 	state   State // state after the packet
 	assured bool
@@ -66,10 +66,10 @@ func TestTCPStateMachine(t *testing.T) {
 		{"ack from client before syn-ack is invalid", []step{{o, fACK, false, StateSynSent, false}}},
 		{"fin before syn-ack is invalid", []step{{o, fFINACK, false, StateSynSent, false}}},
 		{"syn-ack from the client is invalid", []step{{o, fSYNACK, false, StateSynSent, false}}},
-		{"syn+fin is invalid", seq(handshake, []step{{o, flagSYN | flagFIN, false, StateEstablished, true}})},
+		{"syn+fin is invalid", seq(handshake, []step{{o, packet.TCPSyn | packet.TCPFin, false, StateEstablished, true}})},
 		{"no flags is invalid", seq(handshake, []step{{o, 0, false, StateEstablished, true}})},
-		{"fin without ack is invalid", seq(handshake, []step{{r, flagFIN, false, StateEstablished, true}})},
-		{"syn+rst is invalid", []step{{r, flagSYN | flagRST, false, StateSynSent, false}}},
+		{"fin without ack is invalid", seq(handshake, []step{{r, packet.TCPFin, false, StateEstablished, true}})},
+		{"syn+rst is invalid", []step{{r, packet.TCPSyn | packet.TCPRst, false, StateSynSent, false}}},
 		{"syn from server when established is invalid", seq(handshake, []step{{r, fSYN, false, StateEstablished, true}})},
 		{"syn from client when established is ignored", seq(handshake, []step{{o, fSYN, true, StateEstablished, true}})},
 		{"late syn-ack when established is ignored", seq(handshake, []step{{r, fSYNACK, true, StateEstablished, true}})},
@@ -129,7 +129,7 @@ func TestTCPTimeouts(t *testing.T) {
 	check(t0, d.TCPSynSent)
 	steps := []struct {
 		d     Dir
-		flags uint8
+		flags packet.TCPFlags
 		want  time.Duration
 	}{
 		{Reply, fSYNACK, d.TCPSynRecv},
@@ -210,11 +210,11 @@ func TestUDPAndICMPStates(t *testing.T) {
 	if ie.Update(Original, echoPkt(true, 77), t0+sec) {
 		t.Fatal("echo reply accepted in the original direction")
 	}
-	pong := pkt(ProtoICMP, backend, masq, 0, 50001)
+	pong := pkt(packet.ProtoICMP, backend, masq, 0, 50001)
 	if !ie.Update(Reply, pong, t0+2*sec) || ie.State() != StateReplied || ie.Assured() {
 		t.Fatalf("echo reply: %v assured=%v", ie.State(), ie.Assured())
 	}
-	icmpErr := pkt(ProtoICMP, backend, masq, 0, 0)
+	icmpErr := pkt(packet.ProtoICMP, backend, masq, 0, 0)
 	icmpErr.ICMPType, icmpErr.IsICMPError = 3, true
 	before := e.word.Load()
 	if !e.Update(Reply, icmpErr, t0+30*sec) || e.word.Load() != before {
@@ -226,9 +226,9 @@ func TestUDPAndICMPStates(t *testing.T) {
 }
 
 func TestNewFlowOK(t *testing.T) {
-	echo6 := pkt(ProtoICMPv6, client6, vip6, 9, 0)
+	echo6 := pkt(packet.ProtoICMPv6, client6, vip6, 9, 0)
 	echo6.ICMPType = 128
-	echoReply6 := pkt(ProtoICMPv6, vip6, client6, 0, 9)
+	echoReply6 := pkt(packet.ProtoICMPv6, vip6, client6, 0, 9)
 	echoReply6.ICMPType = 129
 	unreach := echoPkt(false, 1)
 	unreach.ICMPType, unreach.IsICMPError = 3, true
@@ -238,11 +238,11 @@ func TestNewFlowOK(t *testing.T) {
 		want bool
 	}{
 		{"tcp syn", tcpPkt(fSYN), true},
-		{"tcp syn+ecn", tcpPkt(fSYN | flagECE | flagCWR), true},
+		{"tcp syn+ecn", tcpPkt(fSYN | packet.TCPEce | packet.TCPCwr), true},
 		{"tcp syn-ack", tcpPkt(fSYNACK), false},
 		{"tcp ack", tcpPkt(fACK), false},
 		{"tcp rst", tcpPkt(fRST), false},
-		{"tcp syn+fin", tcpPkt(flagSYN | flagFIN), false},
+		{"tcp syn+fin", tcpPkt(packet.TCPSyn | packet.TCPFin), false},
 		{"tcp no flags", tcpPkt(0), false},
 		{"udp", udpPkt(client, vip, 1, 2), true},
 		{"echo request", echoPkt(false, 1), true},
@@ -287,7 +287,7 @@ func TestConcurrentUpdate(t *testing.T) {
 				d := Dir(g & 1)
 				<-start
 				for i := range 200 {
-					flags := uint8(fACK)
+					flags := packet.TCPFlags(fACK)
 					if g < 2 && i == 100 {
 						flags = fFINACK
 					}

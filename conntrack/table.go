@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"unsafe"
+
+	"github.com/edgegate/edgegate/packet"
 )
 
 // Errors of Insert.
@@ -403,11 +405,11 @@ func (t *Table) Range(fn func(*Entry) bool) {
 
 // Filter selects entries for DeleteMatching (and Match); zero fields match anything.
 type Filter struct {
-	Proto   uint8      // protocol number
-	Addr    netip.Addr // any address of either tuple
-	Port    uint16     // any port of either tuple
-	Backend netip.Addr // the backend: source address of the reply tuple
-	State   State      // exact state
+	Proto   packet.Proto // protocol number
+	Addr    netip.Addr   // any address of either tuple
+	Port    uint16       // any port of either tuple
+	Backend netip.Addr   // the backend: source address of the reply tuple
+	State   State        // exact state
 	// Service matches Entry.Service when MatchService is set (0 may be a valid label).
 	Service      uint32
 	MatchService bool

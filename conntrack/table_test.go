@@ -1,6 +1,8 @@
 package conntrack
 
 import (
+	"github.com/edgegate/edgegate/packet"
+
 	"errors"
 	"net/netip"
 	"sync"
@@ -26,7 +28,7 @@ func TestEntrySize(t *testing.T) {
 }
 
 func TestTupleHelpers(t *testing.T) {
-	k := MakeTuple(ProtoTCP, client, vip, 1234, 80)
+	k := MakeTuple(packet.ProtoTCP, client, vip, 1234, 80)
 	if k.SrcAddr() != client || k.DstAddr() != vip {
 		t.Fatalf("addresses %v %v", k.SrcAddr(), k.DstAddr())
 	}
@@ -37,8 +39,8 @@ func TestTupleHelpers(t *testing.T) {
 	if got := k.String(); got != "tcp 198.51.100.10:1234->203.0.113.5:80" {
 		t.Fatalf("String = %q", got)
 	}
-	k6 := MakeTuple(ProtoUDP, client6, vip6, 1, 2)
-	if k6.SrcAddr() != client6 || k6 == MakeTuple(ProtoUDP, client, vip, 1, 2) {
+	k6 := MakeTuple(packet.ProtoUDP, client6, vip6, 1, 2)
+	if k6.SrcAddr() != client6 || k6 == MakeTuple(packet.ProtoUDP, client, vip, 1, 2) {
 		t.Fatal("IPv6 tuple")
 	}
 	p := udpPkt(client6, vip6, 1, 2)
@@ -68,7 +70,7 @@ func TestInsertLookupDelete(t *testing.T) {
 	if got, d := tb.Lookup(&k, t0); got != e || d != Original {
 		t.Fatalf("Lookup(original) = %p %v", got, d)
 	}
-	rk := MakeTuple(ProtoTCP, backend, masq, 8080, 50000)
+	rk := MakeTuple(packet.ProtoTCP, backend, masq, 8080, 50000)
 	if got, d := tb.Lookup(&rk, t0); got != e || d != Reply {
 		t.Fatalf("Lookup(reply) = %p %v", got, d)
 	}
@@ -347,9 +349,9 @@ func TestConcurrentReadersWriters(t *testing.T) {
 func TestFilters(t *testing.T) {
 	tb := New(Config{MaxEntries: 64})
 	b2 := netip.MustParseAddr("198.18.0.21")
-	mk := func(proto uint8, sport uint16, be netip.Addr, svc uint32) *Entry {
+	mk := func(proto packet.Proto, sport uint16, be netip.Addr, svc uint32) *Entry {
 		var p = udpPkt(client, vip, sport, 53)
-		if proto == ProtoTCP {
+		if proto == packet.ProtoTCP {
 			p = tcpPkt(fSYN)
 			p.SrcPort = sport
 		}
@@ -359,17 +361,17 @@ func TestFilters(t *testing.T) {
 		mustInsert(t, tb, e, t0)
 		return e
 	}
-	mk(ProtoUDP, 1, backend, 1)
-	mk(ProtoUDP, 2, b2, 1)
-	est := mk(ProtoTCP, 3, backend, 2)
-	est.Update(Reply, pkt(ProtoTCP, backend, masq, 8080, 10003), t0) // flags 0: invalid, no change
-	mk(ProtoTCP, 4, b2, 0)
+	mk(packet.ProtoUDP, 1, backend, 1)
+	mk(packet.ProtoUDP, 2, b2, 1)
+	est := mk(packet.ProtoTCP, 3, backend, 2)
+	est.Update(Reply, pkt(packet.ProtoTCP, backend, masq, 8080, 10003), t0) // flags 0: invalid, no change
+	mk(packet.ProtoTCP, 4, b2, 0)
 	tests := []struct {
 		name string
 		f    Filter
 		want int
 	}{
-		{"proto", Filter{Proto: ProtoTCP}, 2},
+		{"proto", Filter{Proto: packet.ProtoTCP}, 2},
 		{"backend", Filter{Backend: b2}, 2},
 		{"addr matches any tuple address", Filter{Addr: masq}, 4},
 		{"addr client", Filter{Addr: client}, 4},
@@ -380,7 +382,7 @@ func TestFilters(t *testing.T) {
 		{"service zero", Filter{Service: 0, MatchService: true}, 1},
 		{"kind", Filter{Kind: 2, MatchKind: true}, 1},
 		{"state", Filter{State: StateSynSent}, 2},
-		{"combined", Filter{Proto: ProtoUDP, Backend: backend}, 1},
+		{"combined", Filter{Proto: packet.ProtoUDP, Backend: backend}, 1},
 		{"everything", Filter{}, 4},
 	}
 	for _, tc := range tests {
@@ -409,7 +411,7 @@ func TestFilters(t *testing.T) {
 }
 
 func TestTupleEqual(t *testing.T) {
-	a := MakeTuple(ProtoTCP, client6, vip6, 1234, 80)
+	a := MakeTuple(packet.ProtoTCP, client6, vip6, 1234, 80)
 	b := a
 	if !a.equal(&b) {
 		t.Fatal("equal tuples differ")

@@ -22,25 +22,17 @@ import (
 	"github.com/edgegate/edgegate/packet"
 )
 
-// IP protocol numbers the tracker understands.
-const (
-	ProtoICMP   = 1
-	ProtoTCP    = 6
-	ProtoUDP    = 17
-	ProtoICMPv6 = 58
-)
-
 // Tuple is the compact, comparable key of one direction of a flow: 16-byte addresses (IPv4 as
 // ::ffff:a.b.c.d) so IPv4 and IPv6 share one key type without netip's zone pointer, ports (for
 // ICMP echo the identifier on the side that carries it, see packet.Packet) and the protocol.
 type Tuple struct {
 	Src, Dst         [16]byte
 	SrcPort, DstPort uint16
-	Proto            uint8
+	Proto            packet.Proto
 }
 
 // MakeTuple builds a tuple from netip values (IPv4 addresses are stored v4-mapped).
-func MakeTuple(proto uint8, src, dst netip.Addr, sport, dport uint16) Tuple {
+func MakeTuple(proto packet.Proto, src, dst netip.Addr, sport, dport uint16) Tuple {
 	return Tuple{Src: src.As16(), Dst: dst.As16(), SrcPort: sport, DstPort: dport, Proto: proto}
 }
 
@@ -63,22 +55,8 @@ func (t Tuple) DstAddr() netip.Addr { return netip.AddrFrom16(t.Dst).Unmap() }
 
 // String formats the tuple for logs and the API, e.g. "tcp 192.0.2.1:1234->198.51.100.7:80".
 func (t Tuple) String() string {
-	return fmt.Sprintf("%s %s->%s", protoName(t.Proto),
+	return fmt.Sprintf("%s %s->%s", t.Proto,
 		netip.AddrPortFrom(t.SrcAddr(), t.SrcPort), netip.AddrPortFrom(t.DstAddr(), t.DstPort))
-}
-
-func protoName(p uint8) string {
-	switch p {
-	case ProtoTCP:
-		return "tcp"
-	case ProtoUDP:
-		return "udp"
-	case ProtoICMP:
-		return "icmp"
-	case ProtoICMPv6:
-		return "icmpv6"
-	}
-	return fmt.Sprintf("proto%d", p)
 }
 
 // Hash is a fast keyed hash of the tuple (no allocation, a few multiplications), for callers

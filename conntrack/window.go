@@ -102,12 +102,15 @@ type segment struct {
 	seq, end, ack, win, flags uint32
 }
 
+// has reports whether any of flags f is set.
+func (s *segment) has(f packet.TCPFlags) bool { return s.flags&uint32(f) != 0 }
+
 func segmentOf(p *packet.Packet) segment {
 	end := p.Seq + uint32(p.PayloadLen)
-	if p.TCPFlags&flagSYN != 0 {
+	if p.TCPFlags&packet.TCPSyn != 0 {
 		end++
 	}
-	if p.TCPFlags&flagFIN != 0 {
+	if p.TCPFlags&packet.TCPFin != 0 {
 		end++
 	}
 	return segment{seq: p.Seq, end: end, ack: p.Ack, win: uint32(p.Window), flags: uint32(p.TCPFlags)}
@@ -172,19 +175,19 @@ func inWindow(sender, receiver *SeqWindow, s *segment) bool {
 	sf := sender.flags.Load()
 	sEnd, sMaxEnd, sMaxWin := sender.end.Load(), sender.maxEnd.Load(), sender.maxWin.Load()
 	rEnd, rMaxEnd, rMaxWin := receiver.end.Load(), receiver.maxEnd.Load(), receiver.maxWin.Load()
-	ack, sack := s.flags&flagACK != 0, s.ack
-	if !ack || (s.flags&flagRST != 0 && sack == 0) {
+	ack, sack := s.has(packet.TCPAck), s.ack
+	if !ack || (s.has(packet.TCPRst) && sack == 0) {
 		sack = rEnd // no ACK (or a broken RST's zero ACK): pretend it is right
 	}
 	ok := before(s.seq, sMaxEnd+1) &&
 		after(s.end, sEnd-rMaxWin-1) &&
 		before(sack, rEnd+1) &&
 		after(sack, rEnd-max(sMaxWin, maxAckWindowConst)-1)
-	if !ok && (s.flags&flagRST != 0 || (sf|receiver.flags.Load())&winLiberal == 0) {
+	if !ok && (s.has(packet.TCPRst) || (sf|receiver.flags.Load())&winLiberal == 0) {
 		return false
 	}
 	win := s.win
-	if s.flags&flagSYN == 0 {
+	if !s.has(packet.TCPSyn) {
 		win <<= sf & winScaleMask
 	}
 	if win > sMaxWin {
@@ -220,7 +223,7 @@ func inWindow(sender, receiver *SeqWindow, s *segment) bool {
 func (e *Entry) window(d Dir, p *packet.Packet, old State, assured bool) (v Verdict, keep bool) {
 	sender, receiver := &e.win[d&1], &e.win[(d^1)&1]
 	s := segmentOf(p)
-	if s.flags&(flagSYN|flagRST) != 0 || !sender.Seen() {
+	if s.has(packet.TCPSyn|packet.TCPRst) || !sender.Seen() {
 		return windowSlow(sender, receiver, &s, p, old, assured)
 	}
 	if inWindow(sender, receiver, &s) {
@@ -231,7 +234,7 @@ func (e *Entry) window(d Dir, p *packet.Packet, old State, assured bool) (v Verd
 
 // windowSlow is window for SYNs, RSTs and a side's first segment.
 func windowSlow(sender, receiver *SeqWindow, s *segment, p *packet.Packet, old State, assured bool) (v Verdict, keep bool) {
-	syn, ack, rst := s.flags&flagSYN != 0, s.flags&flagACK != 0, s.flags&flagRST != 0
+	syn, ack, rst := s.has(packet.TCPSyn), s.has(packet.TCPAck), s.has(packet.TCPRst)
 	switch {
 	case !sender.Seen() && syn:
 		sender.initSYN(s, p)

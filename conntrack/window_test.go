@@ -8,7 +8,7 @@ import (
 
 // seg is a TCP segment of the test flow in direction d with explicit sequence numbers,
 // window and payload length.
-func seg(d Dir, flags uint8, seq, ack uint32, win uint16, n int) *packet.Packet {
+func seg(d Dir, flags packet.TCPFlags, seq, ack uint32, win uint16, n int) *packet.Packet {
 	p := tcpDirPkt(d, flags)
 	p.Seq, p.Ack, p.Window, p.PayloadLen = seq, ack, win, n
 	return p
@@ -59,7 +59,7 @@ func TestWindowTracking(t *testing.T) {
 	cNext, sNext := cISN+1001, sISN+2001
 	type in struct {
 		d        Dir
-		flags    uint8
+		flags    packet.TCPFlags
 		seq, ack uint32
 		win      uint16
 		n        int

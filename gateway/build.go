@@ -58,11 +58,11 @@ func (rb *ruleBuilder) ServiceName(id uint32) string {
 	return rb.names[id]
 }
 
-func protoNum(p config.ServicePort) uint8 {
+func protoNum(p config.ServicePort) packet.Proto {
 	if p.IsUDP() {
-		return nat.ProtoUDP
+		return packet.ProtoUDP
 	}
-	return nat.ProtoTCP
+	return packet.ProtoTCP
 }
 
 // build makes the rules for cfg; nodeAddrs are the addresses node ports are served on.

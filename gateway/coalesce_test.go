@@ -68,7 +68,7 @@ func TestWorkerCoalescesUDP(t *testing.T) {
 	} {
 		t.Run(fam.name, func(t *testing.T) {
 			set, _ := lb.Build(lb.Spec{Scheduler: "round_robin", Backends: []lb.Backend{{Addr: fam.back, Weight: 1}}}, nil)
-			svc := nat.Service{ID: 1, Name: "dns", Addrs: []netip.Addr{fam.vip}, Masquerade: true, Ports: []nat.Port{{Proto: nat.ProtoUDP, Port: 7000, TargetPort: 7000}}}
+			svc := nat.Service{ID: 1, Name: "dns", Addrs: []netip.Addr{fam.vip}, Masquerade: true, Ports: []nat.Port{{Proto: packet.ProtoUDP, Port: 7000, TargetPort: 7000}}}
 			if fam.back.Is4() {
 				svc.Set4 = set
 			} else {
@@ -126,7 +126,7 @@ func TestWorkerCoalescesUDP(t *testing.T) {
 func TestCoalesceSkipsUDPLengthMismatch(t *testing.T) {
 	set, _ := lb.Build(lb.Spec{Scheduler: "round_robin", Backends: []lb.Backend{{Addr: tBack, Weight: 1}}}, nil)
 	svc := nat.Service{ID: 1, Name: "dns", Addrs: []netip.Addr{tVIP}, Masquerade: true, Set4: set,
-		Ports: []nat.Port{{Proto: nat.ProtoUDP, Port: 7000, TargetPort: 7000}}}
+		Ports: []nat.Port{{Proto: packet.ProtoUDP, Port: 7000, TargetPort: 7000}}}
 	var rp atomic.Pointer[nat.Rules]
 	rp.Store(nat.NewRules(nat.Spec{Services: []nat.Service{svc}, Masquerade: []netip.Addr{tMasq}, PortLo: 1024, PortHi: 65535}))
 	tr := &nat.Translator{CT: conntrack.New(conntrack.Config{MaxEntries: 1024})}

@@ -25,6 +25,7 @@ import (
 	"github.com/edgegate/edgegate/gateway/tun"
 	"github.com/edgegate/edgegate/lb"
 	"github.com/edgegate/edgegate/nat"
+	"github.com/edgegate/edgegate/packet"
 	"github.com/edgegate/edgegate/synproxy"
 )
 
@@ -415,7 +416,7 @@ func (g *Gateway) deleteOrphans(cfg *config.Config, tcp bool) int {
 		if ok && backends[e.Tuple[conntrack.Reply].SrcAddr()] {
 			return true
 		}
-		if tcp || e.Tuple[conntrack.Original].Proto != nat.ProtoTCP {
+		if tcp || e.Tuple[conntrack.Original].Proto != packet.ProtoTCP {
 			if g.CT.Delete(e) {
 				n++
 			}
@@ -495,7 +496,7 @@ func (g *Gateway) SetHealth(h HealthView) error {
 func (g *Gateway) dropUnhealthy(h HealthView) {
 	n := 0
 	g.CT.Range(func(e *conntrack.Entry) bool {
-		if e.Kind != nat.KindService || e.Tuple[conntrack.Original].Proto == nat.ProtoTCP {
+		if e.Kind != nat.KindService || e.Tuple[conntrack.Original].Proto == packet.ProtoTCP {
 			return true
 		}
 		if !h(g.builder.ServiceName(e.Service), e.Tuple[conntrack.Reply].SrcAddr()) && g.CT.Delete(e) {
@@ -607,7 +608,7 @@ func (g *Gateway) Pick(service string, port uint16, client netip.Addr) (netip.Ad
 			continue
 		}
 		for _, p := range s.Ports {
-			if p.Port != port || p.Proto != nat.ProtoTCP {
+			if p.Port != port || p.Proto != packet.ProtoTCP {
 				continue
 			}
 			first, second := s.Set4, s.Set6

@@ -14,6 +14,7 @@ import (
 	"github.com/edgegate/edgegate/conntrack"
 	"github.com/edgegate/edgegate/gateway/tun"
 	"github.com/edgegate/edgegate/nat"
+	"github.com/edgegate/edgegate/packet"
 	"golang.org/x/sys/unix"
 )
 
@@ -47,7 +48,7 @@ type TUNState struct {
 type SavedFlow struct {
 	Kind      uint8          `json:"kind"`              // 1 service, 2 egress
 	Service   string         `json:"service,omitempty"` // service name (ids are per process)
-	Proto     uint8          `json:"proto"`
+	Proto     packet.Proto   `json:"proto"`
 	OrigSrc   netip.AddrPort `json:"orig_src"`
 	OrigDst   netip.AddrPort `json:"orig_dst"`
 	ReplySrc  netip.AddrPort `json:"reply_src"` // the backend (service flows)

@@ -30,7 +30,7 @@ func testRules(t testing.TB) *atomic.Pointer[nat.Rules] {
 		t.Fatal(err)
 	}
 	r := nat.NewRules(nat.Spec{
-		Services:   []nat.Service{{ID: 1, Name: "web", Addrs: []netip.Addr{tVIP}, Masquerade: true, Set4: set, Ports: []nat.Port{{Proto: nat.ProtoTCP, Port: 80, TargetPort: 8080}}}},
+		Services:   []nat.Service{{ID: 1, Name: "web", Addrs: []netip.Addr{tVIP}, Masquerade: true, Set4: set, Ports: []nat.Port{{Proto: packet.ProtoTCP, Port: 80, TargetPort: 8080}}}},
 		Masquerade: []netip.Addr{tMasq}, PortLo: 1024, PortHi: 65535,
 	})
 	p := new(atomic.Pointer[nat.Rules])

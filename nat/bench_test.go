@@ -17,10 +17,10 @@ func BenchmarkEstablished(b *testing.B) {
 	}{{"v4", client, vip, b1}, {"v6", client6, vip6, b6}} {
 		b.Run(tc.name, func(b *testing.B) {
 			f := newFixture(b, true, "maglev", b1, b6)
-			syn := pkttest.P{Proto: ProtoTCP, Src: tc.client, Dst: tc.vip, Sport: 40000, Dport: 80, Flags: "S"}.Build(b)
+			syn := pkttest.P{Proto: packet.ProtoTCP, Src: tc.client, Dst: tc.vip, Sport: 40000, Dport: 80, Flags: "S"}.Build(b)
 			_, _, p := f.run(b, syn)
-			f.run(b, pkttest.P{Proto: ProtoTCP, Src: tc.back, Dst: p.Src, Sport: 8080, Dport: p.SrcPort, Flags: "SA"}.Build(b))
-			tmpl := pkttest.P{Proto: ProtoTCP, Src: tc.client, Dst: tc.vip, Sport: 40000, Dport: 80, Flags: "A", Payload: string(make([]byte, 1400))}.Build(b)
+			f.run(b, pkttest.P{Proto: packet.ProtoTCP, Src: tc.back, Dst: p.Src, Sport: 8080, Dport: p.SrcPort, Flags: "SA"}.Build(b))
+			tmpl := pkttest.P{Proto: packet.ProtoTCP, Src: tc.client, Dst: tc.vip, Sport: 40000, Dport: 80, Flags: "A", Payload: string(make([]byte, 1400))}.Build(b)
 			buf := make([]byte, len(tmpl))
 			var pkt packet.Packet
 			b.ReportAllocs()
@@ -41,7 +41,7 @@ func BenchmarkEstablished(b *testing.B) {
 func BenchmarkNewFlow(b *testing.B) {
 	f := newFixture(b, true, "maglev", b1, b2)
 	f.tr.CT = newTable(1 << 16)
-	tmpl := pkttest.P{Proto: ProtoTCP, Src: client, Dst: vip, Sport: 40000, Dport: 80, Flags: "S"}.Build(b)
+	tmpl := pkttest.P{Proto: packet.ProtoTCP, Src: client, Dst: vip, Sport: 40000, Dport: 80, Flags: "S"}.Build(b)
 	buf := make([]byte, len(tmpl))
 	var pkt packet.Packet
 	b.ReportAllocs()

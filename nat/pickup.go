@@ -39,7 +39,7 @@ func (t *Translator) pickUp(p *packet.Packet, k *conntrack.Tuple, r *Rules, now 
 	if set == nil {
 		return Drop, NoPickUp
 	}
-	b, ok := set.Recompute(p.Src, lb.FlowHash(p.Proto, p.Src, p.Dst, p.SrcPort, p.DstPort))
+	b, ok := set.Recompute(p.Src, lb.FlowHash(uint8(p.Proto), p.Src, p.Dst, p.SrcPort, p.DstPort))
 	if !ok {
 		return Drop, NoPickUp
 	}
@@ -99,7 +99,7 @@ func (t *Translator) pickUpReply(p *packet.Packet, k *conntrack.Tuple, r *Rules,
 				if vip.Is4() != p.Src.Is4() {
 					return
 				}
-				b, ok := set.Recompute(p.Dst, lb.FlowHash(p.Proto, p.Dst, vip, p.DstPort, vport))
+				b, ok := set.Recompute(p.Dst, lb.FlowHash(uint8(p.Proto), p.Dst, vip, p.DstPort, vport))
 				if ok && b.Addr == p.Src {
 					found, svc, n = b, s, n+1
 					orig = conntrack.MakeTuple(p.Proto, p.Dst, vip, p.DstPort, vport)
@@ -129,7 +129,7 @@ func (t *Translator) insertReply(p *packet.Packet, k, orig *conntrack.Tuple, svc
 	e := &conntrack.Entry{Kind: KindService, Service: svc.ID, Load: b.Active}
 	e.Tuple[conntrack.Original] = *orig
 	e.Tuple[conntrack.Reply] = *k
-	if p.Proto == ProtoTCP {
+	if p.Proto == packet.ProtoTCP {
 		e.InitPickUp(conntrack.Reply, p, now)
 	} else {
 		e.Init(p, now) // UDP: unreplied until the client speaks

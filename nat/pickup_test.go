@@ -7,6 +7,7 @@ import (
 	"github.com/edgegate/edgegate/conntrack"
 	"github.com/edgegate/edgegate/internal/pkttest"
 	"github.com/edgegate/edgegate/lb"
+	"github.com/edgegate/edgegate/packet"
 )
 
 // loose turns conntrack.tcp_loose on in f's rules (before any packet).
@@ -25,13 +26,13 @@ type hop struct {
 // returns how the data segment reached the backend.
 func openFlow(t *testing.T, f *fixture, client, dst netip.Addr, sport uint16) hop {
 	t.Helper()
-	syn := pkttest.P{Proto: ProtoTCP, Src: client, Dst: dst, Sport: sport, Dport: 80, Flags: "S"}.Build(t)
+	syn := pkttest.P{Proto: packet.ProtoTCP, Src: client, Dst: dst, Sport: sport, Dport: 80, Flags: "S"}.Build(t)
 	v, why, p := f.run(t, syn)
 	if v != Forward {
 		t.Fatalf("SYN: %v %v", v, why)
 	}
 	out := hop{p.Src, p.Dst, p.SrcPort, p.DstPort}
-	synack := pkttest.P{Proto: ProtoTCP, Src: out.dst, Dst: out.src, Sport: out.dport, Dport: out.sport, Flags: "SA"}.Build(t)
+	synack := pkttest.P{Proto: packet.ProtoTCP, Src: out.dst, Dst: out.src, Sport: out.dport, Dport: out.sport, Flags: "SA"}.Build(t)
 	if v, why, _ := f.run(t, synack); v != Forward {
 		t.Fatalf("SYN-ACK: %v %v", v, why)
 	}
@@ -93,9 +94,9 @@ func TestPickUpAfterRestart(t *testing.T) {
 					other = other.Next()
 					taken = openFlow(t, after, other, tc.vip, first.sport) == first
 				}
-				after.run(t, pkttest.P{Proto: ProtoTCP, Src: other, Dst: tc.vip, Sport: first.sport, Dport: 80, Flags: "A"}.Build(t))
+				after.run(t, pkttest.P{Proto: packet.ProtoTCP, Src: other, Dst: tc.vip, Sport: first.sport, Dport: 80, Flags: "A"}.Build(t))
 			}
-			data := pkttest.P{Proto: ProtoTCP, Src: tc.client, Dst: tc.vip, Sport: tc.sport, Dport: 80, Flags: "A", Payload: "more"}.Build(t)
+			data := pkttest.P{Proto: packet.ProtoTCP, Src: tc.client, Dst: tc.vip, Sport: tc.sport, Dport: 80, Flags: "A", Payload: "more"}.Build(t)
 			orig := append([]byte(nil), data...)
 			v, why, p := after.run(t, data)
 			if tc.want != OK {
@@ -115,14 +116,14 @@ func TestPickUpAfterRestart(t *testing.T) {
 				t.Fatalf("picked up as %+v, the flow was %+v", got, first)
 			}
 			// The backend's answer goes back to the client from the service address.
-			ack := pkttest.P{Proto: ProtoTCP, Src: first.dst, Dst: first.src, Sport: first.dport, Dport: first.sport, Flags: "A", Payload: "ok"}.Build(t)
+			ack := pkttest.P{Proto: packet.ProtoTCP, Src: first.dst, Dst: first.src, Sport: first.dport, Dport: first.sport, Flags: "A", Payload: "ok"}.Build(t)
 			v, why, r := after.run(t, ack)
 			if v != Forward || r.Src != tc.vip || r.SrcPort != 80 || r.Dst != tc.client || r.DstPort != tc.sport {
 				t.Fatalf("reply: %v %v, %v:%d -> %v:%d", v, why, r.Src, r.SrcPort, r.Dst, r.DstPort)
 			}
 			pkttest.Verify(t, ack)
-			if _, _, _ = after.run(t, pkttest.P{Proto: ProtoTCP, Src: tc.client, Dst: tc.vip, Sport: tc.sport, Dport: 80, Flags: "A"}.Build(t)); true {
-				k := conntrack.MakeTuple(ProtoTCP, tc.client, tc.vip, tc.sport, 80)
+			if _, _, _ = after.run(t, pkttest.P{Proto: packet.ProtoTCP, Src: tc.client, Dst: tc.vip, Sport: tc.sport, Dport: 80, Flags: "A"}.Build(t)); true {
+				k := conntrack.MakeTuple(packet.ProtoTCP, tc.client, tc.vip, tc.sport, 80)
 				if e, _ := after.tr.CT.Lookup(&k, after.now); e == nil || !e.Assured() || e.State() != conntrack.StateEstablished {
 					t.Fatalf("picked-up flow not assured and established after both sides spoke: %+v", e)
 				}
@@ -159,12 +160,12 @@ func TestPickUpOtherSegments(t *testing.T) {
 		p    pkttest.P
 		want Reason
 	}{
-		{"FIN", pkttest.P{Proto: ProtoTCP, Src: client, Dst: vip, Sport: 5000, Dport: 80, Flags: "FA"}, Invalid},
-		{"RST", pkttest.P{Proto: ProtoTCP, Src: client, Dst: vip, Sport: 5000, Dport: 80, Flags: "RA"}, Invalid},
-		{"SYN-ACK", pkttest.P{Proto: ProtoTCP, Src: client, Dst: vip, Sport: 5000, Dport: 80, Flags: "SA"}, Invalid},
-		{"egress ACK", pkttest.P{Proto: ProtoTCP, Src: pod, Dst: inet, Sport: 5000, Dport: 443, Flags: "A"}, NoPickUp},
-		{"reply to a masquerade address", pkttest.P{Proto: ProtoTCP, Src: b1, Dst: masq, Sport: 8080, Dport: 40000, Flags: "A"}, NoPickUp},
-		{"no such service port", pkttest.P{Proto: ProtoTCP, Src: client, Dst: vip, Sport: 5000, Dport: 81, Flags: "A"}, NoPickUp},
+		{"FIN", pkttest.P{Proto: packet.ProtoTCP, Src: client, Dst: vip, Sport: 5000, Dport: 80, Flags: "FA"}, Invalid},
+		{"RST", pkttest.P{Proto: packet.ProtoTCP, Src: client, Dst: vip, Sport: 5000, Dport: 80, Flags: "RA"}, Invalid},
+		{"SYN-ACK", pkttest.P{Proto: packet.ProtoTCP, Src: client, Dst: vip, Sport: 5000, Dport: 80, Flags: "SA"}, Invalid},
+		{"egress ACK", pkttest.P{Proto: packet.ProtoTCP, Src: pod, Dst: inet, Sport: 5000, Dport: 443, Flags: "A"}, NoPickUp},
+		{"reply to a masquerade address", pkttest.P{Proto: packet.ProtoTCP, Src: b1, Dst: masq, Sport: 8080, Dport: 40000, Flags: "A"}, NoPickUp},
+		{"no such service port", pkttest.P{Proto: packet.ProtoTCP, Src: client, Dst: vip, Sport: 5000, Dport: 81, Flags: "A"}, NoPickUp},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v, why, _ := f.run(t, tc.p.Build(t))
@@ -189,7 +190,7 @@ func TestPickUpReply(t *testing.T) {
 	set := before.rules.services[0].Set4
 	nodeAddr := netip.MustParseAddr("198.18.1.1")
 	choice := func(dst netip.Addr, sport, dport uint16) netip.Addr {
-		b, _ := set.Recompute(client, lb.FlowHash(ProtoTCP, client, dst, sport, dport))
+		b, _ := set.Recompute(client, lb.FlowHash(uint8(packet.ProtoTCP), client, dst, sport, dport))
 		return b.Addr
 	}
 	sport := uint16(41000)
@@ -206,32 +207,32 @@ func TestPickUpReply(t *testing.T) {
 	after := newFixture(t, false, lb.SchedMaglev, backends...).loose()
 
 	// A backend the hash does not choose for this flow is not believed.
-	bad := pkttest.P{Proto: ProtoTCP, Src: wrong, Dst: client, Sport: 8080, Dport: sport, Flags: "A", Payload: "x"}.Build(t)
+	bad := pkttest.P{Proto: packet.ProtoTCP, Src: wrong, Dst: client, Sport: 8080, Dport: sport, Flags: "A", Payload: "x"}.Build(t)
 	if v, why, _ := after.run(t, bad); v != Drop || why != NoPickUp {
 		t.Fatalf("reply from the wrong backend: %v %v", v, why)
 	}
 
-	push := pkttest.P{Proto: ProtoTCP, Src: first.dst, Dst: client, Sport: 8080, Dport: sport, Flags: "A", Payload: "push"}.Build(t)
+	push := pkttest.P{Proto: packet.ProtoTCP, Src: first.dst, Dst: client, Sport: 8080, Dport: sport, Flags: "A", Payload: "push"}.Build(t)
 	v, why, p := after.run(t, push)
 	if v != Forward || p.Src != vip || p.SrcPort != 80 || p.Dst != client || p.DstPort != sport {
 		t.Fatalf("server push: %v %v, %v:%d -> %v:%d", v, why, p.Src, p.SrcPort, p.Dst, p.DstPort)
 	}
 	pkttest.Verify(t, push)
-	ack := pkttest.P{Proto: ProtoTCP, Src: client, Dst: vip, Sport: sport, Dport: 80, Flags: "A"}.Build(t)
+	ack := pkttest.P{Proto: packet.ProtoTCP, Src: client, Dst: vip, Sport: sport, Dport: 80, Flags: "A"}.Build(t)
 	if v, why, p := after.run(t, ack); v != Forward || p.Dst != first.dst || p.DstPort != 8080 || p.Src != client {
 		t.Fatalf("client's ACK: %v %v -> %v:%d", v, why, p.Dst, p.DstPort)
 	}
-	k := conntrack.MakeTuple(ProtoTCP, client, vip, sport, 80)
+	k := conntrack.MakeTuple(packet.ProtoTCP, client, vip, sport, 80)
 	if e, _ := after.tr.CT.Lookup(&k, after.now); e == nil || !e.Assured() {
 		t.Fatalf("flow not assured once the client answered: %+v", e)
 	}
 
 	// UDP: the backend's datagram to the client is rebuilt the same way.
-	dns := pkttest.P{Proto: ProtoUDP, Src: first.dst, Dst: client, Sport: 53, Dport: 5353, Payload: "a"}.Build(t)
+	dns := pkttest.P{Proto: packet.ProtoUDP, Src: first.dst, Dst: client, Sport: 53, Dport: 5353, Payload: "a"}.Build(t)
 	before2 := newFixture(t, false, lb.SchedMaglev, backends...)
-	q := pkttest.P{Proto: ProtoUDP, Src: client, Dst: vip, Sport: 5353, Dport: 53, Payload: "q"}.Build(t)
+	q := pkttest.P{Proto: packet.ProtoUDP, Src: client, Dst: vip, Sport: 5353, Dport: 53, Payload: "q"}.Build(t)
 	_, _, qp := before2.run(t, q)
-	dns = pkttest.P{Proto: ProtoUDP, Src: qp.Dst, Dst: client, Sport: 53, Dport: 5353, Payload: "a"}.Build(t)
+	dns = pkttest.P{Proto: packet.ProtoUDP, Src: qp.Dst, Dst: client, Sport: 53, Dport: 5353, Payload: "a"}.Build(t)
 	if v, why, r := after.run(t, dns); v != Forward || r.Src != vip || r.SrcPort != 53 {
 		t.Fatalf("UDP reply: %v %v from %v:%d", v, why, r.Src, r.SrcPort)
 	}
@@ -246,7 +247,7 @@ func TestPickUpReplyAmbiguous(t *testing.T) {
 	second.ID, second.Name, second.Addrs = 8, "web2", []netip.Addr{netip.MustParseAddr("198.18.200.11")}
 	svcs = append(svcs, second)
 	*f.rules = *NewRules(Spec{Services: svcs, Masquerade: []netip.Addr{masq}, PortLo: 1024, PortHi: 65535, TCPLoose: true})
-	b := pkttest.P{Proto: ProtoTCP, Src: b1, Dst: client, Sport: 8080, Dport: 42000, Flags: "A", Payload: "x"}.Build(t)
+	b := pkttest.P{Proto: packet.ProtoTCP, Src: b1, Dst: client, Sport: 8080, Dport: 42000, Flags: "A", Payload: "x"}.Build(t)
 	if v, why, _ := f.run(t, b); v != Drop || why != NoPickUp {
 		t.Fatalf("ambiguous reply: %v %v, want drop %v", v, why, NoPickUp)
 	}

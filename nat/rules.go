@@ -8,21 +8,14 @@ import (
 	"net/netip"
 
 	"github.com/edgegate/edgegate/lb"
+	"github.com/edgegate/edgegate/packet"
 	"github.com/edgegate/edgegate/synproxy"
-)
-
-// Protocol numbers used in rule keys.
-const (
-	ProtoICMP   = 1
-	ProtoTCP    = 6
-	ProtoUDP    = 17
-	ProtoICMPv6 = 58
 )
 
 // Port is one port of a service as the data path needs it.
 type Port struct {
 	Name       string
-	Proto      uint8
+	Proto      packet.Proto
 	Port       uint16
 	TargetPort uint16
 	NodePort   uint16 // 0: none
@@ -75,12 +68,12 @@ type Spec struct {
 type svcKey struct {
 	addr  netip.Addr
 	port  uint16
-	proto uint8
+	proto packet.Proto
 }
 
 type npKey struct {
 	port  uint16
-	proto uint8
+	proto packet.Proto
 }
 
 // Target is what a new flow to a service port resolves to.
@@ -168,7 +161,7 @@ func (r *Rules) allocRange() (lo, hi uint16) {
 func (r *Rules) Services() []Service { return r.services }
 
 // lookupService finds the service port a new flow to dst:dport is for.
-func (r *Rules) lookupService(proto uint8, dst netip.Addr, dport uint16) (Target, bool) {
+func (r *Rules) lookupService(proto packet.Proto, dst netip.Addr, dport uint16) (Target, bool) {
 	if t, ok := r.svc[svcKey{dst, dport, proto}]; ok {
 		return t, true
 	}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/edgegate/edgegate/conntrack"
 	"github.com/edgegate/edgegate/internal/pkttest"
+	"github.com/edgegate/edgegate/packet"
 )
 
 // TestPortSliceNoCollision: two cluster nodes share the masquerade address and the backend;
@@ -22,7 +23,7 @@ func TestPortSliceNoCollision(t *testing.T) {
 	replies := map[conntrack.Tuple]int{}
 	for n, f := range nodes {
 		for sport := uint16(30000); sport < 36000; sport += 3 {
-			syn := pkttest.P{Proto: ProtoTCP, Src: client, Dst: vip, Sport: sport, Dport: 80, Flags: "S"}.Build(t)
+			syn := pkttest.P{Proto: packet.ProtoTCP, Src: client, Dst: vip, Sport: sport, Dport: 80, Flags: "S"}.Build(t)
 			v, why, p := f.run(t, syn)
 			if v != Forward {
 				t.Fatalf("node %d port %d: %v %v", n, sport, v, why)
@@ -32,11 +33,11 @@ func TestPortSliceNoCollision(t *testing.T) {
 			}
 			// Kept unless an earlier flow of the node drew it at random.
 			inSlice := sport >= slices[n][0] && sport <= slices[n][1]
-			_, taken := replies[conntrack.MakeTuple(ProtoTCP, p.Dst, p.Src, p.DstPort, sport)]
+			_, taken := replies[conntrack.MakeTuple(packet.ProtoTCP, p.Dst, p.Src, p.DstPort, sport)]
 			if inSlice && !taken && p.SrcPort != sport {
 				t.Fatalf("node %d: client port %d inside the slice replaced by %d", n, sport, p.SrcPort)
 			}
-			k := conntrack.MakeTuple(ProtoTCP, p.Dst, p.Src, p.DstPort, p.SrcPort)
+			k := conntrack.MakeTuple(packet.ProtoTCP, p.Dst, p.Src, p.DstPort, p.SrcPort)
 			if other, dup := replies[k]; dup {
 				t.Fatalf("reply tuple %v used by node %d and node %d", k, other, n)
 			}

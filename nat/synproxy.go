@@ -61,7 +61,7 @@ func (t *Translator) synProxy(p *packet.Packet, k *conntrack.Tuple, r *Rules, no
 	if flags != packet.TCPSyn && flags != packet.TCPAck {
 		return Drop, OK, false
 	}
-	tg, ok := r.lookupService(ProtoTCP, p.Dst, p.DstPort)
+	tg, ok := r.lookupService(packet.ProtoTCP, p.Dst, p.DstPort)
 	if !ok {
 		return Drop, OK, false
 	}
@@ -127,7 +127,7 @@ func (t *Translator) proxyEngaged(r *Rules, now int64) bool {
 // sequence spaces around the usual state update and translation; conntrack sees the backend's
 // numbers in both directions.
 func (t *Translator) translateProxied(p *packet.Packet, e *conntrack.Entry, d conntrack.Dir, c *synproxy.Conn, now int64, partial bool) (Verdict, Reason) {
-	if p.Proto != ProtoTCP {
+	if p.Proto != packet.ProtoTCP {
 		return Drop, Invalid
 	}
 	if d == conntrack.Reply {

@@ -131,7 +131,7 @@ func TestSYNProxyFlow(t *testing.T) {
 			if r := q.Parse(b[ExtraOff:cap(b)]); r != packet.OK || q.Src != tc.vip || q.Dst != tc.client || q.DstPort != 40000 || q.TCP().Seq() != cookie+1 || q.TCP().Ack() != isn+1 || !pkttest.ChecksumsValid(q.B) {
 				t.Fatalf("window opening: %v %v -> %v seq %d", r, q.Src, q.Dst, q.TCP().Seq())
 			}
-			if e, _ := f.tr.CT.Lookup(ptr(conntrack.MakeTuple(ProtoTCP, tc.client, tc.vip, 40000, 80)), f.now); e == nil || e.State() != conntrack.StateEstablished || !e.Assured() {
+			if e, _ := f.tr.CT.Lookup(ptr(conntrack.MakeTuple(packet.ProtoTCP, tc.client, tc.vip, 40000, 80)), f.now); e == nil || e.State() != conntrack.StateEstablished || !e.Assured() {
 				t.Fatal("flow not established and assured after the splice")
 			}
 			// Backend data reaches the client in its sequence space.
@@ -151,7 +151,7 @@ func TestSYNProxyFlow(t *testing.T) {
 				t.Fatalf("SACK block not moved to the backend's space: %x", opts)
 			}
 			// The proxied connection is forgotten with its flow.
-			e, _ := f.tr.CT.Lookup(ptr(conntrack.MakeTuple(ProtoTCP, tc.client, tc.vip, 40000, 80)), f.now)
+			e, _ := f.tr.CT.Lookup(ptr(conntrack.MakeTuple(packet.ProtoTCP, tc.client, tc.vip, 40000, 80)), f.now)
 			if !f.tr.CT.Delete(e) || f.tr.ProxiedFlows() != 0 {
 				t.Fatalf("%d proxied flows after the flow's deletion", f.tr.ProxiedFlows())
 			}

@@ -105,7 +105,7 @@ func (t *Translator) Translate(p *packet.Packet, r *Rules, now int64, partial bo
 	}
 	k := conntrack.TupleOf(p)
 	e, d := t.CT.Lookup(&k, now)
-	if e != nil && d == conntrack.Original && reopens(p, e) {
+	if e != nil && e.Reopens(d, p) {
 		// A new connection reusing the ports of a closed one is a new flow, as netfilter treats
 		// it: it picks a backend from the current configuration and health, not the old one's.
 		t.CT.Delete(e)
@@ -155,7 +155,7 @@ func apply(p *packet.Packet, e *conntrack.Entry, d conntrack.Dir, partial bool) 
 }
 
 func (t *Translator) newFlow(p *packet.Packet, k *conntrack.Tuple, r *Rules, now int64, partial bool) (Verdict, Reason) {
-	if p.Proto == ProtoTCP && t.Proxy != nil {
+	if p.Proto == packet.ProtoTCP && t.Proxy != nil {
 		if v, why, done := t.synProxy(p, k, r, now); done {
 			return v, why
 		}
@@ -169,12 +169,12 @@ func (t *Translator) newFlow(p *packet.Packet, k *conntrack.Tuple, r *Rules, now
 	if tg, ok := r.lookupService(p.Proto, p.Dst, p.DstPort); ok {
 		return t.newServiceFlow(p, k, r, tg, now, partial, nil)
 	}
-	if p.Proto == ProtoUDP && r.tcpLoose {
+	if p.Proto == packet.ProtoUDP && r.tcpLoose {
 		if v, why, ok := t.pickUpReply(p, k, r, now, partial); ok {
 			return v, why
 		}
 	}
-	if isEchoRequest(p) && r.IsVIP(p.Dst) {
+	if p.IsEchoRequest() && r.IsVIP(p.Dst) {
 		if !t.icmp.allow(now) {
 			return Drop, ICMPRateLimited
 		}
@@ -202,11 +202,11 @@ func (t *Translator) newFlow(p *packet.Packet, k *conntrack.Tuple, r *Rules, now
 func (t *Translator) refuse(p *packet.Packet, s *Service, now int64) (Verdict, Reason) {
 	if s.RefuseWhenEmpty {
 		switch p.Proto {
-		case ProtoTCP:
+		case packet.ProtoTCP:
 			if p.MakeTCPReset() {
 				return Local, NoBackend
 			}
-		case ProtoUDP:
+		case packet.ProtoUDP:
 			if !t.icmp.allow(now) {
 				return Drop, ICMPRateLimited
 			}
@@ -216,19 +216,6 @@ func (t *Translator) refuse(p *packet.Packet, s *Service, now int64) (Verdict, R
 		}
 	}
 	return Drop, NoBackend
-}
-
-// reopens reports whether p is a SYN starting a new connection on the tuple of a closed one.
-func reopens(p *packet.Packet, e *conntrack.Entry) bool {
-	if p.Proto != ProtoTCP || p.TCPFlags&(packet.TCPSyn|packet.TCPAck|packet.TCPRst|packet.TCPFin) != packet.TCPSyn {
-		return false
-	}
-	st := e.State()
-	return st == conntrack.StateTimeWait || st == conntrack.StateClose
-}
-
-func isEchoRequest(p *packet.Packet) bool {
-	return (p.Proto == ProtoICMP && p.ICMPType == 8) || (p.Proto == ProtoICMPv6 && p.ICMPType == 128)
 }
 
 // newServiceFlow opens a flow to a backend of tg. px, when not nil, is the proxied connection
@@ -241,7 +228,7 @@ func (t *Translator) newServiceFlow(p *packet.Packet, k *conntrack.Tuple, r *Rul
 	if set == nil {
 		return t.refuse(p, tg.Svc, now)
 	}
-	h := lb.FlowHash(p.Proto, p.Src, p.Dst, p.SrcPort, p.DstPort)
+	h := lb.FlowHash(uint8(p.Proto), p.Src, p.Dst, p.SrcPort, p.DstPort)
 	b, ok := set.Pick(p.Src, h, now)
 	if !ok {
 		return t.refuse(p, tg.Svc, now)
@@ -249,7 +236,7 @@ func (t *Translator) newServiceFlow(p *packet.Packet, k *conntrack.Tuple, r *Rul
 	e := &conntrack.Entry{Kind: KindService, Service: tg.Svc.ID, Load: b.Active}
 	e.Init(p, now)
 	tport := tg.Port.TargetPort
-	if p.Proto == ProtoICMP || p.Proto == ProtoICMPv6 {
+	if p.Proto == packet.ProtoICMP || p.Proto == packet.ProtoICMPv6 {
 		tport = 0
 	}
 	// Hairpin: a backend reaching its own service must be masqueraded, or it would answer itself.
@@ -368,8 +355,7 @@ func (t *Translator) translateICMPError(p *packet.Packet, now int64) (Verdict, R
 	}
 	// The quoted packet travelled in direction !d after translation; restore its form before it.
 	q := &e.Tuple[d^1]
-	p.SetInnerSrc(q.SrcAddr(), q.SrcPort)
-	p.SetInnerDst(q.DstAddr(), q.DstPort)
+	p.SetInner(&in, netip.AddrPortFrom(q.SrcAddr(), q.SrcPort), netip.AddrPortFrom(q.DstAddr(), q.DstPort))
 	p.SetSrc(q.DstAddr(), 0, false)
 	p.SetDst(q.SrcAddr(), 0, false)
 	return Forward, OK

@@ -47,7 +47,7 @@ func newFixture(t testing.TB, masquerade bool, sched string, backends ...netip.A
 		}
 	}
 	svc := Service{ID: 7, Name: "web", Addrs: []netip.Addr{vip, vip6}, Masquerade: masquerade,
-		Ports: []Port{{Name: "http", Proto: ProtoTCP, Port: 80, TargetPort: 8080, NodePort: 30080}, {Name: "dns", Proto: ProtoUDP, Port: 53, TargetPort: 53}}}
+		Ports: []Port{{Name: "http", Proto: packet.ProtoTCP, Port: 80, TargetPort: 8080, NodePort: 30080}, {Name: "dns", Proto: packet.ProtoUDP, Port: 53, TargetPort: 53}}}
 	var err error
 	if len(bs4) > 0 {
 		if svc.Set4, err = lb.Build(lb.Spec{Scheduler: sched, Backends: bs4}, nil); err != nil {
@@ -94,7 +94,7 @@ func TestServiceFlowTCP(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, tc.masquerade, "round_robin", b1, b6)
-			syn := pkttest.P{Proto: ProtoTCP, Src: tc.client, Dst: tc.vip, Sport: 40000, Dport: 80, Flags: "S"}.Build(t)
+			syn := pkttest.P{Proto: packet.ProtoTCP, Src: tc.client, Dst: tc.vip, Sport: 40000, Dport: 80, Flags: "S"}.Build(t)
 			v, why, p := f.run(t, syn)
 			if v != Forward {
 				t.Fatalf("SYN: verdict %v (%v)", v, why)
@@ -110,7 +110,7 @@ func TestServiceFlowTCP(t *testing.T) {
 				t.Fatalf("client port changed to %d without masquerade", p.SrcPort)
 			}
 			// The backend's SYN-ACK comes back to the translated source.
-			synack := pkttest.P{Proto: ProtoTCP, Src: tc.back, Dst: p.Src, Sport: 8080, Dport: p.SrcPort, Flags: "SA", Payload: "hi"}.Build(t)
+			synack := pkttest.P{Proto: packet.ProtoTCP, Src: tc.back, Dst: p.Src, Sport: 8080, Dport: p.SrcPort, Flags: "SA", Payload: "hi"}.Build(t)
 			v, why, r := f.run(t, synack)
 			if v != Forward {
 				t.Fatalf("SYN-ACK: verdict %v (%v)", v, why)
@@ -120,11 +120,11 @@ func TestServiceFlowTCP(t *testing.T) {
 				t.Fatalf("reply translated to %v:%d -> %v:%d", r.Src, r.SrcPort, r.Dst, r.DstPort)
 			}
 			// The client's ACK completes the handshake; the flow is assured.
-			ack := pkttest.P{Proto: ProtoTCP, Src: tc.client, Dst: tc.vip, Sport: 40000, Dport: 80, Flags: "A"}.Build(t)
+			ack := pkttest.P{Proto: packet.ProtoTCP, Src: tc.client, Dst: tc.vip, Sport: 40000, Dport: 80, Flags: "A"}.Build(t)
 			if v, why, _ := f.run(t, ack); v != Forward {
 				t.Fatalf("ACK: %v (%v)", v, why)
 			}
-			k := conntrack.MakeTuple(ProtoTCP, tc.client, tc.vip, 40000, 80)
+			k := conntrack.MakeTuple(packet.ProtoTCP, tc.client, tc.vip, 40000, 80)
 			e, _ := f.tr.CT.Lookup(&k, f.now)
 			if e == nil || !e.Assured() || e.Service != 7 {
 				t.Fatalf("entry %+v: want assured, service 7", e)
@@ -140,11 +140,11 @@ func TestInvalidAndUnknown(t *testing.T) {
 		p    pkttest.P
 		want Reason
 	}{
-		{"ACK without flow", pkttest.P{Proto: ProtoTCP, Src: client, Dst: vip, Sport: 1, Dport: 80, Flags: "A"}, Invalid},
-		{"RST without flow", pkttest.P{Proto: ProtoTCP, Src: client, Dst: vip, Sport: 1, Dport: 80, Flags: "R"}, Invalid},
-		{"no service port", pkttest.P{Proto: ProtoTCP, Src: client, Dst: vip, Sport: 1, Dport: 81, Flags: "S"}, NoRule},
-		{"no rule", pkttest.P{Proto: ProtoUDP, Src: client, Dst: inet, Sport: 1, Dport: 53}, NoRule},
-		{"no v6 backend", pkttest.P{Proto: ProtoTCP, Src: client6, Dst: vip6, Sport: 1, Dport: 80, Flags: "S"}, NoBackend},
+		{"ACK without flow", pkttest.P{Proto: packet.ProtoTCP, Src: client, Dst: vip, Sport: 1, Dport: 80, Flags: "A"}, Invalid},
+		{"RST without flow", pkttest.P{Proto: packet.ProtoTCP, Src: client, Dst: vip, Sport: 1, Dport: 80, Flags: "R"}, Invalid},
+		{"no service port", pkttest.P{Proto: packet.ProtoTCP, Src: client, Dst: vip, Sport: 1, Dport: 81, Flags: "S"}, NoRule},
+		{"no rule", pkttest.P{Proto: packet.ProtoUDP, Src: client, Dst: inet, Sport: 1, Dport: 53}, NoRule},
+		{"no v6 backend", pkttest.P{Proto: packet.ProtoTCP, Src: client6, Dst: vip6, Sport: 1, Dport: 80, Flags: "S"}, NoBackend},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := tc.p.Build(t)
@@ -162,12 +162,12 @@ func TestInvalidAndUnknown(t *testing.T) {
 
 func TestNodePortAndPing(t *testing.T) {
 	f := newFixture(t, true, "round_robin", b1)
-	b := pkttest.P{Proto: ProtoTCP, Src: client, Dst: netip.MustParseAddr("198.18.1.1"), Sport: 5000, Dport: 30080, Flags: "S"}.Build(t)
+	b := pkttest.P{Proto: packet.ProtoTCP, Src: client, Dst: netip.MustParseAddr("198.18.1.1"), Sport: 5000, Dport: 30080, Flags: "S"}.Build(t)
 	if v, why, p := f.run(t, b); v != Forward || p.Dst != b1 || p.DstPort != 8080 {
 		t.Fatalf("node port: %v %v -> %v:%d", v, why, p.Dst, p.DstPort)
 	}
 	pkttest.Verify(t, b)
-	echo := pkttest.P{Proto: ProtoICMP, Src: client, Dst: vip, ICMPType: 8, Sport: 99}.Build(t)
+	echo := pkttest.P{Proto: packet.ProtoICMP, Src: client, Dst: vip, ICMPType: 8, Sport: 99}.Build(t)
 	v, _, p := f.run(t, echo)
 	if v != Local || p.Src != vip || p.Dst != client || p.ICMPType != 0 {
 		t.Fatalf("ping VIP: %v, %v -> %v type %d", v, p.Src, p.Dst, p.ICMPType)
@@ -178,7 +178,7 @@ func TestNodePortAndPing(t *testing.T) {
 func TestEgressUDPAndEcho(t *testing.T) {
 	f := newFixture(t, true, "round_robin", b1)
 	for _, csum0 := range []bool{false, true} {
-		b := pkttest.P{Proto: ProtoUDP, Src: pod, Dst: inet, Sport: 3333, Dport: 7000, UDPNoCsum: csum0, Payload: "q"}.Build(t)
+		b := pkttest.P{Proto: packet.ProtoUDP, Src: pod, Dst: inet, Sport: 3333, Dport: 7000, UDPNoCsum: csum0, Payload: "q"}.Build(t)
 		v, why, p := f.run(t, b)
 		if v != Forward || p.Src != pool || p.Dst != inet || p.DstPort != 7000 {
 			t.Fatalf("egress: %v %v -> %v:%d", v, why, p.Src, p.SrcPort)
@@ -187,7 +187,7 @@ func TestEgressUDPAndEcho(t *testing.T) {
 		if csum0 && (b[26] != 0 || b[27] != 0) {
 			t.Fatal("IPv4 UDP checksum 0 did not stay 0")
 		}
-		back := pkttest.P{Proto: ProtoUDP, Src: inet, Dst: pool, Sport: 7000, Dport: p.SrcPort, Payload: "a"}.Build(t)
+		back := pkttest.P{Proto: packet.ProtoUDP, Src: inet, Dst: pool, Sport: 7000, Dport: p.SrcPort, Payload: "a"}.Build(t)
 		if v, _, r := f.run(t, back); v != Forward || r.Dst != pod || r.DstPort != 3333 {
 			t.Fatalf("egress reply: %v -> %v:%d", v, r.Dst, r.DstPort)
 		}
@@ -195,14 +195,14 @@ func TestEgressUDPAndEcho(t *testing.T) {
 		f.tr.CT.DeleteMatching(conntrack.Filter{})
 	}
 	// ICMP echo: the identifier is translated and restored.
-	req := pkttest.P{Proto: ProtoICMP, Src: pod, Dst: inet, ICMPType: 8, Sport: 4242}.Build(t)
+	req := pkttest.P{Proto: packet.ProtoICMP, Src: pod, Dst: inet, ICMPType: 8, Sport: 4242}.Build(t)
 	v, _, p := f.run(t, req)
 	if v != Forward || p.Src != pool {
 		t.Fatalf("egress echo: %v from %v", v, p.Src)
 	}
 	pkttest.Verify(t, req)
 	id := p.SrcPort
-	rep := pkttest.P{Proto: ProtoICMP, Src: inet, Dst: pool, ICMPType: 0, Dport: id}.Build(t)
+	rep := pkttest.P{Proto: packet.ProtoICMP, Src: inet, Dst: pool, ICMPType: 0, Dport: id}.Build(t)
 	if v, _, r := f.run(t, rep); v != Forward || r.Dst != pod || r.DstPort != 4242 {
 		t.Fatalf("echo reply: %v -> %v id %d", v, r.Dst, r.DstPort)
 	}
@@ -213,10 +213,10 @@ func TestEgressUDPAndEcho(t *testing.T) {
 // client, reaches the backend quoting the packet as the backend sent it.
 func TestICMPErrorTranslation(t *testing.T) {
 	f := newFixture(t, true, "round_robin", b1)
-	syn := pkttest.P{Proto: ProtoTCP, Src: client, Dst: vip, Sport: 40000, Dport: 80, Flags: "S"}.Build(t)
+	syn := pkttest.P{Proto: packet.ProtoTCP, Src: client, Dst: vip, Sport: 40000, Dport: 80, Flags: "S"}.Build(t)
 	_, _, p := f.run(t, syn)
 	mport := p.SrcPort
-	quoted := pkttest.P{Proto: ProtoTCP, Src: vip, Dst: client, Sport: 80, Dport: 40000, Flags: "A", Payload: "data"}.Build(t)
+	quoted := pkttest.P{Proto: packet.ProtoTCP, Src: vip, Dst: client, Sport: 80, Dport: 40000, Flags: "A", Payload: "data"}.Build(t)
 	// Next-hop MTU 1280 sits where an echo's sequence number would.
 	errPkt := pkttest.Serialize(t, pkttest.IPLayer(router, vip, layers.IPProtocolICMPv4), &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(3, 4), Seq: 1280}, gopacket.Payload(quoted[:28]))
 	v, why, r := f.run(t, errPkt)
@@ -236,7 +236,7 @@ func TestICMPErrorTranslation(t *testing.T) {
 	}
 	// An error quoting no known flow is dropped and counted.
 	stray := pkttest.Serialize(t, pkttest.IPLayer(router, vip, layers.IPProtocolICMPv4), &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(3, 4)},
-		gopacket.Payload(pkttest.P{Proto: ProtoTCP, Src: vip, Dst: client, Sport: 80, Dport: 1, Flags: "A"}.Build(t)[:28]))
+		gopacket.Payload(pkttest.P{Proto: packet.ProtoTCP, Src: vip, Dst: client, Sport: 80, Dport: 1, Flags: "A"}.Build(t)[:28]))
 	if v, why, _ := f.run(t, stray); v != Drop || why != NoFlowICMP {
 		t.Fatalf("stray ICMP error: %v %v", v, why)
 	}
@@ -246,7 +246,7 @@ func TestICMPErrorTranslation(t *testing.T) {
 // service keeps client addresses, or it would answer itself.
 func TestHairpin(t *testing.T) {
 	f := newFixture(t, false, "round_robin", b1)
-	b := pkttest.P{Proto: ProtoTCP, Src: b1, Dst: vip, Sport: 5555, Dport: 80, Flags: "S"}.Build(t)
+	b := pkttest.P{Proto: packet.ProtoTCP, Src: b1, Dst: vip, Sport: 5555, Dport: 80, Flags: "S"}.Build(t)
 	v, _, p := f.run(t, b)
 	if v != Forward || p.Dst != b1 || p.Src != masq {
 		t.Fatalf("hairpin: %v %v -> %v", v, p.Src, p.Dst)
@@ -261,7 +261,7 @@ func TestPortExhaustion(t *testing.T) {
 	ports := map[uint16]bool{}
 	exhausted := 0
 	for i := 0; i < 12; i++ {
-		b := pkttest.P{Proto: ProtoUDP, Src: client, Dst: vip, Sport: uint16(10000 + i), Dport: 53}.Build(t)
+		b := pkttest.P{Proto: packet.ProtoUDP, Src: client, Dst: vip, Sport: uint16(10000 + i), Dport: 53}.Build(t)
 		v, why, p := f.run(t, b)
 		switch {
 		case v == Forward:
@@ -271,9 +271,9 @@ func TestPortExhaustion(t *testing.T) {
 			ports[p.SrcPort] = true
 			// The backend answers and the flow goes on past the stream delay: it is assured and
 			// must not be taken over.
-			f.run(t, pkttest.P{Proto: ProtoUDP, Src: b1, Dst: masq, Sport: 53, Dport: p.SrcPort}.Build(t))
+			f.run(t, pkttest.P{Proto: packet.ProtoUDP, Src: b1, Dst: masq, Sport: 53, Dport: p.SrcPort}.Build(t))
 			f.now += int64(conntrack.UDPStreamDelay) + 1e7
-			f.run(t, pkttest.P{Proto: ProtoUDP, Src: client, Dst: vip, Sport: uint16(10000 + i), Dport: 53}.Build(t))
+			f.run(t, pkttest.P{Proto: packet.ProtoUDP, Src: client, Dst: vip, Sport: uint16(10000 + i), Dport: 53}.Build(t))
 		case why == PortExhausted:
 			exhausted++
 		default:
@@ -290,7 +290,7 @@ func TestPortPressureEvictsUnreplied(t *testing.T) {
 	f := newFixture(t, true, "round_robin", b1)
 	f.rules.portLo, f.rules.portHi = 2000, 2003
 	for i := 0; i < 12; i++ {
-		b := pkttest.P{Proto: ProtoUDP, Src: client, Dst: vip, Sport: uint16(10000 + i), Dport: 53}.Build(t)
+		b := pkttest.P{Proto: packet.ProtoUDP, Src: client, Dst: vip, Sport: uint16(10000 + i), Dport: 53}.Build(t)
 		if v, why, _ := f.run(t, b); v != Forward {
 			t.Fatalf("flow %d: %v %v, want an unreplied flow evicted", i, v, why)
 		}
@@ -304,19 +304,19 @@ func TestPortPressureEvictsUnreplied(t *testing.T) {
 // egress flows always get a random one.
 func TestSourcePortChoice(t *testing.T) {
 	f := newFixture(t, true, "round_robin", b1)
-	_, _, p := f.run(t, pkttest.P{Proto: ProtoTCP, Src: client, Dst: vip, Sport: 40000, Dport: 80, Flags: "S"}.Build(t))
+	_, _, p := f.run(t, pkttest.P{Proto: packet.ProtoTCP, Src: client, Dst: vip, Sport: 40000, Dport: 80, Flags: "S"}.Build(t))
 	if p.SrcPort != 40000 {
 		t.Errorf("service flow: source port %d, want the client's 40000 kept", p.SrcPort)
 	}
 	// Another client with the same port gets a different one.
 	other := netip.MustParseAddr("198.18.1.3")
-	_, _, p = f.run(t, pkttest.P{Proto: ProtoTCP, Src: other, Dst: vip, Sport: 40000, Dport: 80, Flags: "S"}.Build(t))
+	_, _, p = f.run(t, pkttest.P{Proto: packet.ProtoTCP, Src: other, Dst: vip, Sport: 40000, Dport: 80, Flags: "S"}.Build(t))
 	if p.SrcPort == 40000 {
 		t.Error("second client got the same masquerade port toward the same backend")
 	}
 	same := 0
 	for i := 0; i < 20; i++ {
-		_, _, p := f.run(t, pkttest.P{Proto: ProtoUDP, Src: pod, Dst: inet, Sport: uint16(5000 + i), Dport: 7000}.Build(t))
+		_, _, p := f.run(t, pkttest.P{Proto: packet.ProtoUDP, Src: pod, Dst: inet, Sport: uint16(5000 + i), Dport: 7000}.Build(t))
 		if p.SrcPort == uint16(5000+i) {
 			same++
 		}
@@ -334,7 +334,7 @@ func TestInsertRaceOneBackend(t *testing.T) {
 		const n = 16
 		pkts := make([][]byte, n)
 		for i := range pkts {
-			pkts[i] = pkttest.P{Proto: ProtoUDP, Src: client, Dst: vip, Sport: 7777, Dport: 53}.Build(t)
+			pkts[i] = pkttest.P{Proto: packet.ProtoUDP, Src: client, Dst: vip, Sport: 7777, Dport: 53}.Build(t)
 		}
 		var wg sync.WaitGroup
 		res := make([]netip.AddrPort, n)
@@ -368,7 +368,7 @@ func TestInsertRaceOneBackend(t *testing.T) {
 func TestLoadCountsFlows(t *testing.T) {
 	f := newFixture(t, true, "least_conn", b1, b2)
 	for i := 0; i < 10; i++ {
-		b := pkttest.P{Proto: ProtoTCP, Src: client, Dst: vip, Sport: uint16(20000 + i), Dport: 80, Flags: "S"}.Build(t)
+		b := pkttest.P{Proto: packet.ProtoTCP, Src: client, Dst: vip, Sport: uint16(20000 + i), Dport: 80, Flags: "S"}.Build(t)
 		f.run(t, b)
 	}
 	total := int64(0)
@@ -393,13 +393,13 @@ func newTable(max int) *conntrack.Table { return conntrack.New(conntrack.Config{
 // must never panic, and a forwarded packet whose input checksums were valid still verifies.
 func FuzzTranslate(f *testing.F) {
 	seeds := []pkttest.P{
-		{Proto: ProtoTCP, Src: client, Dst: vip, Sport: 40000, Dport: 80, Flags: "S"},
-		{Proto: ProtoTCP, Src: b1, Dst: masq, Sport: 8080, Dport: 2000, Flags: "SA"},
-		{Proto: ProtoUDP, Src: pod, Dst: inet, Sport: 3333, Dport: 7000, Payload: "x"},
-		{Proto: ProtoICMP, Src: client, Dst: vip, ICMPType: 8, Sport: 5},
-		{Proto: ProtoTCP, Src: client6, Dst: vip6, Sport: 1, Dport: 80, Flags: "S"},
-		{Proto: ProtoTCP, Src: client, Dst: vip, Sport: 40001, Dport: 80, Flags: "A", Payload: "mid"},
-		{Proto: ProtoTCP, Src: b1, Dst: client, Sport: 8080, Dport: 40001, Flags: "A", Payload: "mid"},
+		{Proto: packet.ProtoTCP, Src: client, Dst: vip, Sport: 40000, Dport: 80, Flags: "S"},
+		{Proto: packet.ProtoTCP, Src: b1, Dst: masq, Sport: 8080, Dport: 2000, Flags: "SA"},
+		{Proto: packet.ProtoUDP, Src: pod, Dst: inet, Sport: 3333, Dport: 7000, Payload: "x"},
+		{Proto: packet.ProtoICMP, Src: client, Dst: vip, ICMPType: 8, Sport: 5},
+		{Proto: packet.ProtoTCP, Src: client6, Dst: vip6, Sport: 1, Dport: 80, Flags: "S"},
+		{Proto: packet.ProtoTCP, Src: client, Dst: vip, Sport: 40001, Dport: 80, Flags: "A", Payload: "mid"},
+		{Proto: packet.ProtoTCP, Src: b1, Dst: client, Sport: 8080, Dport: 40001, Flags: "A", Payload: "mid"},
 	}
 	for _, s := range seeds {
 		f.Add(s.Build(f))
@@ -407,7 +407,7 @@ func FuzzTranslate(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		fx := newFixture(t, true, "round_robin", b1, b6)
 		// A live flow for replies and ICMP errors to match.
-		fx.run(t, pkttest.P{Proto: ProtoTCP, Src: client, Dst: vip, Sport: 40000, Dport: 80, Flags: "S"}.Build(t))
+		fx.run(t, pkttest.P{Proto: packet.ProtoTCP, Src: client, Dst: vip, Sport: 40000, Dport: 80, Flags: "S"}.Build(t))
 		var p packet.Packet
 		in := append([]byte(nil), b...)
 		if p.Parse(in) != packet.OK {
@@ -435,11 +435,11 @@ func FuzzTranslate(f *testing.F) {
 func TestReopenPicksCurrentBackend(t *testing.T) {
 	f := newFixture(t, true, "round_robin", b1)
 	c := func(flags string) *packet.Packet {
-		_, _, p := f.run(t, pkttest.P{Proto: ProtoTCP, Src: client, Dst: vip, Sport: 40000, Dport: 80, Flags: flags}.Build(t))
+		_, _, p := f.run(t, pkttest.P{Proto: packet.ProtoTCP, Src: client, Dst: vip, Sport: 40000, Dport: 80, Flags: flags}.Build(t))
 		return p
 	}
 	s := func(flags string, mport uint16) {
-		f.run(t, pkttest.P{Proto: ProtoTCP, Src: b1, Dst: masq, Sport: 8080, Dport: mport, Flags: flags}.Build(t))
+		f.run(t, pkttest.P{Proto: packet.ProtoTCP, Src: b1, Dst: masq, Sport: 8080, Dport: mport, Flags: flags}.Build(t))
 	}
 	mport := c("S").SrcPort
 	s("SA", mport)
@@ -447,7 +447,7 @@ func TestReopenPicksCurrentBackend(t *testing.T) {
 	s("FA", mport)
 	c("FA")
 	s("A", mport)
-	k := conntrack.MakeTuple(ProtoTCP, client, vip, 40000, 80)
+	k := conntrack.MakeTuple(packet.ProtoTCP, client, vip, 40000, 80)
 	if e, _ := f.tr.CT.Lookup(&k, f.now); e == nil || e.State() != conntrack.StateTimeWait {
 		t.Fatalf("flow not in TIME_WAIT: %+v", e)
 	}
@@ -471,8 +471,8 @@ func TestRefuseWhenEmpty(t *testing.T) {
 		f.rules.services[0].Set4 = set
 		f.rules.services[0].RefuseWhenEmpty = refuse
 		for _, in := range []pkttest.P{
-			{Proto: ProtoTCP, Src: client, Dst: vip, Sport: 40000, Dport: 80, Flags: "S"},
-			{Proto: ProtoUDP, Src: client, Dst: vip, Sport: 40000, Dport: 53, Payload: "q"},
+			{Proto: packet.ProtoTCP, Src: client, Dst: vip, Sport: 40000, Dport: 80, Flags: "S"},
+			{Proto: packet.ProtoUDP, Src: client, Dst: vip, Sport: 40000, Dport: 53, Payload: "q"},
 		} {
 			b := make([]byte, 0, 1500)
 			b = append(b, in.Build(t)...)
@@ -492,10 +492,10 @@ func TestRefuseWhenEmpty(t *testing.T) {
 				t.Fatalf("refusal %v: %v -> %v", v, p.Src, p.Dst)
 			}
 			pkttest.Verify(t, p.B)
-			if in.Proto == ProtoTCP && p.TCPFlags&packet.TCPRst == 0 {
+			if in.Proto == packet.ProtoTCP && p.TCPFlags&packet.TCPRst == 0 {
 				t.Fatal("TCP refusal is not a reset")
 			}
-			if in.Proto == ProtoUDP && (!p.IsICMPError || p.ICMPType != 3 || p.ICMPCode != 3) {
+			if in.Proto == packet.ProtoUDP && (!p.IsICMPError || p.ICMPType != 3 || p.ICMPCode != 3) {
 				t.Fatalf("UDP refusal type %d code %d", p.ICMPType, p.ICMPCode)
 			}
 		}
@@ -511,11 +511,11 @@ func TestBlindResetAndHijack(t *testing.T) {
 	f := newFixture(t, true, "round_robin", b1, b2)
 	const cISN, sISN = 1_000_000, 7_000_000
 	tcp := func(flags string, seq, ack uint32) []byte {
-		return pkttest.P{Proto: ProtoTCP, Src: client, Dst: vip, Sport: 40000, Dport: 80, Flags: flags, Seq: seq, Ack: ack}.Build(t)
+		return pkttest.P{Proto: packet.ProtoTCP, Src: client, Dst: vip, Sport: 40000, Dport: 80, Flags: flags, Seq: seq, Ack: ack}.Build(t)
 	}
 	_, _, p := f.run(t, tcp("S", cISN, 0))
 	backend, mport := p.Dst, p.SrcPort
-	if v, why, _ := f.run(t, pkttest.P{Proto: ProtoTCP, Src: backend, Dst: masq, Sport: 8080, Dport: mport, Flags: "SA", Seq: sISN, Ack: cISN + 1}.Build(t)); v != Forward {
+	if v, why, _ := f.run(t, pkttest.P{Proto: packet.ProtoTCP, Src: backend, Dst: masq, Sport: 8080, Dport: mport, Flags: "SA", Seq: sISN, Ack: cISN + 1}.Build(t)); v != Forward {
 		t.Fatalf("syn-ack: %v %v", v, why)
 	}
 	if v, why, _ := f.run(t, tcp("A", cISN+1, sISN+1)); v != Forward {
@@ -532,7 +532,7 @@ func TestBlindResetAndHijack(t *testing.T) {
 	if v != Forward || p.Dst != backend || p.SrcPort != mport {
 		t.Fatalf("spoofed syn: %v %v to %v:%d, want forwarded to the flow's backend %v:%d", v, why, p.Dst, p.SrcPort, backend, mport)
 	}
-	k := conntrack.MakeTuple(ProtoTCP, client, vip, 40000, 80)
+	k := conntrack.MakeTuple(packet.ProtoTCP, client, vip, 40000, 80)
 	if e, _ := f.tr.CT.Lookup(&k, f.now); e == nil || e.State() != conntrack.StateEstablished {
 		t.Fatalf("flow after the attack: %v", e)
 	}
@@ -554,7 +554,7 @@ func TestBlindResetAndHijack(t *testing.T) {
 // unrelated flow for an insert that cannot succeed.
 func TestPortPressureBoundedWork(t *testing.T) {
 	udp := func(src netip.Addr, sport uint16) []byte {
-		return pkttest.P{Proto: ProtoUDP, Src: src, Dst: vip, Sport: sport, Dport: 53}.Build(t)
+		return pkttest.P{Proto: packet.ProtoUDP, Src: src, Dst: vip, Sport: sport, Dport: 53}.Build(t)
 	}
 	other := netip.MustParseAddr("198.18.1.3")
 	t.Run("unreplied holders", func(t *testing.T) {
@@ -574,7 +574,7 @@ func TestPortPressureBoundedWork(t *testing.T) {
 		}
 		// The three other holders are untouched.
 		for port := range held {
-			k := conntrack.MakeTuple(ProtoUDP, b1, masq, 53, port)
+			k := conntrack.MakeTuple(packet.ProtoUDP, b1, masq, 53, port)
 			if e, _ := f.tr.CT.Lookup(&k, f.now); e == nil || (port != p.SrcPort) != (e.Tuple[conntrack.Original].SrcAddr() == client) {
 				t.Fatalf("port %d: holder %v", port, e)
 			}
@@ -586,14 +586,14 @@ func TestPortPressureBoundedWork(t *testing.T) {
 		f.rules.portLo, f.rules.portHi = 2000, 2003
 		for i := range 4 { // four service flows, assured: they hold the four masquerade ports
 			_, _, p := f.run(t, udp(client, uint16(10000+i)))
-			f.run(t, pkttest.P{Proto: ProtoUDP, Src: b1, Dst: masq, Sport: 53, Dport: p.SrcPort}.Build(t))
+			f.run(t, pkttest.P{Proto: packet.ProtoUDP, Src: b1, Dst: masq, Sport: 53, Dport: p.SrcPort}.Build(t))
 		}
 		f.now += int64(conntrack.UDPStreamDelay) + 1e7
 		for i := range 4 {
 			f.run(t, udp(client, uint16(10000+i)))
 		}
 		for i := range 4 { // four unassured egress flows (another address): the table is full
-			if v, why, _ := f.run(t, pkttest.P{Proto: ProtoUDP, Src: pod, Dst: inet, Sport: uint16(5000 + i), Dport: 7000}.Build(t)); v != Forward {
+			if v, why, _ := f.run(t, pkttest.P{Proto: packet.ProtoUDP, Src: pod, Dst: inet, Sport: uint16(5000 + i), Dport: 7000}.Build(t)); v != Forward {
 				t.Fatalf("egress flow %d: %v %v", i, v, why)
 			}
 		}
@@ -620,9 +620,9 @@ func TestICMPRateLimit(t *testing.T) {
 	f.rules.services[0].Set4 = set
 	f.rules.services[0].RefuseWhenEmpty = true
 	ask := func(i int) (Verdict, Reason) {
-		in := pkttest.P{Proto: ProtoICMP, Src: client, Dst: vip, ICMPType: 8, Sport: uint16(i)}
+		in := pkttest.P{Proto: packet.ProtoICMP, Src: client, Dst: vip, ICMPType: 8, Sport: uint16(i)}
 		if i%2 == 1 {
-			in = pkttest.P{Proto: ProtoUDP, Src: client, Dst: vip, Sport: uint16(10000 + i), Dport: 53, Payload: "q"}
+			in = pkttest.P{Proto: packet.ProtoUDP, Src: client, Dst: vip, Sport: uint16(10000 + i), Dport: 53, Payload: "q"}
 		}
 		b := make([]byte, 0, 1500)
 		b = append(b, in.Build(t)...)
@@ -657,7 +657,7 @@ func TestICMPRateLimit(t *testing.T) {
 	}
 	// TCP refusals (resets) are not ICMP: not limited.
 	b := make([]byte, 0, 1500)
-	b = append(b, pkttest.P{Proto: ProtoTCP, Src: client, Dst: vip, Sport: 40000, Dport: 80, Flags: "S"}.Build(t)...)
+	b = append(b, pkttest.P{Proto: packet.ProtoTCP, Src: client, Dst: vip, Sport: 40000, Dport: 80, Flags: "S"}.Build(t)...)
 	var p packet.Packet
 	p.Parse(b)
 	if v, why := f.tr.Translate(&p, f.rules, f.now, false); v != Local || why != NoBackend {

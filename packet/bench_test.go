@@ -1,6 +1,9 @@
 package packet
 
-import "testing"
+import (
+	"net/netip"
+	"testing"
+)
 
 func BenchmarkParse(b *testing.B) {
 	pkt := build(b, pk{src: c4, dst: s4, proto: ProtoTCP, sport: 40000, dport: 80, flags: TCPAck, opts: true, payload: make([]byte, 1400)})
@@ -58,8 +61,8 @@ func BenchmarkInnerRewrite(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		p.SetDst(c4, 0, false)
-		p.SetInnerSrc(c4, 40000)
-		p.SetInnerDst(s4, 80)
+		in, _ := p.Inner()
+		p.SetInner(&in, netip.AddrPortFrom(c4, 40000), netip.AddrPortFrom(s4, 80))
 	}
 }
 

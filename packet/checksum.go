@@ -55,8 +55,9 @@ func Checksum(b []byte, initial uint32) uint16 {
 
 // PseudoHeaderSum returns the unfolded ones'-complement sum of the TCP/UDP/ICMPv6
 // pseudo-header (RFC 793, RFC 8200 section 8.1) for an L4 segment of length bytes.
-// Pass it as initial to Checksum; src and dst must be of the same family.
-func PseudoHeaderSum(proto uint8, src, dst netip.Addr, length int) uint32 {
+// Pass it as initial to Checksum; src and dst must be of the same family. Code holding the IP
+// header uses its view's PseudoHeaderSum.
+func PseudoHeaderSum(proto Proto, src, dst netip.Addr, length int) uint32 {
 	var s uint32
 	if src.Is4() {
 		a, b := src.As4(), dst.As4()
@@ -71,8 +72,22 @@ func PseudoHeaderSum(proto uint8, src, dst netip.Addr, length int) uint32 {
 			s += uint32(b[i])<<8 | uint32(b[i+1])
 		}
 	}
+	return s + pseudoTail(proto, length)
+}
+
+// pseudoTail is the part of a pseudo-header sum after the addresses: protocol and length.
+func pseudoTail(proto Proto, length int) uint32 {
 	l := uint32(length)
-	return s + uint32(proto) + l>>16 + l&0xffff
+	return uint32(proto) + l>>16 + l&0xffff
+}
+
+// sumWords is the unfolded sum of the 16-bit words of b (len(b) even and small: addresses).
+func sumWords(b []byte) uint32 {
+	var s uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		s += uint32(binary.BigEndian.Uint16(b[i:]))
+	}
+	return s
 }
 
 // ChecksumUpdate16 returns the inverted checksum csum updated for one 16-bit word
@@ -91,6 +106,41 @@ func fold(x uint32) uint16 {
 
 // wordDelta is the ones'-complement contribution of a word changing from old to new.
 func wordDelta(old, new uint16) uint32 { return uint32(^old) + uint32(new) }
+
+// SumDelta is the change that rewriting some 16-bit words made to a ones'-complement sum over
+// them (RFC 1624): the setters of the header views return it, and the checksums covering those
+// words take it (UpdateChecksum), so several rewrites cost one checksum update.
+type SumDelta uint32
+
+// setWord writes v at b[0:2] and returns the change.
+func setWord(b []byte, v uint16) SumDelta {
+	d := SumDelta(wordDelta(binary.BigEndian.Uint16(b), v))
+	binary.BigEndian.PutUint16(b, v)
+	return d
+}
+
+// setWords writes n (even length) over b word by word and returns the change.
+func setWords(b, n []byte) SumDelta {
+	var d SumDelta
+	for i := 0; i+1 < len(n); i += 2 {
+		d += setWord(b[i:], binary.BigEndian.Uint16(n[i:]))
+	}
+	return d
+}
+
+// applyInverted applies d to a transmitted (inverted) checksum.
+func (d SumDelta) applyInverted(csum uint16) uint16 { return applyInverted(csum, uint32(d)) }
+
+// updateField applies d to the checksum field at b[0:2]: a complete (inverted) checksum, or the
+// non-inverted pseudo-header sum of a CHECKSUM_PARTIAL packet when partial.
+func updateField(b []byte, d SumDelta, partial bool) {
+	cs := binary.BigEndian.Uint16(b)
+	if partial {
+		binary.BigEndian.PutUint16(b, applySum(cs, uint32(d)))
+		return
+	}
+	binary.BigEndian.PutUint16(b, applyInverted(cs, uint32(d)))
+}
 
 // applyInverted applies an accumulated word delta to a transmitted (inverted) checksum.
 func applyInverted(csum uint16, delta uint32) uint16 {

@@ -40,7 +40,7 @@ func TestChecksumMatchesNaive(t *testing.T) {
 func TestPseudoHeaderSum(t *testing.T) {
 	tests := []struct {
 		src, dst netip.Addr
-		proto    uint8
+		proto    Proto
 		n        int
 	}{
 		{c4, s4, ProtoTCP, 40},

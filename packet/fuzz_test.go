@@ -18,9 +18,10 @@ func seedPackets(tb testing.TB) [][]byte {
 	pl := []byte("payload")
 	var out [][]byte
 	for _, f := range []struct {
-		c, s, m, b, r  netip.Addr
-		icmp, req, rep uint8
-		kinds          []errKind
+		c, s, m, b, r netip.Addr
+		icmp          Proto
+		req, rep      uint8
+		kinds         []errKind
 	}{
 		{c4, s4, m4, b4, r4, ProtoICMP, ICMPv4EchoRequest, ICMPv4EchoReply, v4Errors},
 		{c6, s6, m6, b6, r6, ProtoICMPv6, ICMPv6EchoRequest, ICMPv6EchoReply, v6Errors},
@@ -119,7 +120,7 @@ func checkInvariants(t *testing.T, p *Packet, data []byte, inner bool) {
 	if minHdr == 0 || p.L4Off < minHdr || p.L4Off > len(p.B) {
 		t.Fatalf("version %d L4Off %d len %d", p.Version, p.L4Off, len(p.B))
 	}
-	l4min := map[uint8]int{ProtoTCP: TCPMinLen, ProtoUDP: UDPLen, ProtoICMP: ICMPLen, ProtoICMPv6: ICMPLen}[p.Proto]
+	l4min := map[Proto]int{ProtoTCP: TCPMinLen, ProtoUDP: UDPLen, ProtoICMP: ICMPLen, ProtoICMPv6: ICMPLen}[p.Proto]
 	if inner {
 		l4min = 8
 	}
@@ -316,8 +317,7 @@ func fuzzInner(t *testing.T, p *Packet, src, dst netip.Addr, port1, port2 uint16
 		innerFull = true
 		_, innerL4 = validChecksums(&whole)
 	}
-	p.SetInnerSrc(dst, port2)
-	p.SetInnerDst(src, port1)
+	p.SetInner(&in, netip.AddrPortFrom(dst, port2), netip.AddrPortFrom(src, port1))
 	in2, r := p.Inner()
 	if r != OK || in2.Src != dst || in2.Dst != src {
 		t.Fatalf("inner after rewrite: %v %v > %v", r, in2.Src, in2.Dst)

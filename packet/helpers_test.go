@@ -34,11 +34,11 @@ type ext struct {
 // pk describes a packet for build; zero fields get sensible defaults.
 type pk struct {
 	src, dst     netip.Addr
-	proto        uint8 // ProtoTCP, ProtoUDP, ProtoICMP or ProtoICMPv6
+	proto        Proto // ProtoTCP, ProtoUDP, ProtoICMP or ProtoICMPv6
 	sport, dport uint16
 	icmpType     uint8 // echo request/reply type for ICMP protos
 	id, seq      uint16
-	flags        uint8 // TCP flags
+	flags        TCPFlags // TCP flags
 	payload      []byte
 	opts         bool  // add IPv4 options (router alert + NOP padding) / TCP MSS option
 	exts         []ext // IPv6 extension headers in order
@@ -85,7 +85,7 @@ func build(tb testing.TB, p pk) []byte {
 			ip.NextHeader = layers.IPProtocol(p.exts[0].typ)
 			for i, e := range p.exts {
 				body := bytes.Clone(e.body)
-				body[0] = p.proto
+				body[0] = uint8(p.proto)
 				if i+1 < len(p.exts) {
 					body[0] = p.exts[i+1].typ
 				}
@@ -178,7 +178,7 @@ func naiveFold(s uint32) uint16 {
 	return uint16(s)
 }
 
-func naivePseudo(proto uint8, src, dst netip.Addr, n int) uint32 {
+func naivePseudo(proto Proto, src, dst netip.Addr, n int) uint32 {
 	s := naiveSum(src.AsSlice(), 0)
 	s = naiveSum(dst.AsSlice(), s)
 	return s + uint32(proto) + uint32(n>>16) + uint32(n&0xffff)

@@ -34,7 +34,7 @@ func TestICMPErrorReverseNAT(t *testing.T) {
 	pl := []byte("0123456789abcdefXYZ")
 	type fam struct {
 		c, s, m, b, r netip.Addr
-		icmp          uint8
+		icmp          Proto
 		echoReq       uint8
 		kinds         []errKind
 	}
@@ -90,8 +90,7 @@ func TestICMPErrorReverseNAT(t *testing.T) {
 							t.Fatalf("inner before: %+v", inner)
 						}
 						p.SetDst(f.c, 999, false) // port ignored for errors
-						p.SetInnerSrc(f.c, in.cp)
-						p.SetInnerDst(f.s, in.want.dport)
+						p.SetInner(&inner, netip.AddrPortFrom(f.c, in.cp), netip.AddrPortFrom(f.s, in.want.dport))
 						equalBytes(t, e, wantE)
 						verifyChecksums(t, e)
 						q := e[len(e)-n:]
@@ -193,12 +192,12 @@ func TestInnerRefused(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := mustParse(t, tt.e)
-			if _, r := p.Inner(); r != tt.want {
+			in, r := p.Inner()
+			if r != tt.want {
 				t.Fatalf("Inner = %v, want %v", r, tt.want)
 			}
 			orig := append([]byte(nil), tt.e...)
-			p.SetInnerSrc(c4, 1)
-			p.SetInnerDst(c6, 1)
+			p.SetInner(&in, netip.AddrPortFrom(c4, 1), netip.AddrPortFrom(c6, 1))
 			equalBytes(t, tt.e, orig) // refused inner: left alone
 		})
 	}

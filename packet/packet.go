@@ -11,13 +11,13 @@ import (
 type Packet struct {
 	B        []byte // the whole packet, len(B) == IP total length after Parse (trailing bytes cut)
 	Version  uint8  // 4 or 6
-	Proto    uint8  // L4 protocol after IPv6 extension headers (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6)
+	Proto    Proto  // L4 protocol after IPv6 extension headers
 	L4Off    int    // offset of the L4 header in B
 	Src, Dst netip.Addr
 	// TCP/UDP ports. ICMP echo request: SrcPort=id, DstPort=0; echo reply: SrcPort=0,
 	// DstPort=id (so a reversed request tuple matches its reply).
 	SrcPort, DstPort uint16
-	TCPFlags         uint8 // FIN=0x01 SYN=0x02 RST=0x04 PSH=0x08 ACK=0x10 ...
+	TCPFlags         TCPFlags
 	// TCP sequence and acknowledgement numbers and the unscaled window (for conntrack's
 	// window tracking); zero for other protocols and for quoted segments cut before them.
 	Seq, Ack           uint32
@@ -69,11 +69,12 @@ func (p *Packet) parse4(b []byte, lenient bool) Reason {
 	if len(b) < IPv4MinLen {
 		return ErrShort
 	}
-	ihl := int(b[0]&0x0f) * 4
+	h := IPv4(b)
+	ihl := h.HeaderLen()
 	if ihl < IPv4MinLen {
 		return ErrBadIHL
 	}
-	tot := int(binary.BigEndian.Uint16(b[2:]))
+	tot := int(h.TotalLen())
 	if tot < IPv4MinLen || (!lenient && tot > len(b)) {
 		return ErrBadTotalLen
 	}
@@ -87,14 +88,11 @@ func (p *Packet) parse4(b []byte, lenient bool) Reason {
 		return ErrBadIHL
 	}
 	p.B = b
-	p.Src = netip.AddrFrom4([4]byte(b[12:16]))
-	p.Dst = netip.AddrFrom4([4]byte(b[16:20]))
-	p.Proto = b[9]
-	frag := binary.BigEndian.Uint16(b[6:])
-	if frag&0x1fff != 0 {
+	p.Src, p.Dst, p.Proto = h.Src(), h.Dst(), h.Protocol()
+	if h.FragmentOffset() != 0 {
 		return ErrFragment
 	}
-	p.IsFragment = frag&0x2000 != 0
+	p.IsFragment = h.MoreFragments()
 	switch p.Proto {
 	case ProtoTCP, ProtoUDP, ProtoICMP:
 	default:
@@ -103,12 +101,20 @@ func (p *Packet) parse4(b []byte, lenient bool) Reason {
 	return p.parseL4(ihl, lenient)
 }
 
-// IPv6 extension header numbers walked by parse6.
+// IPv6 extension header numbers walked by parse6, and the fields it reads in them (RFC 8200 4).
 const (
 	ipv6HopByHop = 0
 	ipv6Routing  = 43
 	ipv6Fragment = 44
 	ipv6DestOpts = 60
+
+	extNextOff        = 0 // next header, in every extension header
+	extLenOff         = 1 // length in 8-byte units, not counting the first 8 (not in Fragment)
+	extSegLeftOff     = 3 // Routing: segments left
+	extFragOff        = 2 // Fragment: offset (13 bits), 2 reserved bits and M
+	extFragLen        = 8
+	extFragOffMask    = 0xfff8
+	extFragMoreFollow = 1
 )
 
 func (p *Packet) parse6(b []byte, lenient bool) Reason {
@@ -116,7 +122,8 @@ func (p *Packet) parse6(b []byte, lenient bool) Reason {
 	if len(b) < IPv6Len {
 		return ErrShort
 	}
-	plen := int(binary.BigEndian.Uint16(b[4:]))
+	h := IPv6(b)
+	plen := int(h.PayloadLen())
 	if plen == 0 || (!lenient && IPv6Len+plen > len(b)) {
 		return ErrBadTotalLen // 0 would be a jumbogram, which a TUN never delivers
 	}
@@ -124,17 +131,23 @@ func (p *Packet) parse6(b []byte, lenient bool) Reason {
 		b = b[:IPv6Len+plen]
 	}
 	p.B = b
-	p.Src = netip.AddrFrom16([16]byte(b[8:24]))
-	p.Dst = netip.AddrFrom16([16]byte(b[24:40]))
+	p.Src, p.Dst = h.Src(), h.Dst()
 	if p.Src.Is4In6() || p.Dst.Is4In6() {
 		return ErrBadAddr
 	}
-	next, off := b[6], IPv6Len
+	return p.walkExt(h.NextHeader(), lenient)
+}
+
+// walkExt follows the IPv6 extension headers from the fixed header's next header to the L4 one.
+func (p *Packet) walkExt(next uint8, lenient bool) Reason {
+	b, off := p.B, IPv6Len
 	for {
-		switch next {
+		switch Proto(next) {
 		case ProtoTCP, ProtoUDP, ProtoICMPv6:
-			p.Proto = next
+			p.Proto = Proto(next)
 			return p.parseL4(off, lenient)
+		}
+		switch next {
 		case ipv6HopByHop, ipv6Routing, ipv6DestOpts:
 			if next == ipv6HopByHop && off != IPv6Len {
 				return ErrBadExtHeader // RFC 8200 4.1: hop-by-hop only right after the header
@@ -142,71 +155,50 @@ func (p *Packet) parse6(b []byte, lenient bool) Reason {
 			if off+8 > len(b) {
 				return ErrBadExtHeader
 			}
-			if next == ipv6Routing && b[off+3] != 0 {
+			if next == ipv6Routing && b[off+extSegLeftOff] != 0 {
 				// Segments left: Dst is not the final destination, which is what the
 				// L4 pseudo-header (and so any NAT of it) would have to use.
 				return ErrBadExtHeader
 			}
-			l := (int(b[off+1]) + 1) * 8
+			l := (int(b[off+extLenOff]) + 1) * 8
 			if off+l > len(b) {
 				return ErrBadExtHeader
 			}
-			next, off = b[off], off+l
+			next, off = b[off+extNextOff], off+l
 		case ipv6Fragment:
-			if off+8 > len(b) || p.IsFragment {
+			if off+extFragLen > len(b) || p.IsFragment {
 				return ErrBadExtHeader
 			}
-			fo := binary.BigEndian.Uint16(b[off+2:])
-			next = b[off]
-			if fo&0xfff8 != 0 {
-				p.Proto = next
+			fo := binary.BigEndian.Uint16(b[off+extFragOff:])
+			next = b[off+extNextOff]
+			if fo&extFragOffMask != 0 {
+				p.Proto = Proto(next)
 				return ErrFragment
 			}
-			p.IsFragment = fo&1 != 0
-			off += 8
+			p.IsFragment = fo&extFragMoreFollow != 0
+			off += extFragLen
 		default:
-			p.Proto = next
+			p.Proto = Proto(next)
 			return ErrUnsupportedProto
 		}
 	}
 }
 
 func (p *Packet) parseL4(off int, lenient bool) Reason {
-	b := p.B
 	p.L4Off = off
-	rem := len(b) - off
-	l4 := b[off:]
+	rem := len(p.B) - off
 	switch p.Proto {
 	case ProtoTCP:
-		if rem < 8 || (!lenient && rem < TCPMinLen) {
-			return ErrTruncatedL4
-		}
-		p.SrcPort = binary.BigEndian.Uint16(l4[0:])
-		p.DstPort = binary.BigEndian.Uint16(l4[2:])
-		if rem >= 14 {
-			p.TCPFlags = l4[13]
-		}
-		if rem >= TCPMinLen {
-			p.Seq = binary.BigEndian.Uint32(l4[4:])
-			p.Ack = binary.BigEndian.Uint32(l4[8:])
-			p.Window = binary.BigEndian.Uint16(l4[14:])
-			doff := int(l4[12]>>4) * 4
-			switch {
-			case doff >= TCPMinLen && doff <= rem:
-				p.PayloadLen = rem - doff
-			case !lenient:
-				return ErrTruncatedL4
-			}
-		}
+		return p.parseTCP(TCP(p.B[off:]), lenient)
 	case ProtoUDP:
 		if rem < UDPLen {
 			return ErrTruncatedL4
 		}
-		p.SrcPort = binary.BigEndian.Uint16(l4[0:])
-		p.DstPort = binary.BigEndian.Uint16(l4[2:])
+		h := UDP(p.B[off:])
+		p.SrcPort, p.DstPort = h.SrcPort(), h.DstPort()
 		p.PayloadLen = rem - UDPLen
 		if !lenient && !p.IsFragment {
-			ulen := int(binary.BigEndian.Uint16(l4[4:]))
+			ulen := int(h.Length())
 			if ulen < UDPLen || ulen > rem {
 				return ErrTruncatedL4
 			}
@@ -216,16 +208,40 @@ func (p *Packet) parseL4(off int, lenient bool) Reason {
 		if rem < ICMPLen {
 			return ErrTruncatedL4
 		}
-		p.ICMPType, p.ICMPCode = l4[0], l4[1]
+		h := ICMP(p.B[off:])
+		p.ICMPType, p.ICMPCode = h.Type(), h.Code()
 		p.PayloadLen = rem - ICMPLen
-		id := binary.BigEndian.Uint16(l4[4:])
 		switch echoSide(p.Proto, p.ICMPType) {
 		case sideSrc:
-			p.SrcPort = id
+			p.SrcPort = h.Ident()
 		case sideDst:
-			p.DstPort = id
+			p.DstPort = h.Ident()
 		}
 		p.IsICMPError = isICMPError(p.Proto, p.ICMPType)
+	}
+	return OK
+}
+
+// parseTCP reads the TCP header h (the rest of the packet). A lenient (quoted) header may stop
+// after the ports: what is there is read.
+func (p *Packet) parseTCP(h TCP, lenient bool) Reason {
+	rem := len(h)
+	if rem < 8 || (!lenient && rem < TCPMinLen) {
+		return ErrTruncatedL4
+	}
+	p.SrcPort, p.DstPort = h.SrcPort(), h.DstPort()
+	if rem > tcpFlagsOff {
+		p.TCPFlags = h.Flags()
+	}
+	if rem < TCPMinLen {
+		return OK
+	}
+	p.Seq, p.Ack, p.Window = h.Seq(), h.Ack(), h.Window()
+	switch doff := h.DataOffset(); {
+	case doff >= TCPMinLen && doff <= rem:
+		p.PayloadLen = rem - doff
+	case !lenient:
+		return ErrTruncatedL4
 	}
 	return OK
 }
@@ -239,7 +255,7 @@ const (
 	sideDst
 )
 
-func echoSide(proto, typ uint8) side {
+func echoSide(proto Proto, typ uint8) side {
 	switch {
 	case proto == ProtoICMP && typ == ICMPv4EchoRequest, proto == ProtoICMPv6 && typ == ICMPv6EchoRequest:
 		return sideSrc
@@ -249,7 +265,13 @@ func echoSide(proto, typ uint8) side {
 	return sideNone
 }
 
-func isICMPError(proto, typ uint8) bool {
+// IsEchoRequest reports an ICMP or ICMPv6 echo request (the only ICMP that starts a flow).
+func (p *Packet) IsEchoRequest() bool { return echoSide(p.Proto, p.ICMPType) == sideSrc }
+
+// IsEchoReply reports an ICMP or ICMPv6 echo reply.
+func (p *Packet) IsEchoReply() bool { return echoSide(p.Proto, p.ICMPType) == sideDst }
+
+func isICMPError(proto Proto, typ uint8) bool {
 	if proto == ProtoICMP {
 		return typ == ICMPv4DestUnreach || typ == ICMPv4TimeExceeded || typ == ICMPv4ParamProblem
 	}
@@ -261,7 +283,7 @@ func (p *Packet) IPv4() IPv4 {
 	if p.Version != 4 {
 		return nil
 	}
-	return IPv4(p.B[:int(p.B[0]&0x0f)*4])
+	return IPv4(p.B[:IPv4(p.B).HeaderLen()])
 }
 
 // IPv6 returns the fixed IPv6 header view, or nil for IPv4.

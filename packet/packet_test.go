@@ -97,7 +97,7 @@ func TestViews(t *testing.T) {
 	b = build(t, pk{src: c6, dst: s6, proto: ProtoUDP, sport: 7, dport: 8, payload: []byte{1, 2, 3}})
 	p = mustParse(t, b)
 	ip6 := p.IPv6()
-	if ip6.Version() != 6 || ip6.FlowLabel() != 0x12345 || ip6.HopLimit() != 64 || ip6.NextHeader() != ProtoUDP ||
+	if ip6.Version() != 6 || ip6.FlowLabel() != 0x12345 || ip6.HopLimit() != 64 || Proto(ip6.NextHeader()) != ProtoUDP ||
 		ip6.Src() != c6 || ip6.Dst() != s6 || int(ip6.PayloadLen()) != len(b)-40 || ip6.TrafficClass() != 0 {
 		t.Fatalf("ipv6 view wrong: % x", ip6)
 	}
@@ -158,8 +158,8 @@ func TestParseRefused(t *testing.T) {
 			exts: []ext{{43, []byte{0, 2, 0, 1, 0, 0, 0, 0, 0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9}}}}), ErrBadExtHeader},
 		{"v6 two fragment headers", build(t, pk{src: c6, dst: s6, proto: ProtoUDP, sport: 1, dport: 2, exts: []ext{frag(0, true), frag(0, true)}}), ErrBadExtHeader},
 		{"v4 unsupported proto (GRE)", corrupt(t, v4tcp, func(b []byte) []byte { b[9] = 47; return b }), ErrUnsupportedProto},
-		{"v4 carrying icmpv6", corrupt(t, v4tcp, func(b []byte) []byte { b[9] = ProtoICMPv6; return b }), ErrUnsupportedProto},
-		{"v6 carrying icmpv4", corrupt(t, v6udp, func(b []byte) []byte { b[6] = ProtoICMP; return b }), ErrUnsupportedProto},
+		{"v4 carrying icmpv6", corrupt(t, v4tcp, func(b []byte) []byte { b[9] = uint8(ProtoICMPv6); return b }), ErrUnsupportedProto},
+		{"v6 carrying icmpv4", corrupt(t, v6udp, func(b []byte) []byte { b[6] = uint8(ProtoICMP); return b }), ErrUnsupportedProto},
 		{"v6 esp", corrupt(t, v6udp, func(b []byte) []byte { b[6] = 50; return b }), ErrUnsupportedProto},
 		{"v6 no next header", build(t, pk{src: c6, dst: s6, proto: 59, exts: []ext{dsto()}}), ErrUnsupportedProto},
 		{"v4 tcp cut", corrupt(t, v4tcp, func(b []byte) []byte { b = b[:39]; binary.BigEndian.PutUint16(b[2:], 39); return b }), ErrTruncatedL4},

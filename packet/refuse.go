@@ -6,6 +6,13 @@ import "encoding/binary"
 // the policy says refuse): a TCP RST for a connection attempt, an ICMP port unreachable for UDP.
 // They are rare, so checksums are computed from scratch.
 
+// Quote limits of an ICMP error: the whole error fits the minimum reassembly size of IPv4
+// (576 bytes, RFC 1812 4.3.2.3) or the IPv6 minimum MTU (1280 bytes, RFC 4443 2.4).
+const (
+	icmpv4ErrorMax = 576
+	icmpv6ErrorMax = 1280
+)
+
 // MakeTCPReset turns a TCP segment into the RST a closed port answers with (RFC 9293 3.10.7.1):
 // addresses and ports swapped; for a segment with ACK, seq = its ack and no ACK; otherwise
 // seq 0, ack = its seq + its length (SYN and FIN count one), flags RST+ACK. Options and payload
@@ -14,10 +21,8 @@ func (p *Packet) MakeTCPReset() bool {
 	if p.Proto != ProtoTCP || p.L4Off < IPv4MinLen || p.L4Off+TCPMinLen > len(p.B) {
 		return false
 	}
-	b := p.B
-	t := b[p.L4Off:]
-	seq, ack := binary.BigEndian.Uint32(t[4:]), binary.BigEndian.Uint32(t[8:])
-	flags := t[13]
+	t := TCP(p.B[p.L4Off:])
+	seq, ack, flags := t.Seq(), t.Ack(), t.Flags()
 	segLen := uint32(p.PayloadLen)
 	if flags&TCPSyn != 0 {
 		segLen++
@@ -25,30 +30,30 @@ func (p *Packet) MakeTCPReset() bool {
 	if flags&TCPFin != 0 {
 		segLen++
 	}
-	sp, dp := binary.BigEndian.Uint16(t[0:]), binary.BigEndian.Uint16(t[2:])
-	binary.BigEndian.PutUint16(t[0:], dp)
-	binary.BigEndian.PutUint16(t[2:], sp)
+	sp, dp := t.SrcPort(), t.DstPort()
+	t.SetSrcPort(dp)
+	t.SetDstPort(sp)
 	if flags&TCPAck != 0 {
-		binary.BigEndian.PutUint32(t[4:], ack)
-		binary.BigEndian.PutUint32(t[8:], 0)
-		t[13] = TCPRst
+		t.SetSeq(ack)
+		t.SetAck(0)
+		t.SetFlags(TCPRst)
 	} else {
-		binary.BigEndian.PutUint32(t[4:], 0)
-		binary.BigEndian.PutUint32(t[8:], seq+segLen)
-		t[13] = TCPRst | TCPAck
+		t.SetSeq(0)
+		t.SetAck(seq + segLen)
+		t.SetFlags(TCPRst | TCPAck)
 	}
-	t[12] = 5 << 4 // no options
-	binary.BigEndian.PutUint16(t[14:], 0)
-	binary.BigEndian.PutUint16(t[18:], 0)
+	t.SetDataOffset(TCPMinLen) // no options
+	t.SetWindow(0)
+	t.SetUrgentPtr(0)
 	n := p.L4Off + TCPMinLen
-	p.B = b[:n]
-	p.setIPReply(n, 64)
-	t = p.B[p.L4Off:]
-	binary.BigEndian.PutUint16(t[16:], 0)
-	binary.BigEndian.PutUint16(t[16:], ^Checksum(t, PseudoHeaderSum(ProtoTCP, p.Src, p.Dst, len(t))))
+	p.B = p.B[:n]
+	p.setIPReply(n, echoReplyTTL)
+	t = TCP(p.B[p.L4Off:])
+	t.SetChecksum(0)
+	t.SetChecksum(^Checksum(t, p.pseudoHeaderSum(len(t))))
 	p.SrcPort, p.DstPort = dp, sp
-	p.TCPFlags, p.PayloadLen, p.IsFragment = t[13], 0, false
-	p.Seq, p.Ack, p.Window = binary.BigEndian.Uint32(t[4:]), binary.BigEndian.Uint32(t[8:]), 0
+	p.TCPFlags, p.PayloadLen, p.IsFragment = t.Flags(), 0, false
+	p.Seq, p.Ack, p.Window = t.Seq(), t.Ack(), 0
 	return true
 }
 
@@ -61,9 +66,9 @@ func (p *Packet) MakePortUnreachable() bool {
 	if p.IsICMPError || p.L4Off < IPv4MinLen {
 		return false
 	}
-	hl, limit, typ, code, proto := IPv4MinLen, 576, ICMPv4DestUnreach, uint8(3), ProtoICMP
+	hl, limit, typ, code, proto := IPv4MinLen, icmpv4ErrorMax, ICMPv4DestUnreach, ICMPv4PortUnreach, ProtoICMP
 	if p.Version == 6 {
-		hl, limit, typ, code, proto = IPv6Len, 1280, ICMPv6DestUnreach, 4, ProtoICMPv6
+		hl, limit, typ, code, proto = IPv6Len, icmpv6ErrorMax, ICMPv6DestUnreach, ICMPv6PortUnreach, ProtoICMPv6
 	}
 	quote := min(len(p.B), limit-hl-ICMPLen)
 	n := hl + ICMPLen + quote
@@ -74,85 +79,98 @@ func (p *Packet) MakePortUnreachable() bool {
 	copy(b[hl+ICMPLen:], p.B[:quote]) // memmove: the quote moves back over itself
 	src, dst := p.Dst, p.Src
 	if p.Version == 4 {
-		b[0] = 0x45
-		b[1] = 0
-		binary.BigEndian.PutUint16(b[4:], 0)
-		binary.BigEndian.PutUint16(b[6:], 0)
-		b[9] = proto
+		initIPv4(b, proto)
 		a, d := src.As4(), dst.As4()
-		copy(b[12:16], a[:])
-		copy(b[16:20], d[:])
+		copy(b[ipv4SrcOff:], a[:])
+		copy(b[ipv4DstOff:], d[:])
 	} else {
-		binary.BigEndian.PutUint32(b[0:], 6<<28)
-		b[6] = proto
+		initIPv6(b, proto)
 		a, d := src.As16(), dst.As16()
-		copy(b[8:24], a[:])
-		copy(b[24:40], d[:])
+		copy(b[ipv6SrcOff:], a[:])
+		copy(b[ipv6DstOff:], d[:])
 	}
-	m := b[hl:]
-	m[0], m[1] = typ, code
-	binary.BigEndian.PutUint16(m[2:], 0)
-	binary.BigEndian.PutUint32(m[4:], 0)
+	m := ICMP(b[hl:])
+	m[icmpTypeOff], m[icmpCodeOff] = typ, code
+	clear(m[icmpCsumOff:ICMPLen]) // checksum and the unused rest of the header
 	p.B = b
 	p.Src, p.Dst, p.Proto, p.L4Off = src, dst, proto, hl
-	p.setIPReply(n, 64)
+	p.setIPReply(n, echoReplyTTL)
 	sum := uint32(0)
 	if proto == ProtoICMPv6 {
-		sum = PseudoHeaderSum(proto, src, dst, len(m))
+		sum = p.pseudoHeaderSum(len(m))
 	}
-	binary.BigEndian.PutUint16(m[2:], ^Checksum(m, sum))
+	m.SetChecksum(^Checksum(m, sum))
 	p.ICMPType, p.ICMPCode, p.IsICMPError = typ, code, true
 	p.SrcPort, p.DstPort, p.TCPFlags, p.PayloadLen = 0, 0, 0, len(m)-ICMPLen
 	p.IsFragment, p.Seq, p.Ack, p.Window = false, 0, 0, 0
 	return true
 }
 
+// initIPv4 writes the fixed fields of a new IPv4 header without options: version and IHL, TOS,
+// identification and fragment field zero, protocol proto (setIPReply sets length, TTL, checksum).
+func initIPv4(b []byte, proto Proto) {
+	b[ipv4VerIHLOff] = 4<<4 | IPv4MinLen/4
+	b[ipv4TOSOff] = 0
+	binary.BigEndian.PutUint16(b[ipv4IDOff:], 0)
+	binary.BigEndian.PutUint16(b[ipv4FragOff:], 0)
+	b[ipv4ProtoOff] = uint8(proto)
+}
+
+// initIPv6 writes the first word (version 6, traffic class and flow label zero) and the next
+// header of a new IPv6 header.
+func initIPv6(b []byte, proto Proto) {
+	binary.BigEndian.PutUint32(b[0:], 6<<28)
+	b[ipv6NextHeaderOff] = uint8(proto)
+}
+
+// pseudoHeaderSum is the pseudo-header sum of p's L4 segment of length bytes, read from p's IP
+// header (its addresses must be final: no routing header).
+func (p *Packet) pseudoHeaderSum(length int) uint32 {
+	if p.Version == 4 {
+		return IPv4(p.B).PseudoHeaderSum(p.Proto, length)
+	}
+	return IPv6(p.B).PseudoHeaderSum(p.Proto, length)
+}
+
 // setIPReply finishes the IP header of an answer built in p.B: swapped addresses (p.Src/p.Dst
 // already swapped by the caller for MakePortUnreachable; swapped here for MakeTCPReset when they
 // still match the buffer), length n, TTL/hop limit ttl and, for IPv4, a fresh header checksum.
 func (p *Packet) setIPReply(n int, ttl uint8) {
+	if p.Proto == ProtoTCP {
+		n = p.reverseTCPHeader(n)
+	}
 	b := p.B
 	if p.Version == 4 {
-		if p.Proto == ProtoTCP {
-			var s [4]byte
-			copy(s[:], b[12:16])
-			copy(b[12:16], b[16:20])
-			copy(b[16:20], s[:])
-			p.Src, p.Dst = p.Dst, p.Src
-			b[0] = 0x45 // options of the original do not apply to the answer
-			// Nor does fragmentation: an answer built from a first fragment is whole (MF and
-			// the offset cleared, DF kept).
-			b[6] &= 0x40
-			b[7] = 0
-			if p.L4Off != IPv4MinLen {
-				copy(b[IPv4MinLen:], b[p.L4Off:n])
-				n -= p.L4Off - IPv4MinLen
-				p.L4Off = IPv4MinLen
-				p.B = b[:n]
-				b = p.B
-			}
-		}
-		binary.BigEndian.PutUint16(b[2:], uint16(n))
-		b[8] = ttl
-		binary.BigEndian.PutUint16(b[10:], 0)
-		binary.BigEndian.PutUint16(b[10:], ^Checksum(b[:IPv4MinLen], 0))
+		h := IPv4(b[:IPv4MinLen])
+		h.SetTotalLen(uint16(n))
+		b[ipv4TTLOff] = ttl
+		h.SetHeaderChecksum()
 		return
 	}
-	if p.Proto == ProtoTCP {
-		var s [16]byte
-		copy(s[:], b[8:24])
-		copy(b[8:24], b[24:40])
-		copy(b[24:40], s[:])
-		p.Src, p.Dst = p.Dst, p.Src
-		if p.L4Off != IPv6Len { // extension headers of the original do not apply
-			copy(b[IPv6Len:], b[p.L4Off:n])
-			n -= p.L4Off - IPv6Len
-			p.L4Off = IPv6Len
-			p.B = b[:n]
-			b = p.B
-		}
-		b[6] = ProtoTCP
+	IPv6(b).SetPayloadLen(uint16(n - IPv6Len))
+	b[ipv6HopLimitOff] = ttl
+}
+
+// reverseTCPHeader turns the IP header of a TCP segment into the header of the answer: addresses
+// swapped, the original's IPv4 options, fragmentation (MF and offset; DF kept) and IPv6 extension
+// headers dropped, the L4 header moved up behind the fixed header. It returns the new length of
+// the n bytes in p.B.
+func (p *Packet) reverseTCPHeader(n int) int {
+	p.swapAddrs()
+	b, hl := p.B, IPv6Len
+	if p.Version == 4 {
+		hl = IPv4MinLen
+		b[ipv4VerIHLOff] = 4<<4 | IPv4MinLen/4
+		// An answer built from a first fragment is whole.
+		binary.BigEndian.PutUint16(b[ipv4FragOff:], IPv4(b).frag()&ipv4FlagDF)
+	} else {
+		b[ipv6NextHeaderOff] = uint8(ProtoTCP)
 	}
-	binary.BigEndian.PutUint16(b[4:], uint16(n-IPv6Len))
-	b[7] = ttl
+	if p.L4Off != hl {
+		copy(b[hl:], b[p.L4Off:n])
+		n -= p.L4Off - hl
+		p.L4Off = hl
+		p.B = b[:n]
+	}
+	return n
 }

@@ -7,7 +7,7 @@ import "testing"
 func TestRefusalFromFirstFragment(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
-		proto uint8
+		proto Proto
 		make  func(*Packet) bool
 	}{
 		{"tcp reset", ProtoTCP, (*Packet).MakeTCPReset},

@@ -19,7 +19,7 @@ func TestMakeTCPReset(t *testing.T) {
 		name             string
 		in               pkttest.P
 		wantSeq, wantAck uint32
-		wantFlags        uint8
+		wantFlags        packet.TCPFlags
 	}{
 		{"SYN v4", pkttest.P{Proto: 6, Src: cli4, Dst: svc4, Sport: 40000, Dport: 80, Flags: "S"}, 0, 1001, packet.TCPRst | packet.TCPAck},
 		{"SYN with data v6", pkttest.P{Proto: 6, Src: cli6, Dst: svc6, Sport: 40000, Dport: 80, Flags: "S", Payload: "hello"}, 0, 1006, packet.TCPRst | packet.TCPAck},

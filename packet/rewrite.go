@@ -1,8 +1,13 @@
 package packet
 
-import (
-	"encoding/binary"
-	"net/netip"
+import "net/netip"
+
+// end names one end of a packet's flow.
+type end uint8
+
+const (
+	endSrc end = iota
+	endDst
 )
 
 // SetSrc rewrites the source address and port (ICMP echo request: the identifier; ICMP
@@ -13,7 +18,7 @@ import (
 // sum, port changes are left for the kernel to sum. IPv4 UDP checksum 0 stays 0.
 // An address of the other family is ignored (IPv4-mapped IPv6 counts as IPv4).
 func (p *Packet) SetSrc(a netip.Addr, port uint16, partial bool) {
-	if rewrite(p.B, p.Version, p.Proto, p.L4Off, false, a, port, partial, nil) {
+	if p.rewrite(endSrc, a, port, partial) {
 		p.Src = a.Unmap()
 		if p.portSide()&sideSrc != 0 {
 			p.SrcPort = port
@@ -23,7 +28,7 @@ func (p *Packet) SetSrc(a netip.Addr, port uint16, partial bool) {
 
 // SetDst is SetSrc for the destination address and port (ICMP echo reply: the identifier).
 func (p *Packet) SetDst(a netip.Addr, port uint16, partial bool) {
-	if rewrite(p.B, p.Version, p.Proto, p.L4Off, true, a, port, partial, nil) {
+	if p.rewrite(endDst, a, port, partial) {
 		p.Dst = a.Unmap()
 		if p.portSide()&sideDst != 0 {
 			p.DstPort = port
@@ -31,27 +36,26 @@ func (p *Packet) SetDst(a netip.Addr, port uint16, partial bool) {
 	}
 }
 
-// SetInnerSrc rewrites the source of the packet embedded in an ICMP error (address and
-// port or echo id), fixing the inner IPv4 header checksum, the inner L4 checksum when
-// the quote contains it (inner IPv4 UDP 0 stays 0), and the outer ICMP checksum, all
-// incrementally, as a NAT must (RFC 5508 section 4). No-op unless p is an ICMP error
-// whose Inner parses.
-func (p *Packet) SetInnerSrc(a netip.Addr, port uint16) { p.setInner(false, a, port) }
-
-// SetInnerDst is SetInnerSrc for the embedded destination.
-func (p *Packet) SetInnerDst(a netip.Addr, port uint16) { p.setInner(true, a, port) }
-
-func (p *Packet) setInner(dst bool, a netip.Addr, port uint16) {
-	in, r := p.Inner()
-	if r != OK {
-		return
+// SetInner rewrites in, the packet quoted by the ICMP error p as p.Inner returned it, to travel
+// from src to dst (addresses and ports or echo id), fixing the quoted IPv4 header checksum, the
+// quoted L4 checksum when the quote holds it (IPv4 UDP 0 stays 0), and p's ICMP checksum, all
+// incrementally, as a NAT must (RFC 5508 section 4). An end whose address is of the other family
+// is left alone.
+func (p *Packet) SetInner(in *Packet, src, dst netip.AddrPort) {
+	if !p.IsICMPError || p.L4Off+ICMPLen >= len(p.B) || in.Version != p.Version ||
+		len(in.B) == 0 || &in.B[0] != &p.B[p.L4Off+ICMPLen] {
+		return // in is not p's quote (or of another IP version: refused by Inner)
 	}
-	var outer uint32
-	if !rewrite(in.B, in.Version, in.Proto, in.L4Off, dst, a, port, false, &outer) {
-		return
+	// The words the rewrite changes lie in the quoted IP header and the first bytes of its L4
+	// header, at even offsets from p's ICMP header: the change of their sum is what p's ICMP
+	// checksum takes.
+	region := in.B[:min(len(in.B), in.L4Off+TCPMinLen)]
+	before := Checksum(region, 0)
+	changed := in.rewrite(endSrc, src.Addr(), src.Port(), false)
+	changed = in.rewrite(endDst, dst.Addr(), dst.Port(), false) || changed
+	if changed {
+		ICMP(p.B[p.L4Off:]).UpdateChecksum(SumDelta(wordDelta(before, Checksum(region, 0))))
 	}
-	cs := p.B[p.L4Off+2:]
-	binary.BigEndian.PutUint16(cs, applyInverted(binary.BigEndian.Uint16(cs), outer))
 }
 
 // portSide says which tuple side the port argument of SetSrc/SetDst lands on.
@@ -63,100 +67,89 @@ func (p *Packet) portSide() side {
 	return echoSide(p.Proto, p.ICMPType)
 }
 
-// put16 writes v at b[0:2] and adds the change to *acc when acc is non-nil (the word
-// lies inside a region covered by an enclosing checksum, e.g. an ICMP error's quote).
-func put16(b []byte, v uint16, acc *uint32) {
-	if acc != nil {
-		*acc += wordDelta(binary.BigEndian.Uint16(b), v)
-	}
-	binary.BigEndian.PutUint16(b, v)
-}
-
-// rewrite changes one address (and port) of the IP packet b whose L4 header is at l4off.
-// In b, all 16-bit fields are at even offsets relative to any enclosing ICMP header
-// (IP header lengths are multiples of 4), so *outer can accumulate plain word deltas.
-// For quoted packets b may end inside the L4 header: only quoted fields are touched.
-func rewrite(b []byte, version, proto uint8, l4off int, dst bool, a netip.Addr, port uint16, partial bool, outer *uint32) bool {
-	if l4off < IPv4MinLen || l4off+8 > len(b) || version == 6 && l4off < IPv6Len {
+// rewrite changes the address and port of end e of the parsed packet p and the checksums that
+// cover them. For a quoted packet p.B may end inside the L4 header: only quoted fields are
+// touched. It reports false, touching nothing, for an unparsed packet or an address of the
+// other family.
+func (p *Packet) rewrite(e end, a netip.Addr, port uint16, partial bool) bool {
+	if p.L4Off < IPv4MinLen || p.L4Off+8 > len(p.B) || p.Version == 6 && p.L4Off < IPv6Len {
 		return false // not a parsed packet: touch nothing
 	}
-	var d uint32 // pseudo-header / IPv4 header delta of the address words
-	switch {
-	case version == 4 && a.Unmap().Is4():
-		off := 12
-		if dst {
-			off = 16
-		}
-		n := a.Unmap().As4()
-		for i := 0; i < 4; i += 2 {
-			w := binary.BigEndian.Uint16(n[i:])
-			d += wordDelta(binary.BigEndian.Uint16(b[off+i:]), w)
-			put16(b[off+i:], w, outer)
-		}
-		put16(b[10:], applyInverted(binary.BigEndian.Uint16(b[10:]), d), outer)
-	case version == 6 && a.Is6() && !a.Is4In6():
-		off := 8
-		if dst {
-			off = 24
-		}
-		n := a.As16()
-		for i := 0; i < 16; i += 2 {
-			w := binary.BigEndian.Uint16(n[i:])
-			d += wordDelta(binary.BigEndian.Uint16(b[off+i:]), w)
-			put16(b[off+i:], w, outer)
-		}
-	default:
+	pseudo, ok := p.setAddr(e, a)
+	if !ok {
 		return false
 	}
-
-	l4 := b[l4off:]
-	var pd uint32 // delta of the port/identifier word, covered by the L4 checksum only
-	portOff, csOff, pseudo := -1, 0, true
-	switch proto {
-	case ProtoTCP:
-		csOff = 16
-		portOff = 0
-	case ProtoUDP:
-		csOff = 6
-		portOff = 0
-	case ProtoICMP, ProtoICMPv6:
-		csOff, pseudo = 2, proto == ProtoICMPv6
-		if s := echoSide(proto, l4[0]); s == sideSrc && !dst || s == sideDst && dst {
-			portOff = 4
-		}
-	default:
-		return true // no L4 checksum known to cover the addresses
-	}
-	if portOff == 0 && dst {
-		portOff = 2
-	}
-	if portOff >= 0 {
-		pd = wordDelta(binary.BigEndian.Uint16(l4[portOff:]), port)
-		put16(l4[portOff:], port, outer)
-	}
-	if len(l4) < csOff+2 {
-		return true // quoted TCP header cut before its checksum
-	}
-	cs := binary.BigEndian.Uint16(l4[csOff:])
-	switch {
-	case partial:
-		if pseudo {
-			put16(l4[csOff:], applySum(cs, d), outer)
-		}
-	case proto == ProtoUDP && version == 4 && cs == 0:
-		// no checksum in use: stays 0 (RFC 768)
-	default:
-		delta := pd
-		if pseudo {
-			delta += d
-		}
-		n := applyInverted(cs, delta)
-		if n == 0 && proto == ProtoUDP {
-			n = 0xffff // 0 means "no checksum" on the wire (RFC 768, RFC 8200 8.1)
-		}
-		put16(l4[csOff:], n, outer)
-	}
+	p.setL4(e, port, pseudo, partial)
 	return true
+}
+
+// setAddr writes a at end e of the IP header (the IPv4 header checksum fixed) and returns the
+// change to the pseudo-header sum; false when a is of the other family.
+func (p *Packet) setAddr(e end, a netip.Addr) (SumDelta, bool) {
+	switch {
+	case p.Version == 4 && a.Unmap().Is4():
+		if e == endDst {
+			return IPv4(p.B).SetDstWithChecksumUpdate(a.Unmap().As4()), true
+		}
+		return IPv4(p.B).SetSrcWithChecksumUpdate(a.Unmap().As4()), true
+	case p.Version == 6 && a.Is6() && !a.Is4In6():
+		if e == endDst {
+			return IPv6(p.B).SetDst(a.As16()), true
+		}
+		return IPv6(p.B).SetSrc(a.As16()), true
+	}
+	return 0, false
+}
+
+// setL4 writes the port (ICMP echo: the identifier, on the end that carries it) of end e and
+// updates the L4 checksum by that change and by pseudo, the address change, where the checksum
+// covers a pseudo-header.
+func (p *Packet) setL4(e end, port uint16, pseudo SumDelta, partial bool) {
+	l4 := p.B[p.L4Off:]
+	switch p.Proto {
+	case ProtoTCP:
+		h := TCP(l4)
+		var pd SumDelta
+		if e == endDst {
+			pd = h.SetDstPort(port)
+		} else {
+			pd = h.SetSrcPort(port)
+		}
+		if len(h) >= tcpCsumOff+2 { // a quoted header may be cut before its checksum
+			h.UpdateChecksum(l4Delta(pd, pseudo, partial), partial)
+		}
+	case ProtoUDP:
+		h := UDP(l4)
+		unused := !partial && p.Version == 4 && h.Checksum() == 0 // no checksum in use: stays 0 (RFC 768)
+		var pd SumDelta
+		if e == endDst {
+			pd = h.SetDstPort(port)
+		} else {
+			pd = h.SetSrcPort(port)
+		}
+		if !unused {
+			h.UpdateChecksum(l4Delta(pd, pseudo, partial), partial)
+		}
+	case ProtoICMP, ProtoICMPv6:
+		h := ICMP(l4)
+		var pd SumDelta
+		if s := echoSide(p.Proto, h.Type()); s == sideSrc && e == endSrc || s == sideDst && e == endDst {
+			pd = h.SetIdent(port)
+		}
+		if p.Proto == ProtoICMP {
+			pseudo = 0 // ICMPv4 has no pseudo-header
+		}
+		updateField(l4[icmpCsumOff:], l4Delta(pd, pseudo, partial), partial)
+	}
+}
+
+// l4Delta is what an L4 checksum field takes for a port change and a pseudo-header change: a
+// CHECKSUM_PARTIAL field holds only the pseudo-header sum.
+func l4Delta(port, pseudo SumDelta, partial bool) SumDelta {
+	if partial {
+		return pseudo
+	}
+	return port + pseudo
 }
 
 // MakeEchoReply turns an ICMP/ICMPv6 echo request into its reply in place: addresses
@@ -165,32 +158,34 @@ func rewrite(b []byte, version, proto uint8, l4off int, dst bool, a netip.Addr, 
 // It is a no-op for anything but an echo request. The ICMP checksum must be complete
 // (not CHECKSUM_PARTIAL).
 func (p *Packet) MakeEchoReply() {
-	b := p.B
-	if echoSide(p.Proto, p.ICMPType) != sideSrc || p.L4Off < IPv4MinLen || p.L4Off+ICMPLen > len(b) {
+	if !p.IsEchoRequest() || p.L4Off < IPv4MinLen || p.L4Off+ICMPLen > len(p.B) {
 		return
 	}
-	reply := ICMPv4EchoReply
+	p.swapAddrs()
+	reply := ICMPv6EchoReply
 	if p.Version == 4 {
-		var s, d [4]byte
-		copy(s[:], b[12:16])
-		copy(d[:], b[16:20])
-		copy(b[12:16], d[:])
-		copy(b[16:20], s[:])
-		IPv4(b).SetTTL(64)
+		reply = ICMPv4EchoReply
+		IPv4(p.B).SetTTL(echoReplyTTL)
 	} else {
-		reply = ICMPv6EchoReply
-		var s, d [16]byte
-		copy(s[:], b[8:24])
-		copy(d[:], b[24:40])
-		copy(b[8:24], d[:])
-		copy(b[24:40], s[:])
-		b[7] = 64
+		p.B[ipv6HopLimitOff] = echoReplyTTL
 	}
-	l4 := b[p.L4Off:]
-	old := binary.BigEndian.Uint16(l4)
-	l4[0] = reply
-	binary.BigEndian.PutUint16(l4[2:], ChecksumUpdate16(binary.BigEndian.Uint16(l4[2:]), old, binary.BigEndian.Uint16(l4)))
-	p.Src, p.Dst = p.Dst, p.Src
+	ICMP(p.B[p.L4Off:]).SetType(reply)
 	p.SrcPort, p.DstPort = 0, p.SrcPort
 	p.ICMPType = reply
+}
+
+// echoReplyTTL is the TTL (hop limit) of the answers built here: echo replies and refusals.
+const echoReplyTTL = 64
+
+// swapAddrs swaps the source and destination addresses in the IP header and in p; neither the
+// IPv4 header sum nor a pseudo-header sum changes.
+func (p *Packet) swapAddrs() {
+	src, dst, n := ipv4SrcOff, ipv4DstOff, 4
+	if p.Version == 6 {
+		src, dst, n = ipv6SrcOff, ipv6DstOff, 16
+	}
+	for i := range n {
+		p.B[src+i], p.B[dst+i] = p.B[dst+i], p.B[src+i]
+	}
+	p.Src, p.Dst = p.Dst, p.Src
 }

@@ -183,7 +183,7 @@ func TestMakeEchoReply(t *testing.T) {
 	pl := []byte("ping payload")
 	for _, tc := range []struct {
 		c, s     netip.Addr
-		proto    uint8
+		proto    Proto
 		req, rep uint8
 	}{{c4, s4, ProtoICMP, 8, 0}, {c6, s6, ProtoICMPv6, 128, 129}} {
 		b := build(t, pk{src: tc.c, dst: tc.s, proto: tc.proto, icmpType: tc.req, id: 33, seq: 44, payload: pl})
@@ -215,9 +215,8 @@ func TestZeroAlloc(t *testing.T) {
 		p.SetSrc(m4, 3, false)
 		p.SetDst(b4, 4, true)
 		p.Parse(e)
-		p.Inner()
-		p.SetInnerSrc(c4, 5)
-		p.SetInnerDst(s4, 6)
+		in, _ := p.Inner()
+		p.SetInner(&in, netip.AddrPortFrom(c4, 5), netip.AddrPortFrom(s4, 6))
 	})
 	if n != 0 {
 		t.Fatalf("%v allocations per packet, want 0", n)
@@ -231,7 +230,7 @@ func TestRewriteUnparsed(t *testing.T) {
 	zero.SetSrc(c4, 1, false)
 	zero.SetDst(c6, 1, true)
 	zero.MakeEchoReply()
-	zero.SetInnerSrc(c4, 1)
+	zero.SetInner(&Packet{}, netip.AddrPortFrom(c4, 1), netip.AddrPortFrom(s4, 1))
 	if _, r := zero.Inner(); r == OK {
 		t.Fatal("Inner of zero Packet OK")
 	}
@@ -248,6 +247,7 @@ func TestRewriteUnparsed(t *testing.T) {
 	equalBytes(t, b, orig)
 	lit := Packet{B: b[:30], Version: 4, Proto: ProtoTCP, L4Off: 24, IsICMPError: true}
 	lit.SetSrc(m4, 1, false)
-	lit.SetInnerDst(m4, 1)
+	in, _ := lit.Inner()
+	lit.SetInner(&in, netip.AddrPortFrom(m4, 1), netip.AddrPortFrom(m4, 1))
 	equalBytes(t, b, orig)
 }

@@ -63,7 +63,7 @@ func reshape(p *packet.Packet, tcpLen int, swap bool) bool {
 		binary.BigEndian.PutUint16(b[2:], uint16(n))
 		binary.BigEndian.PutUint16(b[6:], 0x4000) // DF: TCP does path MTU discovery
 		b[8] = ttl
-		b[9] = packet.ProtoTCP
+		b[9] = uint8(packet.ProtoTCP)
 		if swap {
 			var s [4]byte
 			copy(s[:], b[12:16])
@@ -73,7 +73,7 @@ func reshape(p *packet.Packet, tcpLen int, swap bool) bool {
 	} else {
 		b[1] &^= 0x30 // ECN bits of the traffic class
 		binary.BigEndian.PutUint16(b[4:], uint16(tcpLen))
-		b[6] = packet.ProtoTCP
+		b[6] = uint8(packet.ProtoTCP)
 		b[7] = ttl
 		if swap {
 			var s [16]byte
@@ -93,7 +93,7 @@ func reshape(p *packet.Packet, tcpLen int, swap bool) bool {
 type segment struct {
 	sport, dport uint16
 	seq, ack     uint32
-	flags        uint8
+	flags        packet.TCPFlags
 	win          uint16
 }
 
@@ -106,7 +106,7 @@ func writeTCP(p *packet.Packet, s segment, opts []byte) {
 	binary.BigEndian.PutUint32(h[4:], s.seq)
 	binary.BigEndian.PutUint32(h[8:], s.ack)
 	h[12] = byte((packet.TCPMinLen+len(opts))/4) << 4
-	h[13] = s.flags
+	h[13] = uint8(s.flags)
 	binary.BigEndian.PutUint16(h[14:], s.win)
 	binary.BigEndian.PutUint16(h[16:], 0)
 	binary.BigEndian.PutUint16(h[18:], 0)

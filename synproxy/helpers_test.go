@@ -12,7 +12,7 @@ import (
 type seg struct {
 	src, dst netip.AddrPort
 	seq, ack uint32
-	flags    uint8
+	flags    packet.TCPFlags
 	win      uint16
 	opts     []byte // a multiple of 4 bytes
 	payload  []byte
@@ -54,7 +54,7 @@ func (s seg) build() []byte {
 	binary.BigEndian.PutUint32(h[4:], s.seq)
 	binary.BigEndian.PutUint32(h[8:], s.ack)
 	h[12] = byte(tl/4) << 4
-	h[13] = s.flags
+	h[13] = uint8(s.flags)
 	binary.BigEndian.PutUint16(h[14:], s.win)
 	copy(h[20:], s.opts)
 	copy(h[tl:], s.payload)

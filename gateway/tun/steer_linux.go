@@ -8,6 +8,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"github.com/edgegate/edgegate/packet"
 	"golang.org/x/sys/unix"
 )
 
@@ -22,8 +23,13 @@ import (
 // not in golang.org/x/sys/unix).
 const tunSetSteeringEBPF = 0x800454e0
 
-// tcpConnFlags are the flags that tell a connection attempt (SYN alone among them).
-const tcpConnFlags = 0x17 // FIN, SYN, RST, ACK
+// Protocol numbers and TCP flags as the program compares them.
+const (
+	protoTCP     = int32(packet.ProtoTCP)
+	protoUDP     = int32(packet.ProtoUDP)
+	tcpConnFlags = int32(packet.TCPConnFlags) // a connection attempt has SYN alone among them
+	tcpSyn       = int32(packet.TCPSyn)
+)
 
 // SYNQueue is the queue connection attempts are steered to on a device of n queues (n >= 2).
 func SYNQueue(n int) int { return n - 1 }
@@ -38,7 +44,7 @@ func steeringProgram(queues int) asm.Instructions {
 		asm.JEq.Imm(asm.R0, 6, "ipv6"),
 		asm.JNE.Imm(asm.R0, 4, "flow"),
 		asm.LoadAbs(9, asm.Byte), // IPv4 protocol
-		asm.JNE.Imm(asm.R0, 6, "flow"),
+		asm.JNE.Imm(asm.R0, protoTCP, "flow"),
 		asm.LoadAbs(6, asm.Half), // flags and fragment offset
 		asm.And.Imm(asm.R0, 0x1fff),
 		asm.JNE.Imm(asm.R0, 0, "flow"), // a later fragment has no TCP header
@@ -49,10 +55,10 @@ func steeringProgram(queues int) asm.Instructions {
 		asm.LoadInd(asm.R0, asm.R7, 13, asm.Byte), // TCP flags after the IPv4 header
 		asm.Ja.Label("flags"),
 		asm.LoadAbs(6, asm.Byte).WithSymbol("ipv6"), // next header (extension headers: flow queue)
-		asm.JNE.Imm(asm.R0, 6, "flow"),
+		asm.JNE.Imm(asm.R0, protoTCP, "flow"),
 		asm.LoadAbs(40+13, asm.Byte),
 		asm.And.Imm(asm.R0, tcpConnFlags).WithSymbol("flags"),
-		asm.JNE.Imm(asm.R0, 0x02, "flow"),
+		asm.JNE.Imm(asm.R0, tcpSyn, "flow"),
 		asm.Mov.Imm(asm.R0, int32(SYNQueue(queues))),
 		asm.Return(),
 	}, flowHash(queues-1)...)
@@ -79,8 +85,8 @@ func flowHash(flowQueues int) asm.Instructions {
 		asm.And.Imm(asm.R0, 0x1fff),
 		asm.JNE.Imm(asm.R0, 0, "mix"),
 		asm.LoadAbs(9, asm.Byte),
-		asm.JEq.Imm(asm.R0, 6, "ports4"),
-		asm.JNE.Imm(asm.R0, 17, "mix"),
+		asm.JEq.Imm(asm.R0, protoTCP, "ports4"),
+		asm.JNE.Imm(asm.R0, protoUDP, "mix"),
 		asm.LoadAbs(0, asm.Byte).WithSymbol("ports4"),
 		asm.And.Imm(asm.R0, 0x0f),
 		asm.LSh.Imm(asm.R0, 2),
@@ -95,8 +101,8 @@ func flowHash(flowQueues int) asm.Instructions {
 	}
 	p = append(p,
 		asm.LoadAbs(6, asm.Byte),
-		asm.JEq.Imm(asm.R0, 6, "ports6"),
-		asm.JNE.Imm(asm.R0, 17, "mix"),
+		asm.JEq.Imm(asm.R0, protoTCP, "ports6"),
+		asm.JNE.Imm(asm.R0, protoUDP, "mix"),
 		asm.LoadAbs(40, asm.Word).WithSymbol("ports6"),
 		asm.Xor.Reg(asm.R8, asm.R0),
 		asm.Mov.Reg(asm.R0, asm.R8).WithSymbol("mix"),

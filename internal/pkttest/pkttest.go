@@ -14,7 +14,7 @@ import (
 
 // P describes a test packet; Build serialises it with gopacket and correct checksums.
 type P struct {
-	Proto     uint8
+	Proto     packet.Proto
 	Src, Dst  netip.Addr
 	Sport     uint16 // ICMP echo request: identifier
 	Dport     uint16 // ICMP echo reply: identifier
