@@ -26,7 +26,11 @@ type Source interface {
 type Listener struct {
 	ln   *net.UnixListener
 	path string
+	info Info
 }
+
+// SetInfo sets what an info request is answered (before Serve).
+func (l *Listener) SetInfo(info Info) { l.info = info }
 
 // Listen creates the hand-over socket at path (mode 0600: the successor runs as root, or as
 // the same user). A stale socket (nobody listening) is replaced.
@@ -58,21 +62,27 @@ func (l *Listener) Serve(src Source, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		done, err := handle(c, src, log)
+		done, err := l.handle(c, src, log)
 		c.Close()
 		if done {
 			return nil
 		}
-		log.Warn("hand-over failed: still serving", "err", err)
+		if err != nil {
+			log.Warn("hand-over failed: still serving", "err", err)
+		}
 	}
 }
 
-// handle runs one hand-over; done reports the successor took over.
-func handle(c *net.UnixConn, src Source, log *slog.Logger) (done bool, err error) {
+// handle runs one hand-over, or answers an info request; done reports the successor took over.
+func (l *Listener) handle(c *net.UnixConn, src Source, log *slog.Logger) (done bool, err error) {
 	req, fds, err := recv(c, time.Now().Add(ioTimeout))
 	closeAll(fds)
 	if err != nil {
 		return false, err
+	}
+	if req.Op == "info" {
+		info := l.info
+		return false, send(c, Message{Op: "info", Version: Version, Info: &info}, nil)
 	}
 	if req.Op != "takeover" || req.Version != Version {
 		send(c, Message{Op: "refused", Version: Version, Error: fmt.Sprintf("want op takeover, version %d", Version)}, nil)

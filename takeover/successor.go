@@ -64,3 +64,24 @@ func closeAll(fds []int) {
 		unix.Close(fd)
 	}
 }
+
+// Query asks the edgegate listening at path what it is (Info), without a hand-over.
+func Query(path string) (Info, error) {
+	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return Info{}, fmt.Errorf("takeover: connect to the running edgegate at %s: %w", path, err)
+	}
+	defer c.Close()
+	if err := send(c, Message{Op: "info", Version: Version}, nil); err != nil {
+		return Info{}, fmt.Errorf("takeover: %w", err)
+	}
+	m, fds, err := recv(c, time.Now().Add(ioTimeout))
+	closeAll(fds)
+	switch {
+	case err != nil:
+		return Info{}, fmt.Errorf("takeover: %w", err)
+	case m.Op != "info" || m.Info == nil:
+		return Info{}, fmt.Errorf("takeover: the running edgegate answered %q: %s", m.Op, m.Error)
+	}
+	return *m.Info, nil
+}

@@ -5,6 +5,9 @@
 // that fails before ready (it closes the connection, or does not answer within ReadyTimeout)
 // leaves the predecessor serving: it thaws.
 //
+// A client may also ask for Info (op info) instead: the running process's PID, executable and
+// arguments, what `edgegate upgrade` starts its successor from.
+//
 // Wire format: each message is a frame: 4 bytes "EGTO", a big-endian uint32 length, then that
 // many bytes of JSON (a Message). Descriptors travel with the first byte of the frame that
 // carries them.
@@ -41,10 +44,22 @@ const (
 
 // Message is one frame's content.
 type Message struct {
-	Op      string          `json:"op"` // takeover, state, ready, released, refused
+	Op      string          `json:"op"` // takeover, state, ready, released, refused; info
 	Version int             `json:"version"`
 	State   json.RawMessage `json:"state,omitempty"`
 	Error   string          `json:"error,omitempty"`
+	Info    *Info           `json:"info,omitempty"`
+}
+
+// Info describes the running process, for `edgegate upgrade` (op info, answered without any
+// hand-over): what to start as its successor.
+type Info struct {
+	PID        int      `json:"pid"`
+	Executable string   `json:"executable"` // the binary's path on disk
+	Args       []string `json:"args"`       // its command line after the program name
+	// NotifySocket is its $NOTIFY_SOCKET (systemd), which the successor needs to report itself
+	// as the service's main process.
+	NotifySocket string `json:"notify_socket,omitempty"`
 }
 
 var magic = [4]byte{'E', 'G', 'T', 'O'}

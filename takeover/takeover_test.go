@@ -165,3 +165,36 @@ func FuzzRecv(f *testing.F) {
 		recv(ca.(*net.UnixConn), time.Now().Add(2*time.Second))
 	})
 }
+
+// TestQuery: an info request is answered with what SetInfo set, without freezing the source,
+// and the listener goes on serving hand-overs.
+func TestQuery(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "takeover.sock")
+	ln, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	want := Info{PID: 42, Executable: "/usr/bin/edgegate", Args: []string{"run", "-c", "x.yaml"}, NotifySocket: "/run/systemd/notify"}
+	ln.SetInfo(want)
+	src := newFake(t)
+	go ln.Serve(src, slog.New(slog.DiscardHandler))
+	got, err := Query(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.PID != want.PID || got.Executable != want.Executable || len(got.Args) != 3 || got.Args[2] != "x.yaml" || got.NotifySocket != want.NotifySocket {
+		t.Fatalf("Query: %+v, want %+v", got, want)
+	}
+	var st map[string]int
+	h, err := Request(path, &st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeAll(h.FDs)
+	h.Abort()
+	waitUntil(t, func() bool { return src.thaws.Load() == 1 })
+	if src.freezes.Load() != 1 {
+		t.Fatalf("%d freezes, want 1 (the hand-over, not the query)", src.freezes.Load())
+	}
+}

@@ -25,6 +25,13 @@ commands:
                      run the gateway with the configuration FILE (SIGHUP or -watch: reload;
                      SIGTERM: graceful shutdown); after setup it runs as -user (default nobody;
                      root: stay uid 0) with only CAP_NET_ADMIN (and what reloads need)
+  run ... --takeover take over from the edgegate running with this configuration (its TUN,
+                     flows and ingress sockets) instead of starting afresh: the hand-over upgrade
+  upgrade [-c FILE] [-wait DURATION]
+                     start the binary on disk with the running edgegate's arguments and
+                     --takeover; exit 0 once the old process handed over and exited, 1 if the
+                     new one failed (the old one serves on). SIGUSR2 to a process that kept its
+                     privileges (-drop-privileges=false) does the same
   validate -c FILE   check FILE; exit 0, or print one line per problem (file:line:col: message)
   status             services and backends with health and active flows
   conntrack list|delete [filters]
@@ -52,6 +59,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "run":
 		return cmdRun(args, stderr)
+	case "upgrade":
+		return cmdUpgrade(args, stdout, stderr)
 	case "validate":
 		return cmdValidate(args, stdout, stderr)
 	case "status":

@@ -45,6 +45,7 @@ type daemon struct {
 	bgp     *bgp.Speaker
 
 	// Hand-over upgrade (takeover.go).
+	dropped    bool                         // privileges dropped: SIGUSR2 cannot start a successor
 	takingOver bool                         // run --takeover
 	handover   *takeover.Handover           // run --takeover: in progress until start finishes it
 	inherit    func(*gateway.Gateway) error // run --takeover: gives the gateway what it inherits
@@ -85,6 +86,9 @@ func cmdRun(args []string, stderr io.Writer) int {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	usr2 := make(chan os.Signal, 1)
+	signal.Notify(usr2, syscall.SIGUSR2)
+	defer signal.Stop(usr2)
 	ru, err := runUserFor(*userName, flagSet(fs, "user"))
 	if err != nil {
 		log.Error("start failed", "err", err)
@@ -118,10 +122,14 @@ func cmdRun(args []string, stderr io.Writer) int {
 			d.stop()
 			return 1
 		}
+		d.dropped = true
 	} else {
 		log.Warn("privileges kept (-drop-privileges=false): the gateway runs with every capability it was started with")
 	}
 	d.started.Store(true)
+	if err := sdNotify(readyState(d.takingOver)); err != nil {
+		log.Warn("telling the service manager", "err", err)
+	}
 	var changed <-chan struct{}
 	if *watch {
 		changed = watchFile(ctx, *path, time.Second)
@@ -130,6 +138,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 		select {
 		case <-hup:
 			d.reload("SIGHUP")
+		case <-usr2:
+			d.upgradeSelf()
 		case <-changed:
 			d.reload("file changed")
 		case <-d.handedOver:
@@ -141,6 +151,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 			return 0
 		case <-ctx.Done():
 			log.Info("shutting down")
+			sdNotify("STOPPING=1")
 			if err := d.stop(); err != nil {
 				log.Error("shutdown", "err", err)
 				return 1

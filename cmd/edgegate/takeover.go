@@ -116,6 +116,7 @@ func (d *daemon) serveHandovers(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	ln.SetInfo(processInfo())
 	d.takeoverLn = ln
 	d.handedOver = make(chan struct{})
 	go func() {
