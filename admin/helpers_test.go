@@ -121,7 +121,7 @@ func (f *fakeSource) open(t testing.TB, sport uint16) []byte {
 	if r := p.Parse(b); r != packet.OK {
 		t.Fatalf("parse: %v", r)
 	}
-	if v, why := f.tr.Translate(&p, f.rules, time.Now().UnixNano(), false); v != nat.Forward {
+	if v, why := f.tr.Translate(&p, f.rules, time.Now().UnixNano()); v != nat.Forward {
 		t.Fatalf("translate: %v %v", v, why)
 	}
 	return p.B

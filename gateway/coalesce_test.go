@@ -15,44 +15,16 @@ import (
 	"github.com/edgegate/edgegate/packet"
 )
 
-// segmentUDP splits a GSO_UDP_L4 super-packet as the kernel does and finishes each segment's
-// checksum from the partial sum, so the test sees the datagrams the backend would receive.
-func segmentUDP(t *testing.T, w []byte) [][]byte {
+// segments is what the kernel forwards for the frames a test device kept.
+func segments(t *testing.T, kept [][]byte) [][]byte {
 	t.Helper()
-	h := tun.VnetHdr(w[:tun.VnetHdrLen])
-	b := w[tun.VnetHdrLen:]
-	if h.GSOType() == tun.GSONone {
-		return [][]byte{b}
-	}
-	if h.GSOType() != tun.GSOUDPL4 || !h.PartialCsum() {
-		t.Fatalf("super-packet header: gso %d flags %d", h.GSOType(), h.Flags())
-	}
-	l4, seg := int(h.CsumStart()), int(h.GSOSize())
-	if int(h.HdrLen()) != l4+8 || h.CsumOffset() != 6 {
-		t.Fatalf("hdr_len %d csum_offset %d", h.HdrLen(), h.CsumOffset())
-	}
 	var out [][]byte
-	for off := l4 + 8; off < len(b); off += seg {
-		end := min(off+seg, len(b))
-		d := append(append([]byte(nil), b[:l4+8]...), b[off:end]...)
-		n := len(d)
-		if l4 == 20 {
-			binary.BigEndian.PutUint16(d[2:], uint16(n))
-			binary.BigEndian.PutUint16(d[10:], 0)
-			binary.BigEndian.PutUint16(d[10:], ^packet.Checksum(d[:20], 0))
-		} else {
-			binary.BigEndian.PutUint16(d[4:], uint16(n-40))
+	for _, f := range kept {
+		segs, err := tun.MemSegments(f)
+		if err != nil {
+			t.Fatal(err)
 		}
-		binary.BigEndian.PutUint16(d[l4+4:], uint16(n-l4))
-		var p packet.Packet
-		p.Parse(append([]byte(nil), d...))
-		binary.BigEndian.PutUint16(d[l4+6:], 0)
-		c := ^packet.Checksum(d[l4:], packet.PseudoHeaderSum(packet.ProtoUDP, p.Src, p.Dst, n-l4))
-		if c == 0 {
-			c = 0xffff
-		}
-		binary.BigEndian.PutUint16(d[l4+6:], c)
-		out = append(out, d)
+		out = append(out, segs...)
 	}
 	return out
 }
@@ -79,7 +51,7 @@ func TestWorkerCoalescesUDP(t *testing.T) {
 			rp.Store(rules)
 			tr := &nat.Translator{CT: conntrack.New(conntrack.Config{MaxEntries: 1024})}
 			dgram := func(sport uint16, payload string) []byte {
-				return withVnet(pkttest.P{Proto: 17, Src: fam.client, Dst: fam.vip, Sport: sport, Dport: 7000, Payload: payload}.Build(t), false)
+				return tun.MemFrame(pkttest.P{Proto: 17, Src: fam.client, Dst: fam.vip, Sport: sport, Dport: 7000, Payload: payload}.Build(t), false)
 			}
 			// Five equal datagrams of one flow, a shorter one (ends the train), one of another flow.
 			var in [][]byte
@@ -100,22 +72,20 @@ func TestWorkerCoalescesUDP(t *testing.T) {
 				t.Fatalf("%d writes, want 2 (one super-packet of 6 datagrams, one single)", len(dev.Kept))
 			}
 			var got []string
-			for _, wpkt := range dev.Kept {
-				for _, d := range segmentUDP(t, wpkt) {
-					pk := pkttest.Verify(t, d)
-					var p packet.Packet
-					p.Parse(d)
-					if p.Dst != fam.back || p.Src != fam.masq || p.DstPort != 7000 {
-						t.Fatalf("segment %v:%d -> %v:%d", p.Src, p.SrcPort, p.Dst, p.DstPort)
-					}
-					got = append(got, string(pk.ApplicationLayer().Payload()))
+			for _, d := range segments(t, dev.Kept) {
+				pk := pkttest.Verify(t, d)
+				var p packet.Packet
+				p.Parse(d)
+				if p.Dst != fam.back || p.Src != fam.masq || p.DstPort != 7000 {
+					t.Fatalf("segment %v:%d -> %v:%d", p.Src, p.SrcPort, p.Dst, p.DstPort)
 				}
+				got = append(got, string(pk.ApplicationLayer().Payload()))
 			}
 			if fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Fatalf("datagrams after segmentation:\n%q\nwant\n%q", got, want)
 			}
-			if w.C.TxPackets.Load() != 7 {
-				t.Fatalf("tx packets %d, want 7 datagrams", w.C.TxPackets.Load())
+			if w.C.TxPackets.Load() != 7 || w.C.Coalesced.Load() != 6 {
+				t.Fatalf("tx packets %d, coalesced %d, want 7 datagrams, 6 coalesced", w.C.TxPackets.Load(), w.C.Coalesced.Load())
 			}
 		})
 	}
@@ -136,7 +106,7 @@ func TestCoalesceSkipsUDPLengthMismatch(t *testing.T) {
 		binary.BigEndian.PutUint16(b[2:], uint16(len(b)))
 		binary.BigEndian.PutUint16(b[10:], 0)
 		binary.BigEndian.PutUint16(b[10:], ^packet.Checksum(b[:20], 0))
-		return withVnet(b, false)
+		return tun.MemFrame(b, false)
 	}
 	in := [][]byte{dgram("XXXX"), dgram(""), dgram("")}
 	dev := tun.NewMem(in, true, len(in))
@@ -146,14 +116,12 @@ func TestCoalesceSkipsUDPLengthMismatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got []string
-	for _, wpkt := range dev.Kept {
-		for _, d := range segmentUDP(t, wpkt) {
-			var p packet.Packet
-			if r := p.Parse(d); r != packet.OK {
-				t.Fatalf("segment: %v", r)
-			}
-			got = append(got, string(p.Payload()))
+	for _, d := range segments(t, dev.Kept) {
+		var p packet.Packet
+		if r := p.Parse(d); r != packet.OK {
+			t.Fatalf("segment: %v", r)
 		}
+		got = append(got, string(p.Payload()))
 	}
 	if fmt.Sprint(got) != "[0123456789 0123456789 0123456789]" || len(dev.Kept) != 2 {
 		t.Fatalf("%d writes, datagrams %q; want the padded one alone and three exact payloads", len(dev.Kept), got)

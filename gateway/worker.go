@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"encoding/binary"
 	"errors"
 	"log/slog"
 	"sync/atomic"
@@ -24,12 +23,13 @@ type Worker struct {
 	tap   *atomic.Pointer[Tap]
 	C     Counters
 
-	bufs  [][]byte
-	sizes []int
-	out   [][]byte
-	meta  []udpMeta // per out packet, for UDP coalescing
-	pkt   packet.Packet
-	uso   bool // the device takes UDP super-packets: coalesce datagrams
+	bufs      [][]byte
+	sizes     []int
+	out       [][]byte
+	pkt       packet.Packet
+	verdict   nat.Verdict   // of pkt
+	uso       tun.USODevice // the device coalesces UDP datagrams (nil: it does not)
+	coalesced uint64        // uso.Coalesced() as last counted
 }
 
 // Stage says where in the path a tapped packet was seen.
@@ -53,9 +53,9 @@ func NewWorker(dev tun.Device, tr *nat.Translator, rules *atomic.Pointer[nat.Rul
 	if tap == nil {
 		tap = new(atomic.Pointer[Tap])
 	}
-	w := &Worker{dev: dev, tr: tr, rules: rules, tap: tap, sizes: make([]int, BatchSize), out: make([][]byte, 0, BatchSize), meta: make([]udpMeta, 0, BatchSize)}
-	if u, ok := dev.(tun.USODevice); ok {
-		w.uso = u.USO()
+	w := &Worker{dev: dev, tr: tr, rules: rules, tap: tap, sizes: make([]int, BatchSize), out: make([][]byte, 0, BatchSize)}
+	if u, ok := dev.(tun.USODevice); ok && u.USO() {
+		w.uso = u
 	}
 	size := tun.BufSize
 	if !dev.VnetHdr() {
@@ -70,18 +70,15 @@ func NewWorker(dev tun.Device, tr *nat.Translator, rules *atomic.Pointer[nat.Rul
 
 // appendExtra queues the second packet of a SYN proxy splice, which Translate built at
 // nat.ExtraOff behind the first in the same buffer.
-func (w *Worker) appendExtra(buf []byte, out [][]byte, meta []udpMeta, vnet bool) ([][]byte, []udpMeta) {
+func (w *Worker) appendExtra(buf []byte, out [][]byte) [][]byte {
 	x := buf[nat.ExtraOff:]
-	pkt := x[tun.Offset:]
-	n := int(binary.BigEndian.Uint16(pkt[2:])) // IPv4 total length
-	if pkt[0]>>4 == 6 {
-		n = packet.IPv6Len + int(binary.BigEndian.Uint16(pkt[4:]))
+	var q packet.Packet
+	if q.Parse(x[tun.Offset:]) != packet.OK {
+		return out // cannot happen: Translate built it
 	}
-	if vnet {
-		clear(x[tun.Offset-tun.VnetHdrLen : tun.Offset])
-	}
-	w.C.TxBytes.add(uint64(n))
-	return append(out, x[:tun.Offset+n]), append(meta, udpMeta{})
+	tun.MarkBuilt(x)
+	w.C.TxBytes.add(uint64(len(q.B)))
+	return append(out, x[:tun.Offset+len(q.B)])
 }
 
 // Run processes batches until the device is closed.
@@ -105,82 +102,78 @@ func (w *Worker) Step() error {
 	}
 	rules := w.rules.Load()
 	now := time.Now().UnixNano() // once per batch
-	vnet := w.dev.VnetHdr()
 	var tap Tap
 	if t := w.tap.Load(); t != nil {
 		tap = *t
 	}
-	out, meta := w.out[:0], w.meta[:0]
+	out := w.out[:0]
 	for i := 0; i < n; i++ {
 		buf := w.bufs[i]
-		size := w.sizes[i]
-		w.C.RxPackets.add(1)
-		w.C.RxBytes.add(uint64(size))
-		partial := false
-		if vnet {
-			partial = tun.VnetHdr(buf[tun.Offset-tun.VnetHdrLen : tun.Offset]).PartialCsum()
-		}
-		p := &w.pkt
-		if tap != nil {
-			tap.Packet(BeforeNAT, buf[tun.Offset:tun.Offset+size])
-		}
-		if r := p.Parse(buf[tun.Offset : tun.Offset+size]); r != packet.OK {
-			w.C.Malformed[r].add(1)
+		v, ok := w.process(buf, w.sizes[i], rules, now, tap)
+		if !ok {
 			continue
 		}
-		v, why := w.tr.Translate(p, rules, now, partial)
-		switch {
-		case v == nat.Forward:
-			w.C.Forwarded.add(1)
-		case v.Built():
-			if v == nat.Local {
-				w.C.Local.add(1)
-			} else {
-				w.C.Forwarded.add(1)
-				w.C.SYNProxy.count(v)
-			}
-			if why != nat.OK {
-				w.C.Dropped[why].add(1) // answered with a refusal
-			}
-			if vnet {
-				// A packet built here carries complete checksums and no GSO: clear the header
-				// the request came with (it may ask the kernel to finish a partial checksum).
-				clear(buf[tun.Offset-tun.VnetHdrLen : tun.Offset])
-			}
-		default:
-			w.C.Dropped[why].add(1)
-			continue
-		}
-		if tap != nil {
-			tap.Packet(AfterNAT, p.B)
-		}
-		w.C.TxBytes.add(uint64(len(p.B)))
-		out = append(out, buf[:tun.Offset+len(p.B)])
-		var m udpMeta
-		if w.uso && v == nat.Forward && coalescable(p, tun.VnetHdr(buf[tun.Offset-tun.VnetHdrLen:tun.Offset])) {
-			m.l4 = p.L4Off
-		}
-		meta = append(meta, m)
+		out = append(out, buf[:tun.Offset+len(w.pkt.B)])
 		if v == nat.ProxySplice {
-			out, meta = w.appendExtra(buf, out, meta, vnet)
+			out = w.appendExtra(buf, out)
 		}
 	}
 	if len(out) == 0 {
 		return nil
 	}
-	sent := len(out)
-	if w.uso {
-		out = coalesceUDP(out, meta)
-		if merged := sent - len(out); merged > 0 {
-			w.C.Coalesced.add(uint64(merged + countSupers(out)))
-		}
+	return w.write(out)
+}
+
+// process parses and translates the packet read into buf (size bytes) and counts it; it reports
+// the verdict and whether the packet, translated or answered in place in w.pkt, is to be written.
+func (w *Worker) process(buf []byte, size int, rules *nat.Rules, now int64, tap Tap) (nat.Verdict, bool) {
+	w.C.RxPackets.add(1)
+	w.C.RxBytes.add(uint64(size))
+	if tap != nil {
+		tap.Packet(BeforeNAT, buf[tun.Offset:tun.Offset+size])
 	}
+	p := &w.pkt
+	if r := tun.Parse(p, buf, size); r != packet.OK {
+		w.C.Malformed[r].add(1)
+		return nat.Drop, false
+	}
+	v, why := w.tr.Translate(p, rules, now)
+	switch {
+	case v == nat.Forward:
+		w.C.Forwarded.add(1)
+	case v.Built():
+		if v == nat.Local {
+			w.C.Local.add(1)
+		} else {
+			w.C.Forwarded.add(1)
+			w.C.SYNProxy.count(v)
+		}
+		if why != nat.OK {
+			w.C.Dropped[why].add(1) // answered with a refusal
+		}
+		// Built here: complete checksums, no GSO, whatever offload the request came with.
+		tun.MarkBuilt(buf)
+	default:
+		w.C.Dropped[why].add(1)
+		return v, false
+	}
+	if tap != nil {
+		tap.Packet(AfterNAT, p.B)
+	}
+	w.C.TxBytes.add(uint64(len(p.B)))
+	return v, true
+}
+
+// write writes out and counts what the kernel took (datagrams, not super-packets) and what the
+// device coalesced.
+func (w *Worker) write(out [][]byte) error {
 	m, err := w.dev.Write(out)
-	if m == len(out) {
-		w.C.TxPackets.add(uint64(sent)) // datagrams, not super-packets
-	} else {
-		w.C.TxPackets.add(uint64(m))
-		w.C.WriteErrors.add(uint64(len(out) - m))
+	w.C.TxPackets.add(uint64(m))
+	w.C.WriteErrors.add(uint64(len(out) - m))
+	if w.uso != nil {
+		c := w.uso.Coalesced()
+		w.C.Coalesced.add(c - w.coalesced)
+		w.coalesced = c
 	}
 	if errors.Is(err, tun.ErrClosed) {
 		return err

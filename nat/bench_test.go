@@ -29,7 +29,7 @@ func BenchmarkEstablished(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				copy(buf[:60], tmpl) // headers only: the payload is never touched
 				pkt.Parse(buf)
-				if v, _ := f.tr.Translate(&pkt, f.rules, f.now, false); v != Forward {
+				if v, _ := f.tr.Translate(&pkt, f.rules, f.now); v != Forward {
 					b.Fatal("not forwarded")
 				}
 			}
@@ -51,7 +51,7 @@ func BenchmarkNewFlow(b *testing.B) {
 		// A distinct client address per flow (checksums are not verified here).
 		binary.BigEndian.PutUint32(buf[12:], 0xc6120000+uint32(i))
 		pkt.Parse(buf)
-		if v, why := f.tr.Translate(&pkt, f.rules, f.now, false); v != Forward {
+		if v, why := f.tr.Translate(&pkt, f.rules, f.now); v != Forward {
 			b.Fatalf("flow %d: %v %v", i, v, why)
 		}
 		if f.tr.CT.Len() >= 1<<15 { // well below the 2 x 64512 reply tuples per masquerade address

@@ -24,10 +24,10 @@ import (
 
 // pickUp handles a mid-stream TCP segment of an unknown flow: from a client to a service, or
 // from a backend to a client (pickUpReply).
-func (t *Translator) pickUp(p *packet.Packet, k *conntrack.Tuple, r *Rules, now int64, partial bool) (Verdict, Reason) {
+func (t *Translator) pickUp(p *packet.Packet, k *conntrack.Tuple, r *Rules, now int64) (Verdict, Reason) {
 	tg, ok := r.lookupService(p.Proto, p.Dst, p.DstPort)
 	if !ok {
-		if v, why, ok := t.pickUpReply(p, k, r, now, partial); ok {
+		if v, why, ok := t.pickUpReply(p, k, r, now); ok {
 			return v, why
 		}
 		return Drop, NoPickUp
@@ -57,7 +57,7 @@ func (t *Translator) pickUp(p *packet.Packet, k *conntrack.Tuple, r *Rules, now 
 	e.InitPickUp(conntrack.Original, p, now)
 	b.Active.Add(1)
 	// newPort false: one try with the client's port; taken means another flow holds it now.
-	v, why, inserted := t.insertAndApply(p, k, e, src, b.Addr, tg.Port.TargetPort, false, false, r, now, partial)
+	v, why, inserted := t.insertAndApply(p, k, e, src, b.Addr, tg.Port.TargetPort, false, false, r, now)
 	if !inserted {
 		b.Active.Add(-1)
 	}
@@ -73,7 +73,7 @@ func (t *Translator) pickUp(p *packet.Packet, k *conntrack.Tuple, r *Rules, now 
 // sender for the flow the client would have opened to one of the service's addresses (or node
 // ports). Replies to a masquerade address cannot be rebuilt: the client is not in the packet.
 // ok=false: not such a reply (the caller goes on with its other rules).
-func (t *Translator) pickUpReply(p *packet.Packet, k *conntrack.Tuple, r *Rules, now int64, partial bool) (v Verdict, why Reason, ok bool) {
+func (t *Translator) pickUpReply(p *packet.Packet, k *conntrack.Tuple, r *Rules, now int64) (v Verdict, why Reason, ok bool) {
 	if r.isMasq(p.Dst) {
 		return 0, 0, false
 	}
@@ -121,11 +121,11 @@ func (t *Translator) pickUpReply(p *packet.Packet, k *conntrack.Tuple, r *Rules,
 	case n > 1:
 		return Drop, NoPickUp, true // ambiguous: drop rather than guess
 	}
-	return t.insertReply(p, k, &orig, svc, found, now, partial)
+	return t.insertReply(p, k, &orig, svc, found, now)
 }
 
 // insertReply inserts the flow rebuilt by pickUpReply and translates p as its reply.
-func (t *Translator) insertReply(p *packet.Packet, k, orig *conntrack.Tuple, svc *Service, b *lb.Backend, now int64, partial bool) (Verdict, Reason, bool) {
+func (t *Translator) insertReply(p *packet.Packet, k, orig *conntrack.Tuple, svc *Service, b *lb.Backend, now int64) (Verdict, Reason, bool) {
 	e := &conntrack.Entry{Kind: KindService, Service: svc.ID, Load: b.Active}
 	e.Tuple[conntrack.Original] = *orig
 	e.Tuple[conntrack.Reply] = *k
@@ -153,7 +153,7 @@ func (t *Translator) insertReply(p *packet.Packet, k, orig *conntrack.Tuple, svc
 		b.Active.Add(-1)
 		return Drop, TableFull, true
 	}
-	apply(p, e, conntrack.Reply, partial)
+	apply(p, e, conntrack.Reply)
 	return Forward, OK, true
 }
 

@@ -93,7 +93,7 @@ func (t *Translator) synProxy(p *packet.Packet, k *conntrack.Tuple, r *Rules, no
 	if !c.BackendSYN(p) || p.Parse(p.B) != packet.OK {
 		return Drop, Invalid, true
 	}
-	v, why = t.newServiceFlow(p, k, r, tg, now, false, c)
+	v, why = t.newServiceFlow(p, k, r, tg, now, c)
 	switch {
 	case v == Forward:
 		v = ProxyOpen
@@ -103,7 +103,7 @@ func (t *Translator) synProxy(p *packet.Packet, k *conntrack.Tuple, r *Rules, no
 		v = Local
 		fallthrough
 	case v == Local: // a refusal: the client takes the RST at the cookie's next number
-		c.Adjust(p, false, false)
+		c.Adjust(p, false)
 	}
 	return v, why, true
 }
@@ -126,7 +126,7 @@ func (t *Translator) proxyEngaged(r *Rules, now int64) bool {
 // translateProxied moves a segment of a proxied flow between the client's and the backend's
 // sequence spaces around the usual state update and translation; conntrack sees the backend's
 // numbers in both directions.
-func (t *Translator) translateProxied(p *packet.Packet, e *conntrack.Entry, d conntrack.Dir, c *synproxy.Conn, now int64, partial bool) (Verdict, Reason) {
+func (t *Translator) translateProxied(p *packet.Packet, e *conntrack.Entry, d conntrack.Dir, c *synproxy.Conn, now int64) (Verdict, Reason) {
 	if p.Proto != packet.ProtoTCP {
 		return Drop, Invalid
 	}
@@ -137,13 +137,13 @@ func (t *Translator) translateProxied(p *packet.Packet, e *conntrack.Entry, d co
 		if v, why := track(e, d, p, now); v != Forward {
 			return v, why
 		}
-		if c.Adjust(p, false, partial) == synproxy.Drop {
+		if c.Adjust(p, false) == synproxy.Drop {
 			return Drop, Invalid
 		}
-		apply(p, e, d, partial)
+		apply(p, e, d)
 		return Forward, OK
 	}
-	switch c.Adjust(p, true, partial) {
+	switch c.Adjust(p, true) {
 	case synproxy.Drop:
 		return Drop, Invalid
 	case synproxy.ResendSYN:
@@ -153,13 +153,13 @@ func (t *Translator) translateProxied(p *packet.Packet, e *conntrack.Entry, d co
 		if v, why := track(e, d, p, now); v != Forward {
 			return v, why
 		}
-		apply(p, e, d, false)
+		apply(p, e, d)
 		return ProxyResend, OK
 	}
 	if v, why := track(e, d, p, now); v != Forward {
 		return v, why
 	}
-	apply(p, e, d, partial)
+	apply(p, e, d)
 	return Forward, OK
 }
 
@@ -182,7 +182,7 @@ func (t *Translator) splice(p *packet.Packet, e *conntrack.Entry, c *synproxy.Co
 		return Drop, Invalid
 	}
 	track(e, conntrack.Original, p, now) // our own ACK: accepted, moves the flow to ESTABLISHED
-	c.Adjust(&q, false, false)
-	apply(&q, e, conntrack.Reply, false)
+	c.Adjust(&q, false)
+	apply(&q, e, conntrack.Reply)
 	return ProxySplice, OK
 }

@@ -98,8 +98,9 @@ type Translator struct {
 }
 
 // Translate looks the packet up, creates its flow when it is new and allowed, and rewrites it in
-// place. partial says the L4 checksum field holds only the pseudo-header sum (offload path).
-func (t *Translator) Translate(p *packet.Packet, r *Rules, now int64, partial bool) (Verdict, Reason) {
+// place. A packet whose L4 checksum field holds only the pseudo-header sum (p.PartialCsum, the
+// offload path) keeps it so.
+func (t *Translator) Translate(p *packet.Packet, r *Rules, now int64) (Verdict, Reason) {
 	if p.IsICMPError {
 		return t.translateICMPError(p, now)
 	}
@@ -112,15 +113,15 @@ func (t *Translator) Translate(p *packet.Packet, r *Rules, now int64, partial bo
 		e = nil
 	}
 	if e == nil {
-		return t.newFlow(p, &k, r, now, partial)
+		return t.newFlow(p, &k, r, now)
 	}
 	if c := t.proxy.conn(e); c != nil {
-		return t.translateProxied(p, e, d, c, now, partial)
+		return t.translateProxied(p, e, d, c, now)
 	}
 	if v, why := track(e, d, p, now); v != Forward {
 		return v, why
 	}
-	apply(p, e, d, partial)
+	apply(p, e, d)
 	return Forward, OK
 }
 
@@ -137,7 +138,7 @@ func track(e *conntrack.Entry, d conntrack.Dir, p *packet.Packet, now int64) (Ve
 
 // apply rewrites p as a packet of e travelling in direction d (netfilter's rule: the translation
 // follows from the two tuples alone).
-func apply(p *packet.Packet, e *conntrack.Entry, d conntrack.Dir, partial bool) {
+func apply(p *packet.Packet, e *conntrack.Entry, d conntrack.Dir) {
 	var to *conntrack.Tuple
 	if d == conntrack.Original {
 		to = &e.Tuple[conntrack.Reply]
@@ -147,14 +148,14 @@ func apply(p *packet.Packet, e *conntrack.Entry, d conntrack.Dir, partial bool) 
 	// The packet must leave as the reverse of the other direction's tuple.
 	src, dst := to.DstAddr(), to.SrcAddr()
 	if src != p.Src || to.DstPort != p.SrcPort {
-		p.SetSrc(src, to.DstPort, partial)
+		p.SetSrc(src, to.DstPort)
 	}
 	if dst != p.Dst || to.SrcPort != p.DstPort {
-		p.SetDst(dst, to.SrcPort, partial)
+		p.SetDst(dst, to.SrcPort)
 	}
 }
 
-func (t *Translator) newFlow(p *packet.Packet, k *conntrack.Tuple, r *Rules, now int64, partial bool) (Verdict, Reason) {
+func (t *Translator) newFlow(p *packet.Packet, k *conntrack.Tuple, r *Rules, now int64) (Verdict, Reason) {
 	if p.Proto == packet.ProtoTCP && t.Proxy != nil {
 		if v, why, done := t.synProxy(p, k, r, now); done {
 			return v, why
@@ -162,15 +163,15 @@ func (t *Translator) newFlow(p *packet.Packet, k *conntrack.Tuple, r *Rules, now
 	}
 	if !conntrack.NewFlowOK(p) {
 		if r.tcpLoose && conntrack.PickUpOK(p) {
-			return t.pickUp(p, k, r, now, partial)
+			return t.pickUp(p, k, r, now)
 		}
 		return Drop, Invalid
 	}
 	if tg, ok := r.lookupService(p.Proto, p.Dst, p.DstPort); ok {
-		return t.newServiceFlow(p, k, r, tg, now, partial, nil)
+		return t.newServiceFlow(p, k, r, tg, now, nil)
 	}
 	if p.Proto == packet.ProtoUDP && r.tcpLoose {
-		if v, why, ok := t.pickUpReply(p, k, r, now, partial); ok {
+		if v, why, ok := t.pickUpReply(p, k, r, now); ok {
 			return v, why
 		}
 	}
@@ -189,7 +190,7 @@ func (t *Translator) newFlow(p *packet.Packet, k *conntrack.Tuple, r *Rules, now
 		}
 		e := &conntrack.Entry{Kind: KindEgress}
 		e.Init(p, now)
-		v, why, _ := t.insertAndApply(p, k, e, pool, p.Dst, p.DstPort, true, true, r, now, partial)
+		v, why, _ := t.insertAndApply(p, k, e, pool, p.Dst, p.DstPort, true, true, r, now)
 		return v, why
 	}
 	return Drop, NoRule
@@ -220,7 +221,7 @@ func (t *Translator) refuse(p *packet.Packet, s *Service, now int64) (Verdict, R
 
 // newServiceFlow opens a flow to a backend of tg. px, when not nil, is the proxied connection
 // whose SYN p is: it is attached to the entry before the entry becomes visible.
-func (t *Translator) newServiceFlow(p *packet.Packet, k *conntrack.Tuple, r *Rules, tg Target, now int64, partial bool, px *synproxy.Conn) (Verdict, Reason) {
+func (t *Translator) newServiceFlow(p *packet.Packet, k *conntrack.Tuple, r *Rules, tg Target, now int64, px *synproxy.Conn) (Verdict, Reason) {
 	set := tg.Svc.Set4
 	if p.Version == 6 {
 		set = tg.Svc.Set6
@@ -256,7 +257,7 @@ func (t *Translator) newServiceFlow(p *packet.Packet, k *conntrack.Tuple, r *Rul
 	if px != nil {
 		t.proxy.attach(e, px)
 	}
-	v, why, inserted := t.insertAndApply(p, k, e, src, b.Addr, tport, masq, false, r, now, partial)
+	v, why, inserted := t.insertAndApply(p, k, e, src, b.Addr, tport, masq, false, r, now)
 	if !inserted {
 		b.Active.Add(-1)
 		if px != nil {
@@ -281,7 +282,7 @@ func (t *Translator) newServiceFlow(p *packet.Packet, k *conntrack.Tuple, r *Rul
 // (RFC 6056 algorithm 1), at most portTries of them. The second half of the tries may take a port
 // from a flow that never saw a reply or is already closing (TIME_WAIT, CLOSE), at most
 // portEvictions of them: under pressure those go before a new flow is refused.
-func (t *Translator) insertAndApply(p *packet.Packet, k *conntrack.Tuple, e *conntrack.Entry, src, dst netip.Addr, dport uint16, newPort, random bool, r *Rules, now int64, partial bool) (v Verdict, why Reason, inserted bool) {
+func (t *Translator) insertAndApply(p *packet.Packet, k *conntrack.Tuple, e *conntrack.Entry, src, dst netip.Addr, dport uint16, newPort, random bool, r *Rules, now int64) (v Verdict, why Reason, inserted bool) {
 	e.Tuple[conntrack.Original] = *k
 	tries := 1
 	if newPort {
@@ -302,7 +303,7 @@ func (t *Translator) insertAndApply(p *packet.Packet, k *conntrack.Tuple, e *con
 		got, err := t.CT.Insert(e, now)
 		switch {
 		case err == nil:
-			apply(p, e, conntrack.Original, partial)
+			apply(p, e, conntrack.Original)
 			return Forward, OK, true
 		case errors.Is(err, conntrack.ErrExists):
 			// Lost the insert race (two packets of one new flow at once): follow the winner so the
@@ -310,7 +311,7 @@ func (t *Translator) insertAndApply(p *packet.Packet, k *conntrack.Tuple, e *con
 			if v, why := track(got, conntrack.Original, p, now); v != Forward {
 				return v, why, false
 			}
-			apply(p, got, conntrack.Original, partial)
+			apply(p, got, conntrack.Original)
 			return Forward, OK, false
 		case errors.Is(err, conntrack.ErrReplyTaken):
 			// Under pressure (second half of the tries) take the port of an expendable flow,
@@ -356,7 +357,7 @@ func (t *Translator) translateICMPError(p *packet.Packet, now int64) (Verdict, R
 	// The quoted packet travelled in direction !d after translation; restore its form before it.
 	q := &e.Tuple[d^1]
 	p.SetInner(&in, netip.AddrPortFrom(q.SrcAddr(), q.SrcPort), netip.AddrPortFrom(q.DstAddr(), q.DstPort))
-	p.SetSrc(q.DstAddr(), 0, false)
-	p.SetDst(q.SrcAddr(), 0, false)
+	p.SetSrc(q.DstAddr(), 0)
+	p.SetDst(q.SrcAddr(), 0)
 	return Forward, OK
 }

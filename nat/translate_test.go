@@ -77,7 +77,7 @@ func (f *fixture) run(t testing.TB, b []byte) (Verdict, Reason, *packet.Packet) 
 	if r := p.Parse(b); r != packet.OK {
 		t.Fatalf("parse: %v", r)
 	}
-	v, why := f.tr.Translate(p, f.rules, f.now, false)
+	v, why := f.tr.Translate(p, f.rules, f.now)
 	return v, why, p
 }
 
@@ -346,7 +346,7 @@ func TestInsertRaceOneBackend(t *testing.T) {
 				<-start
 				var p packet.Packet
 				p.Parse(pkts[i])
-				if v, why := f.tr.Translate(&p, f.rules, f.now, false); v != Forward {
+				if v, why := f.tr.Translate(&p, f.rules, f.now); v != Forward {
 					t.Errorf("verdict %v %v", v, why)
 				}
 				res[i] = netip.AddrPortFrom(p.Dst, p.SrcPort)
@@ -414,7 +414,7 @@ func FuzzTranslate(f *testing.F) {
 			return
 		}
 		valid := pkttest.ChecksumsValid(in[:len(p.B)])
-		v, _ := fx.tr.Translate(&p, fx.rules, fx.now, false)
+		v, _ := fx.tr.Translate(&p, fx.rules, fx.now)
 		if v != Drop && valid && !pkttest.ChecksumsValid(p.B) {
 			t.Fatalf("valid packet %x translated to invalid %x", b, p.B)
 		}
@@ -424,7 +424,7 @@ func FuzzTranslate(f *testing.F) {
 		if p.Parse(in) != packet.OK {
 			t.Fatalf("%x parsed once, not twice", b)
 		}
-		if v, _ := loose.tr.Translate(&p, loose.rules, loose.now, false); v != Drop && valid && !pkttest.ChecksumsValid(p.B) {
+		if v, _ := loose.tr.Translate(&p, loose.rules, loose.now); v != Drop && valid && !pkttest.ChecksumsValid(p.B) {
 			t.Fatalf("valid packet %x translated to invalid %x (tcp_loose)", b, p.B)
 		}
 	})
@@ -478,7 +478,7 @@ func TestRefuseWhenEmpty(t *testing.T) {
 			b = append(b, in.Build(t)...)
 			var p packet.Packet
 			p.Parse(b)
-			v, why := f.tr.Translate(&p, f.rules, f.now, false)
+			v, why := f.tr.Translate(&p, f.rules, f.now)
 			if why != NoBackend {
 				t.Fatalf("refuse=%v proto %d: reason %v", refuse, in.Proto, why)
 			}
@@ -628,7 +628,7 @@ func TestICMPRateLimit(t *testing.T) {
 		b = append(b, in.Build(t)...)
 		var p packet.Packet
 		p.Parse(b)
-		return f.tr.Translate(&p, f.rules, f.now, false)
+		return f.tr.Translate(&p, f.rules, f.now)
 	}
 	answered, limited := 0, 0
 	for i := range 3 * ICMPBurst {
@@ -660,7 +660,7 @@ func TestICMPRateLimit(t *testing.T) {
 	b = append(b, pkttest.P{Proto: packet.ProtoTCP, Src: client, Dst: vip, Sport: 40000, Dport: 80, Flags: "S"}.Build(t)...)
 	var p packet.Packet
 	p.Parse(b)
-	if v, why := f.tr.Translate(&p, f.rules, f.now, false); v != Local || why != NoBackend {
+	if v, why := f.tr.Translate(&p, f.rules, f.now); v != Local || why != NoBackend {
 		t.Fatalf("tcp refusal with an empty ICMP bucket: %v %v", v, why)
 	}
 }

@@ -47,8 +47,8 @@ func BenchmarkRewrite(b *testing.B) {
 			i := uint16(0)
 			for b.Loop() {
 				i++
-				p.SetSrc(src, 1024+i, false)
-				p.SetDst(dst, 8080, false)
+				p.SetSrc(src, 1024+i)
+				p.SetDst(dst, 8080)
 			}
 		})
 	}
@@ -60,7 +60,7 @@ func BenchmarkInnerRewrite(b *testing.B) {
 	p := mustParse(b, pkt)
 	b.ReportAllocs()
 	for b.Loop() {
-		p.SetDst(c4, 0, false)
+		p.SetDst(c4, 0)
 		in, _ := p.Inner()
 		p.SetInner(&in, netip.AddrPortFrom(c4, 40000), netip.AddrPortFrom(s4, 80))
 	}

@@ -202,8 +202,8 @@ func FuzzRewrite(f *testing.F) {
 			fuzzInner(t, &p, src, dst, port1, port2)
 		}
 
-		p.SetSrc(src, port1, false)
-		p.SetDst(dst, port2, false)
+		p.SetSrc(src, port1)
+		p.SetDst(dst, port2)
 		var q Packet
 		if r := q.Parse(p.B); r != OK {
 			t.Fatalf("rewritten packet refused: %v", r)
@@ -240,8 +240,9 @@ func FuzzRewrite(f *testing.F) {
 			ps = naiveFold(naivePseudo(q.Proto, q.Src, q.Dst, n))
 		}
 		binary.BigEndian.PutUint16(q.B[csOff:], ps)
-		q.SetSrc(dst, port2, true)
-		q.SetDst(src, port1, true)
+		q.PartialCsum = true
+		q.SetSrc(dst, port2)
+		q.SetDst(src, port1)
 		seg := q.B[q.L4Off:]
 		if q.Proto == ProtoUDP {
 			seg = seg[:q.UDP().Length()]

@@ -125,6 +125,13 @@ const (
 	icmpSeqOff   = 6
 )
 
+// Checksum field offsets in the L4 headers, as a CHECKSUM_PARTIAL request names them (virtio-net
+// csum_offset: from the start of the L4 header).
+const (
+	TCPChecksumOffset = tcpCsumOff
+	UDPChecksumOffset = udpCsumOff
+)
+
 // IPv4 fragment field bits.
 const (
 	ipv4FlagDF      = 0x4000
@@ -160,6 +167,9 @@ func (h IPv4) MoreFragments() bool { return h.frag()&ipv4FlagMF != 0 }
 // FragmentOffset returns the fragment offset in bytes; non-zero means no L4 header.
 func (h IPv4) FragmentOffset() int { return int(h.frag()&ipv4FragOffMask) * 8 }
 
+// Flags returns the three flag bits (reserved, DF, MF) as the top bits of a byte.
+func (h IPv4) Flags() uint8 { return h[ipv4FragOff] & 0xe0 }
+
 func (h IPv4) frag() uint16 { return binary.BigEndian.Uint16(h[ipv4FragOff:]) }
 
 // TTL returns the time to live.
@@ -176,6 +186,9 @@ func (h IPv4) Src() netip.Addr { return netip.AddrFrom4([4]byte(h[ipv4SrcOff:]))
 
 // Dst returns the destination address.
 func (h IPv4) Dst() netip.Addr { return netip.AddrFrom4([4]byte(h[ipv4DstOff:])) }
+
+// Addrs returns the source and destination addresses as they lie in the header (8 bytes).
+func (h IPv4) Addrs() []byte { return h[ipv4SrcOff : ipv4DstOff+4] }
 
 // Options returns the options bytes between the fixed header and IHL.
 func (h IPv4) Options() []byte { return h[IPv4MinLen:h.HeaderLen()] }
@@ -217,7 +230,7 @@ func (h IPv4) setAddr(off int, a [4]byte) SumDelta {
 // PseudoHeaderSum is the sum of the L4 pseudo-header of the IPv4 header h (RFC 9293 3.1) for
 // an L4 segment of length bytes.
 func (h IPv4) PseudoHeaderSum(proto Proto, length int) uint32 {
-	return sumWords(h[ipv4SrcOff:ipv4DstOff+4]) + pseudoTail(proto, length)
+	return sumWords(h.Addrs()) + pseudoTail(proto, length)
 }
 
 // IPv6 is a view of the fixed 40-byte IPv6 header.
@@ -247,6 +260,9 @@ func (h IPv6) Src() netip.Addr { return netip.AddrFrom16([16]byte(h[ipv6SrcOff:]
 // Dst returns the destination address.
 func (h IPv6) Dst() netip.Addr { return netip.AddrFrom16([16]byte(h[ipv6DstOff:])) }
 
+// Addrs returns the source and destination addresses as they lie in the header (32 bytes).
+func (h IPv6) Addrs() []byte { return h[ipv6SrcOff : ipv6DstOff+16] }
+
 // SetPayloadLen sets the payload length (extension headers included).
 func (h IPv6) SetPayloadLen(n uint16) { binary.BigEndian.PutUint16(h[ipv6PayloadLenOff:], n) }
 
@@ -260,7 +276,7 @@ func (h IPv6) SetDst(a [16]byte) SumDelta { return setWords(h[ipv6DstOff:], a[:]
 // PseudoHeaderSum is the sum of the L4 pseudo-header of the IPv6 header h (RFC 8200 8.1) for
 // an L4 segment of length bytes, when no routing header changes the final destination.
 func (h IPv6) PseudoHeaderSum(proto Proto, length int) uint32 {
-	return sumWords(h[ipv6SrcOff:ipv6DstOff+16]) + pseudoTail(proto, length)
+	return sumWords(h.Addrs()) + pseudoTail(proto, length)
 }
 
 // TCP is a view of a TCP header (at least TCPMinLen bytes).
@@ -386,6 +402,9 @@ func (h UDP) Length() uint16 { return binary.BigEndian.Uint16(h[udpLengthOff:]) 
 
 // Checksum returns the checksum field; 0 over IPv4 means "not computed".
 func (h UDP) Checksum() uint16 { return binary.BigEndian.Uint16(h[udpCsumOff:]) }
+
+// Ports returns the source and destination ports as they lie in the header (4 bytes).
+func (h UDP) Ports() []byte { return h[udpSrcPortOff : udpDstPortOff+2] }
 
 // SetSrcPort sets the source port and returns the change for the checksum (see UpdateChecksum).
 func (h UDP) SetSrcPort(port uint16) SumDelta { return setWord(h[udpSrcPortOff:], port) }

@@ -89,7 +89,7 @@ func TestICMPErrorReverseNAT(t *testing.T) {
 							!bytes.Equal(inner.B, e[len(e)-n:]) || &inner.B[0] != &e[len(e)-n] {
 							t.Fatalf("inner before: %+v", inner)
 						}
-						p.SetDst(f.c, 999, false) // port ignored for errors
+						p.SetDst(f.c, 999) // port ignored for errors
 						p.SetInner(&inner, netip.AddrPortFrom(f.c, in.cp), netip.AddrPortFrom(f.s, in.want.dport))
 						equalBytes(t, e, wantE)
 						verifyChecksums(t, e)
@@ -140,8 +140,9 @@ func TestICMPErrorOuterOnly(t *testing.T) {
 				toPartial(t, e)
 			}
 			p := mustParse(t, e)
-			p.SetSrc(tc.s, 7, partial)
-			p.SetDst(tc.c, 8, partial)
+			p.PartialCsum = partial
+			p.SetSrc(tc.s, 7)
+			p.SetDst(tc.c, 8)
 			if partial {
 				finish(t, e)
 			}

@@ -25,6 +25,11 @@ type Packet struct {
 	ICMPType, ICMPCode uint8
 	IsICMPError        bool // dest unreachable / packet too big / time exceeded / parameter problem
 	PayloadLen         int  // L4 payload bytes (TCP after options); for Inner: quoted bytes only
+	// PartialCsum says the L4 checksum field holds only the folded pseudo-header sum
+	// (CHECKSUM_PARTIAL: the kernel finishes it after the TUN). The device's read sets it (Parse
+	// clears it); SetSrc and SetDst then fold address changes into that sum and leave port
+	// changes to the kernel, and the SYN proxy leaves its sequence adjustments unsummed.
+	PartialCsum bool
 	// IsFragment marks a first fragment (MF set, offset 0): the L4 header is here but the
 	// payload continues in later fragments, so L4 lengths cannot be checked against B.
 	IsFragment bool

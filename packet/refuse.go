@@ -52,7 +52,7 @@ func (p *Packet) MakeTCPReset() bool {
 	t.SetChecksum(0)
 	t.SetChecksum(^Checksum(t, p.pseudoHeaderSum(len(t))))
 	p.SrcPort, p.DstPort = dp, sp
-	p.TCPFlags, p.PayloadLen, p.IsFragment = t.Flags(), 0, false
+	p.TCPFlags, p.PayloadLen, p.IsFragment, p.PartialCsum = t.Flags(), 0, false, false
 	p.Seq, p.Ack, p.Window = t.Seq(), t.Ack(), 0
 	return true
 }
@@ -102,7 +102,7 @@ func (p *Packet) MakePortUnreachable() bool {
 	m.SetChecksum(^Checksum(m, sum))
 	p.ICMPType, p.ICMPCode, p.IsICMPError = typ, code, true
 	p.SrcPort, p.DstPort, p.TCPFlags, p.PayloadLen = 0, 0, 0, len(m)-ICMPLen
-	p.IsFragment, p.Seq, p.Ack, p.Window = false, 0, 0, 0
+	p.IsFragment, p.Seq, p.Ack, p.Window, p.PartialCsum = false, 0, 0, 0, false
 	return true
 }
 

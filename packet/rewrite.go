@@ -12,13 +12,13 @@ const (
 
 // SetSrc rewrites the source address and port (ICMP echo request: the identifier; ICMP
 // errors and other ICMP: port ignored) and fixes the IPv4 header checksum and the L4
-// checksum incrementally (RFC 1624), pseudo-header included. partial=true means the L4
-// checksum field holds only the folded, non-inverted pseudo-header sum
-// (CHECKSUM_PARTIAL from a TUN with offloads): address changes are folded into that
-// sum, port changes are left for the kernel to sum. IPv4 UDP checksum 0 stays 0.
-// An address of the other family is ignored (IPv4-mapped IPv6 counts as IPv4).
-func (p *Packet) SetSrc(a netip.Addr, port uint16, partial bool) {
-	if p.rewrite(endSrc, a, port, partial) {
+// checksum incrementally (RFC 1624), pseudo-header included. With p.PartialCsum the L4
+// checksum field holds only the folded, non-inverted pseudo-header sum (CHECKSUM_PARTIAL
+// from a TUN with offloads): address changes are folded into that sum, port changes are
+// left for the kernel to sum. IPv4 UDP checksum 0 stays 0. An address of the other
+// family is ignored (IPv4-mapped IPv6 counts as IPv4).
+func (p *Packet) SetSrc(a netip.Addr, port uint16) {
+	if p.rewrite(endSrc, a, port) {
 		p.Src = a.Unmap()
 		if p.portSide()&sideSrc != 0 {
 			p.SrcPort = port
@@ -27,8 +27,8 @@ func (p *Packet) SetSrc(a netip.Addr, port uint16, partial bool) {
 }
 
 // SetDst is SetSrc for the destination address and port (ICMP echo reply: the identifier).
-func (p *Packet) SetDst(a netip.Addr, port uint16, partial bool) {
-	if p.rewrite(endDst, a, port, partial) {
+func (p *Packet) SetDst(a netip.Addr, port uint16) {
+	if p.rewrite(endDst, a, port) {
 		p.Dst = a.Unmap()
 		if p.portSide()&sideDst != 0 {
 			p.DstPort = port
@@ -51,8 +51,8 @@ func (p *Packet) SetInner(in *Packet, src, dst netip.AddrPort) {
 	// checksum takes.
 	region := in.B[:min(len(in.B), in.L4Off+TCPMinLen)]
 	before := Checksum(region, 0)
-	changed := in.rewrite(endSrc, src.Addr(), src.Port(), false)
-	changed = in.rewrite(endDst, dst.Addr(), dst.Port(), false) || changed
+	changed := in.rewrite(endSrc, src.Addr(), src.Port())
+	changed = in.rewrite(endDst, dst.Addr(), dst.Port()) || changed
 	if changed {
 		ICMP(p.B[p.L4Off:]).UpdateChecksum(SumDelta(wordDelta(before, Checksum(region, 0))))
 	}
@@ -71,7 +71,7 @@ func (p *Packet) portSide() side {
 // cover them. For a quoted packet p.B may end inside the L4 header: only quoted fields are
 // touched. It reports false, touching nothing, for an unparsed packet or an address of the
 // other family.
-func (p *Packet) rewrite(e end, a netip.Addr, port uint16, partial bool) bool {
+func (p *Packet) rewrite(e end, a netip.Addr, port uint16) bool {
 	if p.L4Off < IPv4MinLen || p.L4Off+8 > len(p.B) || p.Version == 6 && p.L4Off < IPv6Len {
 		return false // not a parsed packet: touch nothing
 	}
@@ -79,7 +79,7 @@ func (p *Packet) rewrite(e end, a netip.Addr, port uint16, partial bool) bool {
 	if !ok {
 		return false
 	}
-	p.setL4(e, port, pseudo, partial)
+	p.setL4(e, port, pseudo)
 	return true
 }
 
@@ -104,8 +104,8 @@ func (p *Packet) setAddr(e end, a netip.Addr) (SumDelta, bool) {
 // setL4 writes the port (ICMP echo: the identifier, on the end that carries it) of end e and
 // updates the L4 checksum by that change and by pseudo, the address change, where the checksum
 // covers a pseudo-header.
-func (p *Packet) setL4(e end, port uint16, pseudo SumDelta, partial bool) {
-	l4 := p.B[p.L4Off:]
+func (p *Packet) setL4(e end, port uint16, pseudo SumDelta) {
+	l4, partial := p.B[p.L4Off:], p.PartialCsum
 	switch p.Proto {
 	case ProtoTCP:
 		h := TCP(l4)

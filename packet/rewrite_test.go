@@ -92,8 +92,9 @@ func TestRewrite(t *testing.T) {
 					toPartial(t, b)
 				}
 				p := mustParse(t, b)
-				p.SetSrc(tt.src, tt.sport, partial)
-				p.SetDst(tt.dst, tt.dport, partial)
+				p.PartialCsum = partial
+				p.SetSrc(tt.src, tt.sport)
+				p.SetDst(tt.dst, tt.dport)
 				if partial {
 					var ps uint16
 					if p.Proto != ProtoICMP {
@@ -146,8 +147,8 @@ func TestRewriteUDPZeroResult(t *testing.T) {
 		}
 		b := build(t, pk{src: fam.c, dst: fam.s, proto: ProtoUDP, sport: 5, dport: 6, payload: out.payload})
 		p := mustParse(t, b)
-		p.SetSrc(fam.m, 1000, false)
-		p.SetDst(fam.b, 2000, false)
+		p.SetSrc(fam.m, 1000)
+		p.SetDst(fam.b, 2000)
 		equalBytes(t, b, want)
 		verifyChecksums(t, b)
 	}
@@ -158,14 +159,16 @@ func TestRewriteWrongFamily(t *testing.T) {
 	b := build(t, pk{src: c4, dst: s4, proto: ProtoTCP, sport: 1, dport: 2})
 	orig := append([]byte(nil), b...)
 	p := mustParse(t, b)
-	p.SetSrc(m6, 3, false)
-	p.SetDst(netip.Addr{}, 4, true)
+	p.SetSrc(m6, 3)
+	p.PartialCsum = true
+	p.SetDst(netip.Addr{}, 4)
 	equalBytes(t, b, orig)
 	if p.Src != c4 || p.SrcPort != 1 {
 		t.Fatal("fields changed")
 	}
 	// IPv4-mapped IPv6 is accepted for an IPv4 packet and stored unmapped.
-	p.SetSrc(netip.AddrFrom16(m4.As16()), 3, false)
+	p.PartialCsum = false
+	p.SetSrc(netip.AddrFrom16(m4.As16()), 3)
 	if p.Src != m4 || p.SrcPort != 3 {
 		t.Fatalf("mapped src: %v:%d", p.Src, p.SrcPort)
 	}
@@ -174,8 +177,8 @@ func TestRewriteWrongFamily(t *testing.T) {
 	b = build(t, pk{src: c6, dst: s6, proto: ProtoUDP, sport: 1, dport: 2})
 	orig = append([]byte(nil), b...)
 	p = mustParse(t, b)
-	p.SetDst(netip.AddrFrom16(m4.As16()), 3, false) // mapped into a v6 header: refused
-	p.SetSrc(m4, 3, false)
+	p.SetDst(netip.AddrFrom16(m4.As16()), 3) // mapped into a v6 header: refused
+	p.SetSrc(m4, 3)
 	equalBytes(t, b, orig)
 }
 
@@ -212,8 +215,9 @@ func TestZeroAlloc(t *testing.T) {
 	var p Packet
 	n := testing.AllocsPerRun(100, func() {
 		p.Parse(b)
-		p.SetSrc(m4, 3, false)
-		p.SetDst(b4, 4, true)
+		p.SetSrc(m4, 3)
+		p.PartialCsum = true
+		p.SetDst(b4, 4)
 		p.Parse(e)
 		in, _ := p.Inner()
 		p.SetInner(&in, netip.AddrPortFrom(c4, 5), netip.AddrPortFrom(s4, 6))
@@ -227,8 +231,9 @@ func TestZeroAlloc(t *testing.T) {
 // panic nor change bytes outside what it can account for.
 func TestRewriteUnparsed(t *testing.T) {
 	var zero Packet
-	zero.SetSrc(c4, 1, false)
-	zero.SetDst(c6, 1, true)
+	zero.SetSrc(c4, 1)
+	zero.PartialCsum = true
+	zero.SetDst(c6, 1)
 	zero.MakeEchoReply()
 	zero.SetInner(&Packet{}, netip.AddrPortFrom(c4, 1), netip.AddrPortFrom(s4, 1))
 	if _, r := zero.Inner(); r == OK {
@@ -241,12 +246,12 @@ func TestRewriteUnparsed(t *testing.T) {
 	if p.Parse(b) != ErrUnsupportedProto {
 		t.Fatal("setup")
 	}
-	p.SetSrc(m4, 1, false)
-	p.SetDst(m4, 1, false)
+	p.SetSrc(m4, 1)
+	p.SetDst(m4, 1)
 	p.MakeEchoReply()
 	equalBytes(t, b, orig)
 	lit := Packet{B: b[:30], Version: 4, Proto: ProtoTCP, L4Off: 24, IsICMPError: true}
-	lit.SetSrc(m4, 1, false)
+	lit.SetSrc(m4, 1)
 	in, _ := lit.Inner()
 	lit.SetInner(&in, netip.AddrPortFrom(m4, 1), netip.AddrPortFrom(m4, 1))
 	equalBytes(t, b, orig)

@@ -44,7 +44,7 @@ func BenchmarkAdjust(b *testing.B) {
 	c.state.Store(stateEstablished)
 	b.ReportAllocs()
 	for b.Loop() {
-		c.Adjust(data, false, false)
-		c.Adjust(ack, true, false)
+		c.Adjust(data, false)
+		c.Adjust(ack, true)
 	}
 }

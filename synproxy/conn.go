@@ -184,11 +184,11 @@ const (
 // sequence and timestamp space in place: from the client (fromClient) its acknowledgement
 // number, SACK blocks and echoed timestamp; from the backend its sequence number and
 // timestamp; windows rescaled where the two sides' scales differ. Checksums are updated
-// incrementally, or left alone when partial (the L4 checksum field holds only the
+// incrementally, or left alone when p.PartialCsum (the L4 checksum field holds only the
 // pseudo-header sum and the kernel completes it).
-func (c *Conn) Adjust(p *packet.Packet, fromClient, partial bool) Action {
+func (c *Conn) Adjust(p *packet.Packet, fromClient bool) Action {
 	if c.state.Load() != stateEstablished {
-		return c.pending(p, fromClient, partial)
+		return c.pending(p, fromClient)
 	}
 	h := p.TCP()
 	o, ok := ParseOptions(h)
@@ -221,7 +221,7 @@ func (c *Conn) Adjust(p *packet.Packet, fromClient, partial bool) Action {
 			put16(h, 14, uint16(min(w, 0xffff)), &d)
 		}
 	}
-	if !partial {
+	if !p.PartialCsum {
 		binary.BigEndian.PutUint16(h[16:], applyDelta(h.Checksum(), d))
 	}
 	p.Seq, p.Ack, p.Window = h.Seq(), h.Ack(), h.Window()
@@ -229,7 +229,7 @@ func (c *Conn) Adjust(p *packet.Packet, fromClient, partial bool) Action {
 }
 
 // pending handles a segment before the backend's SYN-ACK was spliced.
-func (c *Conn) pending(p *packet.Packet, fromClient, partial bool) Action {
+func (c *Conn) pending(p *packet.Packet, fromClient bool) Action {
 	rst := p.TCPFlags&packet.TCPRst != 0
 	switch {
 	case fromClient && rst:
@@ -242,7 +242,7 @@ func (c *Conn) pending(p *packet.Packet, fromClient, partial bool) Action {
 		h := p.TCP()
 		var d uint32
 		put32(h, 4, c.cookieISS+1, &d)
-		if !partial {
+		if !p.PartialCsum {
 			binary.BigEndian.PutUint16(h[16:], applyDelta(h.Checksum(), d))
 		}
 		p.Seq = c.cookieISS + 1

@@ -79,7 +79,7 @@ func FuzzAdjust(f *testing.F) {
 		valid := checksumsOK(&p)
 		c := Conn{seqOff: seqOff, tsOff: tsOff, tsAdj: true, origShift: shifts & 3, replyFrom: shifts >> 2 & 15, replyTo: AdvertisedWScale}
 		c.state.Store(stateEstablished)
-		c.Adjust(&p, fromClient, false)
+		c.Adjust(&p, fromClient)
 		if valid && !checksumsOK(&p) {
 			t.Fatal("Adjust broke the checksum")
 		}

@@ -222,7 +222,7 @@ func checkSplice(t *testing.T, hs handshake, c *Conn, p, q *packet.Packet, ts bo
 		h.Seq() != isn+1 || h.Ack() != iss+1 || o.TS != ts || ts && (o.TSEcr != btsval || o.TSVal != 1001) {
 		t.Fatalf("ACK to the backend: seq %d ack %d flags %#x options %+v", h.Seq(), h.Ack(), h.Flags(), o)
 	}
-	if a := c.Adjust(q, false, false); a != Pass {
+	if a := c.Adjust(q, false); a != Pass {
 		t.Fatalf("Adjust of the window opening: %v", a)
 	}
 	h = q.TCP()
@@ -252,7 +252,7 @@ func checkData(t *testing.T, hs handshake, c *Conn, cookie, iss uint32) {
 	}
 	d := seg{src: hs.service, dst: hs.client, seq: iss + 1, ack: isn + 1, flags: packet.TCPAck | packet.TCPPsh, win: 300, opts: opts, payload: make([]byte, 1000)}
 	p := parse(t, d.build())
-	c.Adjust(p, false, false)
+	c.Adjust(p, false)
 	h := p.TCP()
 	o, _ := ParseOptions(h)
 	if !checksumsOK(p) || h.Seq() != cookie+1 || c.tsAdj && o.TSVal != 600000+c.tsOff {
@@ -268,7 +268,7 @@ func checkData(t *testing.T, hs handshake, c *Conn, cookie, iss uint32) {
 	}
 	a := seg{src: hs.client, dst: hs.service, seq: isn + 1, ack: cookie + 1 + 1000, flags: packet.TCPAck, win: 100, opts: opts}
 	p = parse(t, a.build())
-	c.Adjust(p, true, false)
+	c.Adjust(p, true)
 	h = p.TCP()
 	o, _ = ParseOptions(h)
 	lo, hi := binary.BigEndian.Uint32(h[o.sackAt:]), binary.BigEndian.Uint32(h[o.sackAt+4:])
@@ -287,7 +287,8 @@ func TestAdjustPartial(t *testing.T) {
 	c.state.Store(stateEstablished)
 	p := parse(t, seg{src: ap("203.0.113.10:80"), dst: ap("198.51.100.7:1"), seq: 5, flags: packet.TCPAck}.build())
 	binary.BigEndian.PutUint16(p.B[p.L4Off+16:], 0x1234)
-	c.Adjust(p, false, true)
+	p.PartialCsum = true
+	c.Adjust(p, false)
 	if h := p.TCP(); h.Checksum() != 0x1234 || h.Seq() != 1005 {
 		t.Fatalf("partial: checksum %#x seq %d", h.Checksum(), h.Seq())
 	}
@@ -311,7 +312,7 @@ func TestPending(t *testing.T) {
 		{"backend data", seg{src: sv, dst: cl, seq: 9, ack: 101, flags: packet.TCPAck}, false, Drop, 9},
 	} {
 		p := parse(t, tc.s.build())
-		if a := c.Adjust(p, tc.fromClient, false); a != tc.want || p.TCP().Seq() != tc.wantSeq || !checksumsOK(p) {
+		if a := c.Adjust(p, tc.fromClient); a != tc.want || p.TCP().Seq() != tc.wantSeq || !checksumsOK(p) {
 			t.Errorf("%s: %v seq %d, want %v seq %d", tc.name, a, p.TCP().Seq(), tc.want, tc.wantSeq)
 		}
 	}

@@ -20,6 +20,7 @@ type fileDevice struct {
 	owned  bool // Close also closes f
 	closed atomic.Bool
 	uso    bool // UDP segmentation offload accepted: writes may carry GSO_UDP_L4 super-packets
+	co     coalescer
 }
 
 func newFileDevice(f *os.File, name string, vnet bool) (*fileDevice, error) {
@@ -32,7 +33,7 @@ func newFileDevice(f *os.File, name string, vnet bool) (*fileDevice, error) {
 
 func (d *fileDevice) hdr() int {
 	if d.vnet {
-		return VnetHdrLen
+		return vnetHdrLen
 	}
 	return 0
 }
@@ -55,6 +56,9 @@ func (d *fileDevice) Read(bufs [][]byte, sizes []int) (int, error) {
 			if m < hl {
 				continue // runt read: nothing usable
 			}
+			if hl == 0 {
+				clear(hdrOf(bufs[n])) // no offload state
+			}
 			sizes[n] = m - hl
 			n++
 		}
@@ -76,11 +80,17 @@ func (d *fileDevice) Read(bufs [][]byte, sizes []int) (int, error) {
 }
 
 func (d *fileDevice) Write(bufs [][]byte) (int, error) {
-	n, hl, failed := 0, d.hdr(), 0
+	frames, counts := bufs, []int(nil)
+	if d.uso {
+		frames = d.co.coalesce(bufs)
+		counts = d.co.counts
+	}
+	n, hl := 0, d.hdr()
+	sent, failed := 0, 0 // packets (datagrams of a super-packet counted each)
 	var werr error
 	err := d.rc.Write(func(fd uintptr) bool {
-		for n < len(bufs) {
-			_, err := unix.Write(int(fd), bufs[n][Offset-hl:])
+		for n < len(frames) {
+			_, err := unix.Write(int(fd), frames[n][Offset-hl:])
 			if err == unix.EINTR {
 				continue
 			}
@@ -93,13 +103,14 @@ func (d *fileDevice) Write(bufs [][]byte) (int, error) {
 				if werr == nil {
 					werr = err
 				}
-				failed++
+				failed += packetsIn(counts, n)
 			}
+			sent += packetsIn(counts, n)
 			n++
 		}
 		return true
 	})
-	n -= failed
+	n = sent - failed
 	if d.closed.Load() || errors.Is(err, os.ErrClosed) {
 		return n, ErrClosed
 	}
@@ -112,10 +123,22 @@ func (d *fileDevice) Write(bufs [][]byte) (int, error) {
 	return n, nil
 }
 
+// packetsIn is the number of packets in frame i: counts[i], or 1 without coalescing.
+func packetsIn(counts []int, i int) int {
+	if counts == nil {
+		return 1
+	}
+	return counts[i]
+}
+
 func (d *fileDevice) VnetHdr() bool { return d.vnet }
 
 // USO reports whether the kernel takes UDP super-packets (GSOUDPL4) on write.
-func (d *fileDevice) USO() bool    { return d.uso }
+func (d *fileDevice) USO() bool { return d.uso }
+
+// Coalesced is the number of datagrams written inside super-packets so far.
+func (d *fileDevice) Coalesced() uint64 { return d.co.merged }
+
 func (d *fileDevice) Name() string { return d.name }
 func (d *fileDevice) Close() error {
 	d.closed.Store(true)

@@ -6,13 +6,10 @@ package tun
 
 import "errors"
 
-// VnetHdrLen is the size of struct virtio_net_hdr that precedes every packet on a device opened with
-// IFF_VNET_HDR (we set TUNSETVNETHDRSZ to exactly this).
-const VnetHdrLen = 10
-
-// Offset is the headroom callers leave before each packet in their buffers: room for the virtio-net
-// header, so one buffer layout serves devices with and without offloads.
-const Offset = VnetHdrLen
+// Offset is the headroom callers leave before each packet in their buffers. The device keeps the
+// packet's offload state there (a virtio-net header) from Read to Write, so one buffer layout
+// serves devices with and without offloads; callers leave it alone (see Parse and MarkBuilt).
+const Offset = vnetHdrLen
 
 // MaxPacket is the largest packet a read can return: a GSO super-packet is bounded by the 64 KiB IP
 // length limit.
@@ -21,15 +18,17 @@ const MaxPacket = 65535
 // BufSize is the size each batch buffer needs.
 const BufSize = Offset + MaxPacket
 
-// Device moves batches of IP packets. Packet i occupies bufs[i][Offset:Offset+sizes[i]] after Read;
-// when VnetHdr reports true, bufs[i][Offset-VnetHdrLen:Offset] holds its virtio-net header on Read
-// and must hold one on Write.
+// Device moves batches of IP packets. Packet i occupies bufs[i][Offset:Offset+sizes[i]] after Read,
+// and bufs[i][:Offset] its offload state (none on a device without offloads).
 type Device interface {
 	// Read blocks until at least one packet is available, then returns as many as are ready
 	// (at most len(bufs)) without blocking again.
 	Read(bufs [][]byte, sizes []int) (int, error)
-	// Write sends every packet bufs[i][Offset:]; it returns how many the kernel accepted and the
-	// first error. A refused packet does not stop the rest of the batch.
+	// Write sends every packet bufs[i][Offset:] with the offload state Read left in its headroom
+	// (cleared by MarkBuilt). A device with USO first merges runs of same-flow UDP datagrams into
+	// super-packets, in place in the buffer of each run's first datagram (which must have room:
+	// BufSize). It returns how many packets the kernel accepted (a refused super-packet counts
+	// each datagram it held) and the first error; a refused packet does not stop the batch.
 	Write(bufs [][]byte) (int, error)
 	// VnetHdr reports whether packets carry a virtio-net header (offloads on).
 	VnetHdr() bool
@@ -38,10 +37,12 @@ type Device interface {
 	Close() error
 }
 
-// USODevice is implemented by devices that may accept UDP super-packets: a write whose virtio-net
-// header says GSOUDPL4 is segmented by the kernel into datagrams of GSOSize payload bytes.
+// USODevice is implemented by devices that may accept UDP super-packets (UDP segmentation offload:
+// the kernel segments them into datagrams again), which their Write then builds.
 type USODevice interface {
 	USO() bool
+	// Coalesced is the number of datagrams written inside super-packets so far (one writer).
+	Coalesced() uint64
 }
 
 // ErrClosed is returned by Read and Write after Close.

@@ -172,7 +172,7 @@ func openVnet(name string, multi bool) (Device, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("tun %s: TUNSETIFF: %w", name, err)
 	}
-	hdrSize := int32(VnetHdrLen)
+	hdrSize := int32(vnetHdrLen)
 	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.TUNSETVNETHDRSZ, uintptr(unsafe.Pointer(&hdrSize))); e != 0 {
 		unix.Close(fd)
 		return nil, fmt.Errorf("tun %s: TUNSETVNETHDRSZ: %w", name, e)

@@ -2,45 +2,40 @@ package tun
 
 import "encoding/binary"
 
-// Virtio-net header flags and GSO types (include/uapi/linux/virtio_net.h).
-const (
-	VnetFlagNeedsCsum = 1 // checksum field holds the pseudo-header sum; finish from CsumStart
-	VnetFlagDataValid = 2 // checksum already verified
+// The virtio-net header (include/uapi/linux/virtio_net.h) is private to the device: it leads every
+// packet read from or written to a TUN opened with IFF_VNET_HDR, and lives in the headroom of the
+// caller's buffer (Offset bytes) between Read and Write. Callers see it only through Parse (the
+// checksum-partial state becomes packet.Packet.PartialCsum), MarkBuilt and the coalescing Write.
 
-	GSONone  = 0
-	GSOTCPv4 = 1
-	GSOUDP   = 3
-	GSOTCPv6 = 4
-	GSOUDPL4 = 5
-	GSOECN   = 0x80
+// vnetHdrLen is the size of struct virtio_net_hdr (we set TUNSETVNETHDRSZ to exactly this).
+const vnetHdrLen = 10
+
+// Virtio-net header flags and GSO types.
+const (
+	vnetFlagNeedsCsum = 1 // checksum field holds the pseudo-header sum; finish from CsumStart
+
+	gsoNone  = 0
+	gsoUDPL4 = 5
 )
 
-// VnetHdr is a view over a struct virtio_net_hdr (little-endian on every host we support).
-type VnetHdr []byte
+// vnetHdr is a view over a struct virtio_net_hdr (little-endian on every host we support).
+type vnetHdr []byte
 
-// Flags are the VnetFlag* bits.
-func (h VnetHdr) Flags() uint8 { return h[0] }
+// hdrOf is the virtio-net header in the headroom of buf.
+func hdrOf(buf []byte) vnetHdr { return vnetHdr(buf[Offset-vnetHdrLen : Offset]) }
 
-// GSOType is the GSO* type of a super-packet (GSONone for a single packet).
-func (h VnetHdr) GSOType() uint8 { return h[1] }
+func (h vnetHdr) flags() uint8       { return h[0] }
+func (h vnetHdr) gsoType() uint8     { return h[1] }
+func (h vnetHdr) hdrLen() uint16     { return binary.LittleEndian.Uint16(h[2:]) }
+func (h vnetHdr) gsoSize() uint16    { return binary.LittleEndian.Uint16(h[4:]) }
+func (h vnetHdr) csumStart() uint16  { return binary.LittleEndian.Uint16(h[6:]) }
+func (h vnetHdr) csumOffset() uint16 { return binary.LittleEndian.Uint16(h[8:]) }
 
-// HdrLen is the length of the headers the kernel copies to each segment.
-func (h VnetHdr) HdrLen() uint16 { return binary.LittleEndian.Uint16(h[2:]) }
+// partialCsum reports whether the L4 checksum field holds only the pseudo-header sum.
+func (h vnetHdr) partialCsum() bool { return h.flags()&vnetFlagNeedsCsum != 0 }
 
-// GSOSize is the payload size of each segment.
-func (h VnetHdr) GSOSize() uint16 { return binary.LittleEndian.Uint16(h[4:]) }
-
-// CsumStart is where the kernel starts summing for a partial checksum.
-func (h VnetHdr) CsumStart() uint16 { return binary.LittleEndian.Uint16(h[6:]) }
-
-// CsumOffset is the checksum field's offset from CsumStart.
-func (h VnetHdr) CsumOffset() uint16 { return binary.LittleEndian.Uint16(h[8:]) }
-
-// PartialCsum reports whether the L4 checksum field holds only the pseudo-header sum.
-func (h VnetHdr) PartialCsum() bool { return h[0]&VnetFlagNeedsCsum != 0 }
-
-// Set writes all fields at once (used when building packets: coalescing, tests).
-func (h VnetHdr) Set(flags, gsoType uint8, hdrLen, gsoSize, csumStart, csumOffset uint16) {
+// set writes all fields at once.
+func (h vnetHdr) set(flags, gsoType uint8, hdrLen, gsoSize, csumStart, csumOffset uint16) {
 	h[0], h[1] = flags, gsoType
 	binary.LittleEndian.PutUint16(h[2:], hdrLen)
 	binary.LittleEndian.PutUint16(h[4:], gsoSize)
