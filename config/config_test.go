@@ -293,13 +293,14 @@ func TestDefaultQueues(t *testing.T) {
 	for _, c := range []struct {
 		yaml string
 		want int
-	}{{"", DefaultQueues()}, {"tun: {name: edge0}\n", DefaultQueues()}, {"tun: {queues: 1}\n", 1}, {"tun: {queues: 64}\n", 64}} {
+		dflt bool
+	}{{"", DefaultQueues(), true}, {"tun: {name: edge0}\n", DefaultQueues(), true}, {"tun: {queues: 1}\n", 1, false}, {"tun: {queues: 64}\n", 64, false}} {
 		cfg, err := Parse([]byte(c.yaml), "t.yaml")
 		if err != nil {
 			t.Fatalf("%q: %v", c.yaml, err)
 		}
-		if cfg.TUN.Queues != c.want {
-			t.Errorf("%q: queues %d, want %d", c.yaml, cfg.TUN.Queues, c.want)
+		if cfg.TUN.Queues != c.want || cfg.TUN.QueuesDefault != c.dflt {
+			t.Errorf("%q: queues %d (default %v), want %d (%v)", c.yaml, cfg.TUN.Queues, cfg.TUN.QueuesDefault, c.want, c.dflt)
 		}
 	}
 }
@@ -309,7 +310,7 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tun := TUN{Name: "edge0", MTU: 1500, Queues: DefaultQueues(), Offload: true, ManageRoutes: true, Persist: true, TxQueueLen: 10000, RouteTable: 4242, SYNProxy: "auto"}
+	tun := TUN{Name: "edge0", MTU: 1500, Queues: DefaultQueues(), Offload: true, ManageRoutes: true, Persist: true, TxQueueLen: 10000, RouteTable: 4242, SYNProxy: "auto", QueuesDefault: true}
 	if !reflect.DeepEqual(c.TUN, tun) {
 		t.Errorf("tun = %+v, want %+v", c.TUN, tun)
 	}
@@ -360,6 +361,8 @@ func TestEffectiveRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatalf("effective config does not parse: %v\n%s", err, out)
 			}
+			// The dump writes the queue count chosen; whether the file set it is not part of it.
+			c2.TUN.QueuesDefault = c.TUN.QueuesDefault
 			if !reflect.DeepEqual(c, c2) {
 				t.Errorf("round trip differs:\n%+v\n%+v", c, c2)
 			}

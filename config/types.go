@@ -53,6 +53,9 @@ type TUN struct {
 	// spliced to their backend once the client's ACK proves its address: auto (default: while
 	// SYNs arrive faster than the gateway's threshold or the flow table fills), on, off.
 	SYNProxy string `yaml:"syn_proxy"`
+	// QueuesDefault: the file does not set queues (DefaultQueues chose it). A hand-over then
+	// keeps the running device's queue count, which another CPU count may have chosen.
+	QueuesDefault bool `yaml:"-"`
 }
 
 // NAT configures masquerading toward backends.

@@ -166,6 +166,7 @@ func (v *validator) tunDefaults() {
 		t.Name = DefaultTUNName
 	}
 	setDefault(v, &t.MTU, DefaultMTU)
+	t.QueuesDefault = !v.set(&t.Queues)
 	setDefault(v, &t.Queues, DefaultQueues())
 	setDefault(v, &t.Offload, DefaultOffload)
 	setDefault(v, &t.ManageRoutes, DefaultManageRoutes)

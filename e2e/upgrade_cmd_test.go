@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgegate/edgegate/internal/netns"
 )
 
 // notifySocket is a stand-in for systemd's notification socket: it collects the sd_notify
@@ -98,7 +100,7 @@ func processGone(pid int) bool {
 // on disk (installed over the running one's file, alternating two builds), with the running
 // one's arguments and --takeover; each successor tells the service manager it is the main
 // process (sd_notify MAINPID, READY), the old one exits and held connections answer from their
-// backend. A failed upgrade leaves the old process serving: `edgegate upgrade` exits 1 when the
+// backend, and clients of a service with session affinity keep their backend. A failed upgrade leaves the old process serving: `edgegate upgrade` exits 1 when the
 // new process fails after the old one froze, and a SIGUSR2 whose successor cannot load the
 // configuration changes nothing.
 func TestUpgradeCommand(t *testing.T) {
@@ -131,6 +133,20 @@ func TestUpgradeCommand(t *testing.T) {
 	pid := first.Process.Pid
 	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) }) // the last one, if the test stops early
 	held := holdConns(t, tp.c1, "198.18.200.10:80", 50)
+	// Affinity: c2 takes the round robin's first choice, c1 the next; a process starting with
+	// an empty affinity table would give c1 the first again (or c2 the second).
+	sticky := func(ns *netns.NS) string {
+		body, err := get(nsClient(ns, 5*time.Second), "http://198.18.200.60/")
+		if err != nil {
+			t.Fatalf("sticky service: %v", err)
+		}
+		return body
+	}
+	pinned := map[*netns.NS]string{tp.c2: sticky(tp.c2)}
+	pinned[tp.c1] = sticky(tp.c1)
+	if pinned[tp.c1] == pinned[tp.c2] {
+		t.Fatalf("round robin gave both clients %q", pinned[tp.c1])
+	}
 	version := func() string {
 		if tp.scrape(t).get("edgegate_build_info", "version=next") == 1 {
 			return "next"
@@ -171,6 +187,11 @@ func TestUpgradeCommand(t *testing.T) {
 			t.Errorf("after %s: the %s build serves, want the %s one", how, got, want)
 		}
 		checkHeld(t, held, how)
+		for _, ns := range []*netns.NS{tp.c1, tp.c2} {
+			if got := sticky(ns); got != pinned[ns] {
+				t.Errorf("after %s: client %s answered by %q, pinned to %q (affinity not handed over)", how, ns.Name, got, pinned[ns])
+			}
+		}
 		t.Logf("%s: pid %d serves (%v)", how, pid, time.Since(began).Round(time.Millisecond))
 	}
 

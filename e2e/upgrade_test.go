@@ -138,12 +138,19 @@ func stopWrk(t *testing.T, ns *netns.NS, cmd *exec.Cmd) wrkResult {
 	return r
 }
 
-// upgradeConfig adds a UDP service (maglev over three backends) to restartConfig.
+// upgradeConfig adds a UDP service (maglev over three backends), a round-robin service with
+// client_ip affinity and an ingress route to restartConfig.
 func upgradeConfig() string {
 	return restartConfig(`  - name: dns
     addresses: [198.18.200.50]
     ports: [{name: dns, protocol: udp, port: 53}]
     scheduler: maglev
+    backends: [{address: 198.19.1.2}, {address: 198.19.2.2}, {address: 198.19.3.2}]
+  - name: sticky
+    addresses: [198.18.200.60]
+    ports: [{name: http, port: 80, target_port: 8080}]
+    scheduler: round_robin
+    session_affinity: client_ip
     backends: [{address: 198.19.1.2}, {address: 198.19.2.2}, {address: 198.19.3.2}]
 ingress:
   drain_timeout: 5s

@@ -156,6 +156,12 @@ func (g *Gateway) Start() error {
 			g.closeDevs()
 			return err
 		}
+		// Rebuilt with the health view as the fetch left it (the predecessor's verdicts).
+		if rules, err = g.builder.build(cfg, g.nodeAddrs, g.healthView()); err != nil {
+			g.closeDevs()
+			return err
+		}
+		g.rules.Store(rules)
 	}
 	if err := g.restore(); err != nil {
 		g.log.Warn("restoring handed-over flows", "err", err)

@@ -5,14 +5,18 @@ package gateway
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/edgegate/edgegate/config"
 	"github.com/edgegate/edgegate/conntrack"
 	"github.com/edgegate/edgegate/gateway/tun"
+	"github.com/edgegate/edgegate/lb"
 	"github.com/edgegate/edgegate/nat"
 	"github.com/edgegate/edgegate/packet"
 	"golang.org/x/sys/unix"
@@ -30,9 +34,28 @@ const (
 // Handover is the state a running gateway passes to its successor, besides the descriptors
 // (TUN queues in order, then the instance lock): JSON, versioned.
 type Handover struct {
-	Version int         `json:"version"`
-	TUN     TUNState    `json:"tun"`
-	Flows   []SavedFlow `json:"flows"`
+	Version  int            `json:"version"`
+	TUN      TUNState       `json:"tun"`
+	Flows    []SavedFlow    `json:"flows"`
+	Services []SavedService `json:"services,omitempty"` // version 2
+}
+
+// SavedService is what a service's scheduling carries over besides its flows: per backend the
+// live flows the predecessor counted and its health verdict, and the session affinity entries.
+type SavedService struct {
+	Name     string             `json:"name"`
+	Backends []SavedBackend     `json:"backends"`
+	Affinity []lb.AffinityEntry `json:"affinity,omitempty"`
+}
+
+// SavedBackend is one backend of a SavedService.
+type SavedBackend struct {
+	Address netip.Addr `json:"address"`
+	// Active is the predecessor's live-flow count: its handed-over flows and its L7 requests in
+	// flight (which finish there). The successor counts the flows it restored; a difference is
+	// logged.
+	Active  int64 `json:"active"`
+	Healthy bool  `json:"healthy"` // the health verdict (true when not checked)
 }
 
 // TUNState describes the queues handed over.
@@ -109,10 +132,12 @@ func (g *Gateway) openInherited(cfg *config.Config) error {
 		return fmt.Errorf("hand-over snapshot version %d, this build reads %d to %d", h.Version, MinHandoverVersion, HandoverVersion)
 	}
 	st := h.TUN
-	if len(queues) != st.Queues || st.Name != cfg.TUN.Name || st.Queues != max(cfg.TUN.Queues, 1) {
+	if err := checkInherited(st, len(queues), cfg.TUN); err != nil {
 		closeAll()
-		return fmt.Errorf("hand-over: the running TUN is %s with %d queues (%d descriptors), the configuration wants %s with %d: change tun settings with a restart, not an upgrade",
-			st.Name, st.Queues, len(queues), cfg.TUN.Name, max(cfg.TUN.Queues, 1))
+		return err
+	}
+	if st.Queues != cfg.TUN.Queues {
+		g.log.Info("hand-over: keeping the running TUN's queue count (tun.queues not set, the default here differs)", "queues", st.Queues, "default", cfg.TUN.Queues)
 	}
 	ln, err := net.FileListener(os.NewFile(uintptr(lock), "instance-lock"))
 	if err != nil {
@@ -133,6 +158,21 @@ func (g *Gateway) openInherited(cfg *config.Config) error {
 	return nil
 }
 
+// checkInherited tells whether the handed-over TUN (st, n descriptors) is the one cfg asks for:
+// same name and queue count, except that a queue count the file does not set (the default, one
+// per CPU) follows the running device.
+func checkInherited(st TUNState, n int, cfg config.TUN) error {
+	want := max(cfg.Queues, 1)
+	if cfg.QueuesDefault {
+		want = st.Queues
+	}
+	if n != st.Queues || st.Name != cfg.Name || st.Queues != want {
+		return fmt.Errorf("hand-over: the running TUN is %s with %d queues (%d descriptors), the configuration wants %s with %d: change tun settings with a restart, not an upgrade",
+			st.Name, st.Queues, n, cfg.Name, want)
+	}
+	return nil
+}
+
 // restore inserts the handed-over flows (Start, before the workers run). Flows of services
 // the configuration no longer has are skipped; the rest get this process's service ids and
 // live-flow counters.
@@ -140,9 +180,10 @@ func (g *Gateway) restore() error {
 	if g.inherit == nil || g.inherit.state == nil {
 		return nil
 	}
-	flows := g.inherit.state.Flows
+	flows, svcs := g.inherit.state.Flows, g.inherit.state.Services
 	g.inherit = nil
 	now := time.Now().UnixNano()
+	defer g.restoreServices(svcs, now)
 	var errs []error
 	n := 0
 	for i := range flows {
@@ -230,7 +271,7 @@ func (g *Gateway) Freeze() ([]int, *Handover, error) {
 	g.closeDevsKeep()
 	g.wwg.Wait()
 	g.frozen = fr
-	h := &Handover{Version: HandoverVersion, TUN: fr.tun, Flows: g.saveFlows()}
+	h := &Handover{Version: HandoverVersion, TUN: fr.tun, Flows: g.saveFlows(), Services: g.saveServices(time.Now().UnixNano())}
 	return append(append([]int(nil), fr.queues...), fr.lock), h, nil
 }
 
@@ -311,4 +352,59 @@ func (g *Gateway) closeDevsKeep() {
 		d.Close()
 	}
 	g.devs = nil
+}
+
+// saveServices snapshots each service's backends (live flows, health) and affinity entries.
+func (g *Gateway) saveServices(now int64) []SavedService {
+	health := g.healthView()
+	return g.builder.eachSet(func(name string, set *lb.Set, out *SavedService) {
+		for _, b := range set.Backends() {
+			out.Backends = append(out.Backends, SavedBackend{Address: b.Addr, Active: b.Active.Load(), Healthy: health == nil || health(name, b.Addr)})
+		}
+		out.Affinity = append(out.Affinity, set.SaveAffinity(now)...)
+	})
+}
+
+// restoreServices puts the handed-over affinity entries into this process's sets and logs
+// backends whose restored live-flow count differs from the predecessor's.
+func (g *Gateway) restoreServices(svcs []SavedService, now int64) {
+	byName := make(map[string]*SavedService, len(svcs))
+	for i := range svcs {
+		byName[svcs[i].Name] = &svcs[i]
+	}
+	affinity, differ := 0, 0
+	g.builder.eachSet(func(name string, set *lb.Set, _ *SavedService) {
+		sv := byName[name]
+		if sv == nil {
+			return
+		}
+		affinity += set.RestoreAffinity(sv.Affinity, now)
+		for _, b := range set.Backends() {
+			for _, sb := range sv.Backends {
+				if sb.Address == b.Addr && sb.Active != b.Active.Load() {
+					differ++
+				}
+			}
+		}
+	})
+	if len(svcs) > 0 {
+		g.log.Info("service state handed over", "services", len(svcs), "affinity_entries", affinity, "backends_with_other_live_count", differ)
+	}
+}
+
+// eachSet calls fn for every lb set (IPv4, then IPv6, per service) and returns one
+// SavedService per service name that fn filled.
+func (rb *ruleBuilder) eachSet(fn func(name string, set *lb.Set, out *SavedService)) []SavedService {
+	rb.mu.Lock()
+	defer rb.mu.Unlock()
+	keys := slices.Sorted(maps.Keys(rb.sets))
+	var out []SavedService
+	for _, k := range keys {
+		name := k[:strings.LastIndexByte(k, '/')]
+		if len(out) == 0 || out[len(out)-1].Name != name {
+			out = append(out, SavedService{Name: name})
+		}
+		fn(name, rb.sets[k], &out[len(out)-1])
+	}
+	return out
 }

@@ -36,8 +36,11 @@ type Checker struct {
 
 	mu      sync.Mutex // serialises Update and Close
 	probers atomic.Pointer[map[Key]*prober]
-	wg      sync.WaitGroup
-	closed  bool
+	// seeded are backends a predecessor found unhealthy (Seed), until Update starts their
+	// probers with that verdict.
+	seeded atomic.Pointer[map[Key]bool]
+	wg     sync.WaitGroup
+	closed bool
 
 	healthyDesc, checksDesc, changesDesc *prometheus.Desc
 }
@@ -95,6 +98,7 @@ func (c *Checker) Update(cfg *config.Config) {
 			next[k] = c.start(k, *s.HealthCheck)
 		}
 	}
+	c.seeded.Store(nil)
 	changed := false
 	for k, p := range old {
 		if next[k] != p {
@@ -111,7 +115,8 @@ func (c *Checker) Update(cfg *config.Config) {
 func (c *Checker) start(k Key, spec config.HealthCheck) *prober {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &prober{key: k, spec: spec, cancel: cancel}
-	p.healthy.Store(true)
+	sd := c.seeded.Load()
+	p.healthy.Store(sd == nil || !(*sd)[k])
 	if spec.Type == config.HealthHTTP {
 		p.client = &http.Client{
 			Timeout: time.Duration(spec.Timeout),
@@ -206,10 +211,30 @@ func (p *prober) probe(ctx context.Context) error {
 	return nil
 }
 
-// Healthy is the gateway.HealthView: false only for a checked backend that failed its check.
+// Healthy is the gateway.HealthView: false only for a checked backend that failed its check (or,
+// before the first Update, was seeded unhealthy).
 func (c *Checker) Healthy(service string, backend netip.Addr) bool {
-	p, ok := (*c.probers.Load())[Key{service, backend}]
-	return !ok || p.healthy.Load()
+	k := Key{service, backend}
+	p, ok := (*c.probers.Load())[k]
+	if !ok {
+		if sd := c.seeded.Load(); sd != nil && (*sd)[k] {
+			return false
+		}
+		return true
+	}
+	return p.healthy.Load()
+}
+
+// Seed carries health verdicts over from a predecessor (hand-over upgrade): the backends listed
+// are unhealthy until their checks pass HealthyThreshold times in a row, instead of starting
+// healthy as after a restart. Call before the first Update, which consumes the seed for the
+// backends its configuration checks.
+func (c *Checker) Seed(unhealthy []Key) {
+	m := make(map[Key]bool, len(unhealthy))
+	for _, k := range unhealthy {
+		m[k] = true
+	}
+	c.seeded.Store(&m)
 }
 
 // Status reports whether the backend is checked and its current verdict (admin.Health).

@@ -166,3 +166,43 @@ func TestUpdateKeepsState(t *testing.T) {
 	}
 	waitUntil(t, "rebuild callback for the removed unhealthy backend", func() bool { return changes.Load() >= 2 })
 }
+
+// TestSeed: a backend a predecessor found unhealthy is unhealthy from the start (before and
+// after the first Update), not healthy as after a restart, and becomes healthy once its checks
+// pass; a seeded backend the configuration does not check counts as healthy after Update.
+func TestSeed(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	port := uint16(ln.Addr().(*net.TCPAddr).Port)
+	var changes atomic.Int32
+	c := New(nil, func() { changes.Add(1) })
+	defer c.Close()
+	other := netip.MustParseAddr("192.0.2.9")
+	c.Seed([]Key{{"web", lo}, {"web", other}})
+	if c.Healthy("web", lo) || c.Healthy("web", other) {
+		t.Fatal("seeded unhealthy backends count as healthy before Update")
+	}
+	hc := fast(config.HealthTCP)
+	hc.Interval = config.Duration(time.Second) // the verdict below is read well before the second probe
+	c.Update(svcConfig(port, hc))
+	if c.Healthy("web", lo) {
+		t.Fatal("a seeded unhealthy backend starts healthy")
+	}
+	if !c.Healthy("web", other) {
+		t.Error("a seeded backend the configuration does not check is unhealthy after Update")
+	}
+	waitUntil(t, "healthy after passing checks", func() bool { return c.Healthy("web", lo) })
+	waitUntil(t, "the change callback", func() bool { return changes.Load() >= 1 })
+}

@@ -2,6 +2,8 @@ package lb
 
 import (
 	"math/bits"
+	"net/netip"
+	"slices"
 	"sync/atomic"
 )
 
@@ -121,4 +123,55 @@ func (t *affinityTable) copyFrom(old *affinityTable) {
 			t.put(k, b, e)
 		}
 	}
+}
+
+// AffinityEntry is one remembered client → backend choice as a snapshot carries it from one
+// process to the next (hand-over upgrade, checkpoint): the client's key (lb's hash of the client
+// address, with fixed secrets: the same in every process of a build that writes this snapshot
+// version), the backend's address and when the memory expires.
+type AffinityEntry struct {
+	Client  uint64     `json:"client"`
+	Backend netip.Addr `json:"backend"`
+	Expires int64      `json:"expires_unix_ns"`
+}
+
+// SaveAffinity returns the live affinity entries (expiring after now) whose backend is in the
+// Set; nil without affinity.
+func (s *Set) SaveAffinity(now int64) []AffinityEntry {
+	if s.aff == nil {
+		return nil
+	}
+	var out []AffinityEntry
+	for i := range s.aff.slots {
+		k, b, e, ok := s.aff.slots[i].load()
+		if !ok || k == 0 || e <= now {
+			continue
+		}
+		if j, found := slices.BinarySearch(s.idHash, b); found {
+			out = append(out, AffinityEntry{Client: k, Backend: s.backends[s.idIndex[j]].Addr, Expires: e})
+		}
+	}
+	return out
+}
+
+// RestoreAffinity remembers the entries (SaveAffinity's, from another process) whose backend is
+// in the Set and that expire after now, and returns how many; entries beyond the table's
+// capacity evict as Pick's do. Without affinity it does nothing.
+func (s *Set) RestoreAffinity(entries []AffinityEntry, now int64) int {
+	if s.aff == nil {
+		return 0
+	}
+	n := 0
+	for _, en := range entries {
+		h := addrHash(en.Backend, seedBackend)
+		if en.Client == 0 || en.Expires <= now {
+			continue
+		}
+		if _, found := slices.BinarySearch(s.idHash, h); !found {
+			continue
+		}
+		s.aff.put(en.Client, h, en.Expires)
+		n++
+	}
+	return n
 }

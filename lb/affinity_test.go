@@ -1,9 +1,11 @@
 package lb
 
 import (
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestAffinityTableTornReads hammers one bucket (capacity 4) from writers storing many keys
@@ -77,5 +79,60 @@ func TestAffinityTableExpiryAndEviction(t *testing.T) {
 	}
 	if _, _, ok := tab.get(2, 0); !ok {
 		t.Error("updating key 3 evicted key 2")
+	}
+}
+
+// TestAffinitySaveRestore: the entries of one Set, restored into a Set built afresh (another
+// process), give every client the backend it had; entries of a backend the new Set lacks, and
+// expired ones, are skipped.
+func TestAffinitySaveRestore(t *testing.T) {
+	spec := Spec{Scheduler: "round_robin", Affinity: time.Minute, Backends: []Backend{
+		{Addr: netip.MustParseAddr("192.0.2.1"), Weight: 1}, {Addr: netip.MustParseAddr("192.0.2.2"), Weight: 1}, {Addr: netip.MustParseAddr("192.0.2.3"), Weight: 1}}}
+	old, err := Build(spec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UnixNano()
+	had := map[netip.Addr]netip.Addr{}
+	for i := range 300 {
+		c := netip.AddrFrom4([4]byte{198, 51, 100, byte(i)})
+		if i >= 256 {
+			c = netip.AddrFrom4([4]byte{203, 0, 113, byte(i)})
+		}
+		b, _ := old.Pick(c, uint64(i), now)
+		had[c] = b.Addr
+	}
+	saved := old.SaveAffinity(now)
+	if len(saved) < 250 { // 4-way buckets of a 64k table: collisions are rare
+		t.Fatalf("saved %d of 300 entries", len(saved))
+	}
+	spec.Backends = spec.Backends[:2] // 192.0.2.3 is gone in the new process
+	fresh, err := Build(spec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := AffinityEntry{Client: 12345, Backend: spec.Backends[0].Addr, Expires: now - 1}
+	n := fresh.RestoreAffinity(append(saved, stale), now)
+	kept := 0
+	for _, e := range saved {
+		if e.Backend != netip.MustParseAddr("192.0.2.3") {
+			kept++
+		}
+	}
+	if n != kept {
+		t.Fatalf("restored %d, want the %d entries of remaining backends", n, kept)
+	}
+	moved := 0
+	for c, b := range had {
+		got, _ := fresh.Pick(c, 0, now+1)
+		if b != netip.MustParseAddr("192.0.2.3") && got.Addr != b {
+			moved++
+		}
+	}
+	if moved > 300-len(saved) {
+		t.Fatalf("%d clients of remaining backends changed backend after the restore", moved)
+	}
+	if (&Set{}).SaveAffinity(now) != nil || (&Set{}).RestoreAffinity(saved, now) != 0 {
+		t.Fatal("a Set without affinity saved or restored entries")
 	}
 }

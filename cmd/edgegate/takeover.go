@@ -12,6 +12,7 @@ import (
 	"github.com/edgegate/edgegate/admin"
 	"github.com/edgegate/edgegate/config"
 	"github.com/edgegate/edgegate/gateway"
+	"github.com/edgegate/edgegate/health"
 	"github.com/edgegate/edgegate/ingress"
 	"github.com/edgegate/edgegate/takeover"
 )
@@ -45,6 +46,7 @@ func (d *daemon) takeOver(cfg *config.Config) {
 					n, q, len(st.IngressListeners))
 			}
 			d.adoptIngress(st.Version, st.IngressListeners, ho.FDs[q+1:])
+			d.checker.Seed(unhealthyOf(st.Services))
 			d.log.Info("taking over", "flows", len(st.Flows), "queues", q, "ingress_listeners", len(st.IngressListeners))
 			return ho.FDs[:q], ho.FDs[q], &st.Handover, nil
 		})
@@ -246,4 +248,17 @@ func (d *daemon) closeAdopted() {
 		f.Close()
 	}
 	d.ingressFiles = nil
+}
+
+// unhealthyOf lists the backends a predecessor found unhealthy, for the health checker's seed.
+func unhealthyOf(svcs []gateway.SavedService) []health.Key {
+	var out []health.Key
+	for _, s := range svcs {
+		for _, b := range s.Backends {
+			if !b.Healthy {
+				out = append(out, health.Key{Service: s.Name, Backend: b.Address})
+			}
+		}
+	}
+	return out
 }
