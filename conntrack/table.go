@@ -232,16 +232,11 @@ func (t *Table) insert(e *Entry, now int64, keep bool) (*Entry, error) {
 			x = t.find(b1, k1)
 		}
 		if x == nil {
-			e.sh = t.sh
 			exp := now + t.sh.timeoutOf(k0.Proto, st, w)
 			if keep {
 				exp = w &^ wLowMask
 			}
-			e.word.Store(pack(exp, st, w&(wAssured|wSeenReply|wNoOrig)))
-			e.next(Original).Store(t.buckets[b0].Load())
-			t.buckets[b0].Store(link(e, Original))
-			e.next(Reply).Store(t.buckets[b1].Load())
-			t.buckets[b1].Store(link(e, Reply))
+			t.publish(e, b0, b1, exp)
 			t.unlock2(b0, b1)
 			t.inserted.Add(1)
 			return e, nil
@@ -261,6 +256,18 @@ func (t *Table) insert(e *Entry, now int64, keep bool) (*Entry, error) {
 		t.replyTaken.Add(1)
 		return nil, ErrReplyTaken
 	}
+}
+
+// publish makes e (word as Init set it) visible in buckets b0 and b1, whose stripes the caller
+// holds, expiring at exp.
+func (t *Table) publish(e *Entry, b0, b1 uint64, exp int64) {
+	e.sh = t.sh
+	w := e.word.Load()
+	e.word.Store(pack(exp, State(w&wState), w&(wAssured|wSeenReply|wNoOrig)))
+	e.next(Original).Store(t.buckets[b0].Load())
+	t.buckets[b0].Store(link(e, Original))
+	e.next(Reply).Store(t.buckets[b1].Load())
+	t.buckets[b1].Store(link(e, Reply))
 }
 
 // reserveEvictions bounds the entries one Insert into a full table may evict (each eviction
