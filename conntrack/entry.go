@@ -30,6 +30,9 @@ type Entry struct {
 	next0 atomic.Pointer[byte]
 	Load  *atomic.Int64 // optional: decremented once when the entry is removed (least_conn counts)
 	Kind  uint8         // opaque label: service flow, egress flow, ...
+	// Origin is 0 for a flow this node created, else 1 + the cluster index of the node that
+	// did (a flow installed from a peer's flow-sync message, see Table.Install).
+	Origin uint8
 
 	Tuple   [2]Tuple // at offset 26: Tuple[Original] ends line 0, Tuple[Reply] starts line 1
 	Service uint32   // opaque label of the caller (service id), for filters and metrics
@@ -327,5 +330,11 @@ func (e *Entry) commit(w int64, d Dir, s transition, proto packet.Proto, now int
 			return true // same state, expiry (nearly) current: no write
 		}
 	}
-	return e.word.CompareAndSwap(w, nw)
+	if !e.word.CompareAndSwap(w, nw) {
+		return false
+	}
+	if sh := e.shared(); sh.onEvent != nil && ((nw^w)&wState != 0 || (nw^w)&wAssured != 0) {
+		sh.onEvent(e, EventState)
+	}
+	return true
 }

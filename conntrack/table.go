@@ -40,7 +40,23 @@ type Config struct {
 	// OnDelete is called once per entry removed (expiry, eviction, delete), after it left the
 	// table and outside any lock; from Sweep's, Insert's or Delete's goroutine.
 	OnDelete func(*Entry)
+	// OnEvent, when set, is told of what a cluster's flow sync needs: an entry inserted (Insert,
+	// Restore, Install), its state or assured flag changed (Track), removed by Delete or
+	// DeleteMatching (EventDeleted) or otherwise, by expiry or eviction (EventGone). It runs on the packet path (after the change, outside any lock): it must not block,
+	// allocate or lock.
+	OnEvent func(*Entry, Event)
 }
+
+// Event is what Config.OnEvent reports.
+type Event uint8
+
+// Events.
+const (
+	EventInserted Event = iota + 1
+	EventState
+	EventDeleted
+	EventGone
+)
 
 // Stats are cumulative counters of a Table.
 type Stats struct {
@@ -119,6 +135,7 @@ func New(cfg Config) *Table {
 		max:     int64(max),
 		onDel:   cfg.OnDelete,
 	}
+	t.sh.onEvent = cfg.OnEvent
 	for i := range t.key {
 		t.key[i] = rand.Uint64()
 	}
@@ -239,6 +256,9 @@ func (t *Table) insert(e *Entry, now int64, keep bool) (*Entry, error) {
 			t.publish(e, b0, b1, exp)
 			t.unlock2(b0, b1)
 			t.inserted.Add(1)
+			if t.sh.onEvent != nil {
+				t.sh.onEvent(e, EventInserted)
+			}
 			return e, nil
 		}
 		t.unlock2(b0, b1)
@@ -352,6 +372,13 @@ func (t *Table) remove(e *Entry, c *paddedCounter) bool {
 	}
 	if t.onDel != nil {
 		t.onDel(e)
+	}
+	if t.sh.onEvent != nil {
+		ev := EventGone
+		if c == &t.deleted {
+			ev = EventDeleted
+		}
+		t.sh.onEvent(e, ev)
 	}
 	return true
 }
