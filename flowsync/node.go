@@ -136,9 +136,10 @@ func Start(cfg Config) (*Node, error) {
 	for _, p := range cfg.Peers {
 		n.peers[p.Addr().Unmap()] = true
 	}
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.sendLoop()
 	go n.recvLoop()
+	go n.refreshLoop()
 	return n, nil
 }
 

@@ -35,9 +35,14 @@ type testNode struct {
 
 func startNode(t *testing.T, idx int, conn *net.UDPConn, peers ...netip.AddrPort) *testNode {
 	t.Helper()
+	return startNodeCap(t, idx, conn, 1024, peers...)
+}
+
+func startNodeCap(t *testing.T, idx int, conn *net.UDPConn, capacity int, peers ...netip.AddrPort) *testNode {
+	t.Helper()
 	tn := &testNode{}
 	var node atomic.Pointer[Node]
-	tn.tb = conntrack.New(conntrack.Config{MaxEntries: 1024, OnEvent: func(e *conntrack.Entry, ev conntrack.Event) {
+	tn.tb = conntrack.New(conntrack.Config{MaxEntries: capacity, OnEvent: func(e *conntrack.Entry, ev conntrack.Event) {
 		if n := node.Load(); n != nil {
 			n.Event(e, ev)
 		}
@@ -227,5 +232,37 @@ func TestQueue(t *testing.T) {
 	}
 	if q.push(&es[0], conntrack.EventState) {
 		t.Fatal("push beyond QueueLen accepted")
+	}
+}
+
+// TestPeerShare: a peer installs at most Cap/PeerShareDiv flows in this node's table; the rest
+// are counted, and room frees up as the peer's flows go.
+func TestPeerShare(t *testing.T) {
+	cb, from := listen(t), listen(t)
+	defer from.Close()
+	b := startNodeCap(t, 1, cb, 16, addrOf(from))
+	var recs []Record
+	for i := range 12 {
+		r := testRecord(i)
+		r.Origin = 0
+		recs = append(recs, r)
+	}
+	dg := NewEncoder(testKey).Encode(Header{Node: 0, Epoch: 1, Seq: 1}, recs)
+	if _, err := from.WriteToUDPAddrPort(dg, addrOf(cb)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the records applied", func() bool { st := b.n.Stats(); return st.Installed+st.PeerLimit == 12 })
+	if st := b.n.Stats(); st.Installed != 16/PeerShareDiv || b.tb.Len() != 16/PeerShareDiv {
+		t.Fatalf("installed %d (table %d), want %d; %+v", st.Installed, b.tb.Len(), 16/PeerShareDiv, st)
+	}
+	// One of the peer's flows goes: one more fits.
+	var gone *conntrack.Entry
+	b.tb.Range(func(e *conntrack.Entry) bool { gone = e; return false })
+	b.tb.Delete(gone)
+	dg = NewEncoder(testKey).Encode(Header{Node: 0, Epoch: 1, Seq: 2}, recs)
+	from.WriteToUDPAddrPort(dg, addrOf(cb))
+	waitFor(t, "the second datagram applied", func() bool { st := b.n.Stats(); return st.RxRecords == 24 })
+	if b.tb.Len() != 16/PeerShareDiv {
+		t.Fatalf("table holds %d of the peer's flows, want %d", b.tb.Len(), 16/PeerShareDiv)
 	}
 }

@@ -107,14 +107,29 @@ func (b *batch) send() bool {
 	return true
 }
 
-// sendLoop drains the event queue every FlushInterval and walks the table every
-// RefreshInterval.
+// refreshLoop sends this node's live flows to every peer each RefreshInterval (in its own
+// goroutine: a walk of a large table takes seconds at MaxDatagramsPerSec, and the event queue
+// must drain meanwhile).
+func (n *Node) refreshLoop() {
+	defer n.wg.Done()
+	tick := time.NewTicker(RefreshInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-n.done:
+			return
+		case <-tick.C:
+			n.walk(n.cfg.Peers, false, -1)
+		}
+	}
+}
+
+// sendLoop drains the event queue every FlushInterval and says hello when idle.
 func (n *Node) sendLoop() {
 	defer n.wg.Done()
 	b := n.newBatch(n.cfg.Peers)
 	tick := time.NewTicker(FlushInterval)
 	defer tick.Stop()
-	refresh := time.Now().Add(RefreshInterval)
 	hello := time.Time{} // the first tick says hello
 	for {
 		select {
@@ -138,10 +153,6 @@ func (n *Node) sendLoop() {
 			if !b.flush() {
 				return
 			}
-			if now.After(refresh) {
-				refresh = now.Add(RefreshInterval)
-				n.walk(n.cfg.Peers, false, -1)
-			}
 			if sent {
 				hello = now.Add(HelloInterval)
 			} else if now.After(hello) {
@@ -160,6 +171,11 @@ func (n *Node) walk(to []netip.AddrPort, all bool, skip int) {
 	b := n.newBatch(to)
 	now := time.Now().UnixNano()
 	n.cfg.Table.Range(func(e *conntrack.Entry) bool {
+		select {
+		case <-n.done:
+			return false
+		default:
+		}
 		if e.Kind == 0 || (e.Origin != 0 && !all) || int(e.Origin)-1 == skip || e.Expires() <= now {
 			return true
 		}
