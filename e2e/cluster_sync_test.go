@@ -288,8 +288,9 @@ func (c *syncCluster) waitRounds(p *pinger, k int64, what string) {
 
 // TestClusterFlowSync: connections and an iperf3 transfer opened through node A keep working,
 // on the same backend with the same masquerade address and port, after their packets (both
-// directions) start arriving at node B, and after A is killed. Forged and replayed flow-sync
-// datagrams are counted and change nothing.
+// directions) start arriving at node B, after A is killed, and after A is started again (with
+// an empty table) and the routes move back to it. Forged and replayed flow-sync datagrams are
+// counted and change nothing.
 func TestClusterFlowSync(t *testing.T) {
 	c := newSyncCluster(t)
 	a, b := c.nodes[0], c.nodes[1]
@@ -306,7 +307,7 @@ func TestClusterFlowSync(t *testing.T) {
 		}
 	}
 	t.Logf("%d connections through node A, per backend: %v", syncConns, perBackend)
-	iperf, err := c.cli.Start(context.Background(), "iperf3", "-c", syncVIP, "-p", "5201", "-t", "12", "-J", "--get-server-output")
+	iperf, err := c.cli.Start(context.Background(), "iperf3", "-c", syncVIP, "-p", "5201", "-t", "20", "-J", "--get-server-output")
 	must(t, err)
 	p := startPinger(held)
 	defer func() {
@@ -327,11 +328,24 @@ func TestClusterFlowSync(t *testing.T) {
 	<-a.ns.Exited(a.cmd)
 	c.waitRounds(p, syncRoundsEach, "requests with node A dead")
 
+	// A returns with an empty table: B sends it the flows (A's own included) when it hears A's
+	// new epoch, and the routes move back to A.
+	c.startNode(a)
+	waitFor(t, 10*time.Second, "node A to get its flows back from B", func() bool {
+		return c.metric(a, "edgegate_flowsync_peer_flows", "node=0") >= syncConns+2
+	})
+	rxBack := c.rxPackets(a)
+	c.moveTo(1)
+	c.waitRounds(p, syncRoundsEach, "requests through the returned node A")
+
 	if n, first := p.brokenCount(); n > 0 {
 		t.Errorf("%d of %d connections broke (first: %v)", n, syncConns, first)
 	}
 	if rx := c.rxPackets(b) - rxBefore; rx < syncConns*2*syncRoundsEach {
 		t.Errorf("node B received only %d packets after the move: the traffic did not go through it", rx)
+	}
+	if rx := c.rxPackets(a) - rxBack; rx < syncConns*syncRoundsEach {
+		t.Errorf("node A received only %d packets after the move back: the traffic did not go through it", rx)
 	}
 	if err := c.cli.Wait(iperf); err != nil {
 		t.Fatalf("iperf3 did not complete: %v\n%s", err, c.cli.Output(iperf))

@@ -105,9 +105,12 @@ func TestNodesShareFlows(t *testing.T) {
 	e.Update(conntrack.Reply, seg(conntrack.Reply, packet.TCPSyn|packet.TCPAck), now)
 	e.Update(conntrack.Original, seg(conntrack.Original, packet.TCPAck), now)
 	waitFor(t, "established on B", func() bool { return got.State() == conntrack.StateEstablished && got.Assured() })
-	// B's copies are not echoed back to A (B creates no flow itself; its dump skips A's).
-	if st := b.n.Stats(); st.TxRecords != 0 || st.Installed != 1 || st.Updated < 1 {
+	if st := b.n.Stats(); st.Installed != 1 || st.Updated < 1 {
 		t.Fatalf("B: %+v", st)
+	}
+	// B's dump to A (it heard A's new epoch) may carry A's own flow back: A keeps its entry.
+	if x, _ := a.tb.Lookup(&rec.Tuple[0], time.Now().UnixNano()); x != e || a.tb.Len() != 1 {
+		t.Fatalf("A's own flow replaced: %p (len %d)", x, a.tb.Len())
 	}
 
 	// Forged: right shape, wrong key. Replayed: three copies of a datagram of A the spy
@@ -149,7 +152,8 @@ func TestNodesShareFlows(t *testing.T) {
 }
 
 // TestDumpToRestartedPeer: a node that starts after the flows were created (or restarts: a new
-// epoch) gets every flow from its peers, its own old ones excepted, within about HelloInterval.
+// epoch) gets every flow from its peers within about HelloInterval, its own old ones included:
+// node B restarts, and A's copies of B's flows go back to it.
 func TestDumpToRestartedPeer(t *testing.T) {
 	ca, cb := listen(t), listen(t)
 	pa, pb := addrOf(ca), addrOf(cb)
@@ -173,6 +177,26 @@ func TestDumpToRestartedPeer(t *testing.T) {
 	if st := a.n.Stats(); st.Dumps != 1 {
 		t.Fatalf("A: %+v", st)
 	}
+	// A restarts with an empty table (a new epoch): B gives A's flows back, marked as A's.
+	a.n.Close()
+	a2 := startNode(t, 0, mustRebind(t, pa), pb)
+	waitFor(t, "A's flows back on A", func() bool { return a2.tb.Len() == flows })
+	a2.tb.Range(func(e *conntrack.Entry) bool {
+		if e.Origin != 1 {
+			t.Fatalf("flow %v back with origin %d, want 1 (node 0)", e.Tuple[0], e.Origin)
+		}
+		return true
+	})
+}
+
+// mustRebind opens a UDP socket on addr (free again after a node closed it).
+func mustRebind(t *testing.T, addr netip.AddrPort) *net.UDPConn {
+	t.Helper()
+	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // TestUnknownSender: datagrams from an address that is no peer, or naming this node as

@@ -119,7 +119,7 @@ func (n *Node) refreshLoop() {
 		case <-n.done:
 			return
 		case <-tick.C:
-			n.walk(n.cfg.Peers, false, -1)
+			n.walk(n.cfg.Peers, false)
 		}
 	}
 }
@@ -166,8 +166,9 @@ func (n *Node) sendLoop() {
 }
 
 // walk sends the table's live flows to the peers in to: this node's own (all false), or every
-// flow with its origin (all true: a dump to a peer that just started) but those of node skip.
-func (n *Node) walk(to []netip.AddrPort, all bool, skip int) {
+// flow with its origin (all true: a dump to a peer that just started), the peer's own flows
+// included: a peer that restarted lost them, and other nodes may be holding them for it.
+func (n *Node) walk(to []netip.AddrPort, all bool) {
 	b := n.newBatch(to)
 	now := time.Now().UnixNano()
 	n.cfg.Table.Range(func(e *conntrack.Entry) bool {
@@ -176,7 +177,7 @@ func (n *Node) walk(to []netip.AddrPort, all bool, skip int) {
 			return false
 		default:
 		}
-		if e.Kind == 0 || (e.Origin != 0 && !all) || int(e.Origin)-1 == skip || e.Expires() <= now {
+		if e.Kind == 0 || (e.Origin != 0 && !all) || e.Expires() <= now {
 			return true
 		}
 		return b.add(e, OpUpsert)
@@ -196,6 +197,6 @@ func (n *Node) dump(i int, p netip.AddrPort) {
 		defer n.wg.Done()
 		defer n.dumping[i].Store(false)
 		n.stats.dumps.Add(1)
-		n.walk([]netip.AddrPort{p}, true, i)
+		n.walk([]netip.AddrPort{p}, true)
 	}()
 }
