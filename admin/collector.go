@@ -31,6 +31,7 @@ type Collector struct {
 	snatUsed, snatCapacity                                          *prometheus.Desc
 	reloads, reloadTS, reloadLastOK, ready                          *prometheus.Desc
 	spCookies, spACKs, spResends, spFlows, ringDrops                *prometheus.Desc
+	synFilter                                                       *prometheus.Desc
 }
 
 // NewCollector returns a collector over src. The configuration load at start counts as the first
@@ -69,7 +70,8 @@ func NewCollector(src Source) *Collector {
 		spACKs:       d("synproxy_cookie_acks_total", "ACKs without flow checked as answers to a cookie SYN-ACK, by result: valid (a backend connection was opened), invalid (dropped, also drops_total{reason=\"invalid_cookie\"}).", "result"),
 		spResends:    d("synproxy_syn_resends_total", "SYNs the SYN proxy sent a backend again because the client spoke before the backend answered."),
 		spFlows:      d("synproxy_flows_total", "Connections spliced through the SYN proxy (the backend answered its SYN)."),
-		ringDrops:    d("tun_ring_drops_total", "Packets the kernel dropped in front of the TUN because a queue's ring was full (with tun.queues >= 2 the steering program sends connection attempts to their own queue: under a SYN flood these are that new-flow queue's drops)."),
+		ringDrops:    d("tun_ring_drops_total", "Packets the kernel dropped in front of the TUN (the device's tx_dropped): a queue's ring was full (with tun.queues >= 2 the steering program sends connection attempts to their own queue: under a SYN flood these are that new-flow queue's drops) or the SYN prefilter dropped a connection attempt."),
+		synFilter:    d("synproxy_prefilter_total", "Connection attempts judged by the SYN prefilter in front of the TUN, by result: passed (within its rate), first_dropped (over the rate and not seen recently: dropped and remembered), retry_passed (a repetition of a remembered attempt), retry_dropped (repetitions over their rate).", "result"),
 	}
 	c.lastReloadOK.Store(time.Now().UnixNano())
 	return c
@@ -92,7 +94,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.packets, c.bytes, c.verdicts, c.writeErrors, c.drops,
 		c.ctEntries, c.ctMax, c.ctCreated, c.ctRemoved, c.ctInsertFail, c.ctInvalid, c.ctInvalidWindow,
 		c.selections, c.active, c.backendState, c.eligible, c.snatUsed, c.snatCapacity,
-		c.reloads, c.reloadTS, c.reloadLastOK, c.ready, c.spCookies, c.spACKs, c.spResends, c.spFlows, c.ringDrops} {
+		c.reloads, c.reloadTS, c.reloadLastOK, c.ready, c.spCookies, c.spACKs, c.spResends, c.spFlows, c.ringDrops, c.synFilter} {
 		ch <- d
 	}
 }
@@ -139,6 +141,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.spResends, s.SYNProxy.Resent)
 	counter(c.spFlows, s.SYNProxy.Spliced)
 	counter(c.ringDrops, s.RingDrops)
+	counter(c.synFilter, s.SYNFilter.Passed, "passed")
+	counter(c.synFilter, s.SYNFilter.FirstDropped, "first_dropped")
+	counter(c.synFilter, s.SYNFilter.RetryPassed, "retry_passed")
+	counter(c.synFilter, s.SYNFilter.RetryDropped, "retry_dropped")
 
 	ct := c.src.Table()
 	st := ct.Stats()

@@ -1,6 +1,8 @@
 package conntrack
 
 import (
+	"time"
+
 	"github.com/edgegate/edgegate/packet"
 
 	"errors"
@@ -468,5 +470,50 @@ func TestUDPExchangesDoNotPinTable(t *testing.T) {
 	}
 	if st := tb.Stats(); st.EarlyDrops != max || st.TableFull != 0 {
 		t.Fatalf("stats %+v, want %d early drops and no refusal", st, max)
+	}
+}
+
+// TestDeleteStaleHandshakes: only TCP entries still in their handshake and idle for the given
+// time go; completed handshakes, recent attempts, other protocols and non-matching entries stay.
+func TestDeleteStaleHandshakes(t *testing.T) {
+	tb := New(Config{MaxEntries: 64})
+	syn := func(sport uint16, at int64) *Entry {
+		p := pkt(packet.ProtoTCP, client, vip, sport, 80)
+		p.TCPFlags = fSYN
+		e := natEntry(p, sport, at)
+		mustInsert(t, tb, e, at)
+		return e
+	}
+	reply := func(e *Entry, flags packet.TCPFlags, at int64) {
+		p := pkt(packet.ProtoTCP, backend, masq, 8080, e.Tuple[Reply].DstPort)
+		p.TCPFlags = flags
+		e.Update(Reply, p, at)
+	}
+	oldSent := syn(1001, t0)          // SYN_SENT, idle 5 s: goes
+	oldRecv := syn(1002, t0)          // SYN_RECV after the backend's SYN-ACK at t0+1s: goes
+	reply(oldRecv, fSYNACK, t0+1*sec) //
+	recent := syn(1003, t0+4*sec)     // SYN_SENT, idle 1 s: stays
+	done := syn(1004, t0)             // established: stays
+	reply(done, fSYNACK, t0)          //
+	ack := pkt(packet.ProtoTCP, client, vip, 1004, 80)
+	ack.TCPFlags = fACK
+	done.Update(Original, ack, t0)
+	other := natEntry(udpPkt(client, vip, 1005, 53), 1005, t0) // UDP: stays
+	mustInsert(t, tb, other, t0)
+	otherSvc := syn(1006, t0) // another service: stays with the filter below
+	otherSvc.Service = 9
+
+	now := t0 + 5*sec
+	n := tb.DeleteStaleHandshakes(Filter{Service: 7, MatchService: true}, 3*time.Second, now)
+	if n != 2 || !oldSent.Removed() || !oldRecv.Removed() {
+		t.Fatalf("removed %d (syn_sent %v, syn_recv %v), want the 2 idle handshakes", n, oldSent.Removed(), oldRecv.Removed())
+	}
+	for name, e := range map[string]*Entry{"recent": recent, "established": done, "udp": other, "other service": otherSvc} {
+		if e.Removed() {
+			t.Errorf("%s entry (state %v) removed", name, e.State())
+		}
+	}
+	if st := tb.Stats(); st.Deleted != 2 {
+		t.Errorf("stats %+v, want 2 deleted", st)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/edgegate/edgegate/config"
+	"github.com/edgegate/edgegate/gateway/tun"
 	"github.com/edgegate/edgegate/internal/netns"
 	"github.com/edgegate/edgegate/synproxy"
 )
@@ -245,8 +246,9 @@ const (
 	minFloodRate = 100000
 	// engageSlack is how long the generator or the new-flow worker may be descheduled while the
 	// gauge's burst drains (the bucket refills meanwhile): a few of the scheduler's 4 ms ticks
-	// on a quiet machine; 27 ms seen at load average 16 (227 flood flows at 51k SYN/s).
-	engageSlack = 50 * time.Millisecond
+	// on a quiet machine; 27 ms seen at load average 16 without the prefilter (227 flood flows
+	// at 51k SYN/s), about 90 ms at load average 13 with it (303 flows created).
+	engageSlack = 150 * time.Millisecond
 	// minFlowShareDefault is the share of its undisturbed rate the established flow keeps during
 	// the flood, as asserted. Issue 12 asks 0.8 (goal 0.9) and this code does not reach it: 45-57 %
 	// on a quiet machine (the runs in TestOpsSYNFloodDefault's comment), so the test holds the
@@ -255,11 +257,12 @@ const (
 	// until this constant can be 0.8.
 	minFlowShareDefault = 0.35
 	// maxFloodFlows bounds the flood SYNs that get a flow: the gauge passes AutoBurst attempts,
-	// plus its refill at AutoRate while a flood of minFloodRate drains them (AutoBurst /
-	// (minFloodRate - AutoRate) s, 2 ms: 2 attempts, 3 rounded up) and during engageSlack (50
-	// attempts), then the proxy stays engaged for as long as attempts exceed AutoRate (each
-	// restarts AutoHold): 253 in all, of the flood's million.
-	maxFloodFlows = synproxy.AutoBurst + synproxy.AutoBurst*synproxy.AutoRate/(minFloodRate-synproxy.AutoRate) + 1 +
+	// plus its refill at AutoRate while the flood drains them (it reaches the gauge at the
+	// prefilter's tun.SYNFilterRate: AutoBurst / (SYNFilterRate - AutoRate) s, 11 ms: 11
+	// attempts, 12 rounded up) and during engageSlack (150 attempts), then the proxy stays
+	// engaged for as long as attempts exceed AutoRate (each restarts AutoHold): 362 in all, of
+	// the flood's million. While it is engaged they are removed after EngagedHandshakeIdle.
+	maxFloodFlows = synproxy.AutoBurst + synproxy.AutoBurst*synproxy.AutoRate/(tun.SYNFilterRate-synproxy.AutoRate) + 1 +
 		int(synproxy.AutoRate*engageSlack/time.Second)
 )
 
@@ -350,15 +353,30 @@ func TestOpsSYNFloodDefault(t *testing.T) {
 	if afterErr != nil {
 		t.Errorf("new connection right after the flood: %v", afterErr)
 	}
-	if floodFlows > maxFloodFlows {
-		t.Errorf("%d flood flows in the table, want at most %d (the SYNs before the proxy engaged)", floodFlows, maxFloodFlows)
+	// The prefilter in front of the TUN drops most of the flood (attempts over its rate that it
+	// has not seen before) so the new-flow worker answers only a fraction with cookies.
+	pre := func(result string) float64 { return delta("edgegate_synproxy_prefilter_total", "result="+result) }
+	t.Logf("SYN prefilter during the flood: passed %.0f, first dropped %.0f, repetitions passed %.0f, repetitions dropped %.0f",
+		pre("passed"), pre("first_dropped"), pre("retry_passed"), pre("retry_dropped"))
+	if pre("first_dropped") < float64(sent)/2 {
+		t.Errorf("the SYN prefilter dropped %.0f of %d flood SYNs, want most of them", pre("first_dropped"), sent)
+	}
+	// The flood SYNs that got flows before the proxy engaged (spliced flows are the legitimate
+	// connections: a spoofed source never completes a handshake) are bounded, and none is left
+	// in the table: the engaged proxy removes stalled handshakes (synproxy.EngagedHandshakeIdle).
+	floodCreated := delta("edgegate_conntrack_flows_created_total") - delta("edgegate_synproxy_flows_total")
+	if floodCreated > float64(maxFloodFlows) {
+		t.Errorf("%.0f flood SYNs got flows, want at most %d (the SYNs before the proxy engaged)", floodCreated, maxFloodFlows)
+	}
+	if floodFlows != 0 {
+		t.Errorf("%d flood flows in the table after the flood, want none", floodFlows)
 	}
 	// Every flood SYN got a cookie, was dropped in front of the new-flow queue (its ring is the
 	// flood's buffer: the worker may fall behind) or is one of the flows before the proxy engaged;
 	// at most a ring's worth (tun.txqueuelen) may still wait to be read.
 	cookies, ringDrops := delta("edgegate_synproxy_syn_cookies_total"), delta("edgegate_tun_ring_drops_total")
-	if n := cookies + ringDrops + float64(floodFlows); n < float64(sent-config.DefaultTxQueueLen) {
-		t.Errorf("of %d flood SYNs %.0f answered with cookies, %.0f dropped at the ring, %d got flows: %.0f unaccounted", sent, cookies, ringDrops, floodFlows, float64(sent)-n)
+	if n := cookies + ringDrops + floodCreated; n < float64(sent-config.DefaultTxQueueLen) {
+		t.Errorf("of %d flood SYNs %.0f answered with cookies, %.0f dropped at the ring or by the prefilter, %.0f got flows: %.0f unaccounted", sent, cookies, ringDrops, floodCreated, float64(sent)-n)
 	}
 	checkRSSGrowth(t, rss0, rss1)
 }

@@ -3,6 +3,7 @@ package gateway
 import (
 	"sync/atomic"
 
+	"github.com/edgegate/edgegate/gateway/tun"
 	"github.com/edgegate/edgegate/nat"
 	"github.com/edgegate/edgegate/packet"
 )
@@ -62,6 +63,9 @@ type Snapshot struct {
 	// RingDrops: packets the kernel dropped because a TUN queue's ring was full (with steering,
 	// the new-flow queue's under a SYN flood). Read from the device at snapshot time.
 	RingDrops uint64
+	// SYNFilter: the SYN prefilter's verdicts (zero without it). Its drops are also in RingDrops
+	// (the device counts both as tx_dropped).
+	SYNFilter tun.SYNFilterStats
 	Malformed [packet.NumReasons]uint64
 	Dropped   [nat.NumReasons]uint64
 }

@@ -39,7 +39,6 @@ type Gateway struct {
 	builder *ruleBuilder
 	health  atomic.Pointer[HealthView]
 	tap     atomic.Pointer[Tap]
-	sync    atomic.Pointer[FlowSync] // cluster flow sync (cluster.go); nil: none
 
 	mu        sync.Mutex // serialises Start, Reload and Close
 	devs      []tun.Device
@@ -53,9 +52,10 @@ type Gateway struct {
 	frozen    *frozen        // hand-over in progress: what Freeze kept for Thaw
 	borrowed  bool           // inherited TUN and routes the predecessor still owns until Own
 	ready     atomic.Bool
-	guarded   bool        // the SYN guard table is installed
-	instance  io.Closer   // held while running: one edgegate per TUN and namespace
-	drainT    *time.Timer // pending drain_timeout expiry of TCP flows to removed backends
+	guarded   bool           // the SYN guard table is installed
+	synFilter *tun.SYNFilter // the SYN prefilter attached to the device (nil: none)
+	instance  io.Closer      // held while running: one edgegate per TUN and namespace
+	drainT    *time.Timer    // pending drain_timeout expiry of TCP flows to removed backends
 
 	// ended counts service flows that left the table per (service, backend); with the backends'
 	// Active gauges it gives selections per backend without touching the packet path's hot loop.
@@ -78,7 +78,6 @@ func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 		MaxEntries: cfg.Conntrack.MaxEntries,
 		Timeouts:   timeouts(cfg.Conntrack.Timeouts),
 		OnDelete:   g.flowEnded,
-		OnEvent:    g.flowEvent,
 	})
 	g.tr.CT = g.CT
 	g.tr.Proxy = synproxy.NewSecret()
@@ -171,7 +170,8 @@ func (g *Gateway) Start() error {
 	devs := g.devs
 	g.startWorkers(devs)
 	if handover {
-		g.steer() // this build's program, once serving (the predecessor's steers until then)
+		g.steer() // this build's programs, once serving (the predecessor's steer until then)
+		g.applySYNFilter(cfg)
 	}
 	g.wg.Add(1)
 	go g.sweep()
@@ -244,6 +244,7 @@ func (g *Gateway) openTUN(cfg *config.Config) (reattach bool, err error) {
 	}
 	g.devs = devs
 	g.steer()
+	g.applySYNFilter(cfg)
 	return reattach, nil
 }
 
@@ -260,6 +261,40 @@ func (g *Gateway) steer() {
 		return
 	}
 	g.log.Info("TUN queues steered", "new_flow_queue", tun.SYNQueue(len(g.devs)), "flow_queues", len(g.devs)-1)
+}
+
+// applySYNFilter attaches the SYN prefilter (tun.FilterSYNs) while tun.syn_proxy is not off and
+// detaches it when it is. Without it (a kernel that refuses the program) a flood's SYNs all
+// reach the new-flow worker: warned, not fatal. Called with g.mu held, once serving.
+func (g *Gateway) applySYNFilter(cfg *config.Config) {
+	want := cfg.TUN.SYNProxy != config.SYNProxyOff
+	if want == (g.synFilter != nil) || len(g.devs) == 0 {
+		return
+	}
+	if !want {
+		g.synFilter.Close()
+		g.synFilter = nil
+		if err := tun.Unfilter(g.devs[0]); err != nil {
+			g.log.Warn("SYN prefilter not detached", "err", err)
+		}
+		return
+	}
+	f, err := tun.FilterSYNs(g.devs[0])
+	if err != nil {
+		g.log.Warn("SYN prefilter not attached: every SYN of a flood reaches the new-flow worker", "err", err)
+		return
+	}
+	g.synFilter = f
+	g.log.Info("SYN prefilter attached", "rate", tun.SYNFilterRate, "retry_rate", tun.SYNFilterRetryRate)
+}
+
+// stopSYNFilter stops this process's part of the prefilter (the device keeps the program: a
+// successor replaces it). Called with g.mu held.
+func (g *Gateway) stopSYNFilter() {
+	if g.synFilter != nil {
+		g.synFilter.Close()
+		g.synFilter = nil
+	}
 }
 
 // startWorkers runs one worker per queue. Called with g.mu held.
@@ -286,7 +321,20 @@ func (g *Gateway) sweep() {
 			return
 		case now := <-t.C:
 			g.CT.Sweep(now.UnixNano())
+			g.dropFloodHandshakes(now.UnixNano())
 		}
+	}
+}
+
+// dropFloodHandshakes removes, while the SYN proxy is engaged, service flows whose handshake
+// stalled (synproxy.EngagedHandshakeIdle): the flood SYNs that got flows before it engaged.
+func (g *Gateway) dropFloodHandshakes(now int64) {
+	if !g.tr.SYNProxyEngaged(now) {
+		return
+	}
+	f := conntrack.Filter{Kind: nat.KindService, MatchKind: true}
+	if n := g.CT.DeleteStaleHandshakes(f, synproxy.EngagedHandshakeIdle, now); n > 0 {
+		g.log.Debug("SYN proxy engaged: stalled handshakes removed", "flows", n)
 	}
 }
 
@@ -334,6 +382,7 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 	}
 	g.cfg.Store(cfg)
 	g.rules.Store(rules)
+	g.applySYNFilter(cfg)
 	g.dropStale(old, cfg)
 	g.scheduleDrain(cfg)
 	if g.routing != nil && cfg.TUN.ManageRoutes {
@@ -542,6 +591,11 @@ func (g *Gateway) Counters() Snapshot {
 	if name != "" {
 		s.RingDrops = ringDrops(name)
 	}
+	g.mu.Lock()
+	if g.synFilter != nil {
+		s.SYNFilter = g.synFilter.Stats()
+	}
+	g.mu.Unlock()
 	return s
 }
 
@@ -582,6 +636,7 @@ func (g *Gateway) Close() error {
 	default:
 		close(g.stop)
 	}
+	g.stopSYNFilter()
 	g.closeDevs()
 	g.wwg.Wait()
 	g.wg.Wait()

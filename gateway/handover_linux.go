@@ -330,6 +330,7 @@ func (g *Gateway) Detach() {
 	}
 	g.routing = nil
 	g.guarded = false
+	g.stopSYNFilter()
 	if fr := g.frozen; fr != nil {
 		for _, fd := range fr.queues {
 			unix.Close(fd)

@@ -49,6 +49,12 @@ const (
 	AutoTableFill = 50
 	// AutoHold is how long the proxy stays engaged after the last sign of pressure.
 	AutoHold = 10 * time.Second
+	// EngagedHandshakeIdle: while the proxy is engaged, a TCP service flow still in its
+	// handshake (SYN_SENT, SYN_RECV: opened before the proxy engaged) that saw no packet for
+	// this long is removed: its client did not answer the backend's SYN-ACK, as a spoofed
+	// source never does (netfilter keeps such flows 120 s and 60 s). A real client completes the
+	// handshake within its round trip; the backend's first SYN-ACK retransmission comes after 1 s.
+	EngagedHandshakeIdle = 3 * time.Second
 )
 
 // Gauge decides, in mode auto, whether a SYN is proxied: a token bucket of AutoBurst attempts

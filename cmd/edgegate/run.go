@@ -19,7 +19,6 @@ import (
 	"github.com/edgegate/edgegate/admin"
 	"github.com/edgegate/edgegate/bgp"
 	"github.com/edgegate/edgegate/config"
-	"github.com/edgegate/edgegate/flowsync"
 	"github.com/edgegate/edgegate/gateway"
 	"github.com/edgegate/edgegate/health"
 	"github.com/edgegate/edgegate/ingress"
@@ -44,7 +43,6 @@ type daemon struct {
 	started atomic.Bool
 	bgpMu   sync.Mutex // guards bgp, which reloads start and stop (bgp.go)
 	bgp     *bgp.Speaker
-	flows   *flowsync.Node // cluster flow sync (cluster.go); nil: none
 
 	// Hand-over upgrade (takeover.go).
 	dropped    bool                         // privileges dropped: SIGUSR2 cannot start a successor
@@ -207,10 +205,6 @@ func (d *daemon) start(cfg *config.Config) error {
 	if err := g.SetHealth(d.checker.Healthy); err != nil {
 		return err
 	}
-	key, err := clusterKey(cfg) // before touching the system: no cluster without its key
-	if err != nil {
-		return err
-	}
 	if err := g.Start(); err != nil {
 		d.g = nil
 		return err
@@ -225,9 +219,6 @@ func (d *daemon) start(cfg *config.Config) error {
 		}
 	}
 	if err := d.finishHandover(); err != nil {
-		return err
-	}
-	if err := d.startCluster(cfg, key); err != nil {
 		return err
 	}
 	if cfg.Admin.Enabled() || cfg.Admin.SocketEnabled() {
@@ -290,7 +281,6 @@ func (d *daemon) reload(why string) {
 		d.coll.RecordReload(err)
 		return
 	}
-	d.clusterReloaded(next)
 	if err := d.g.Reload(next); err != nil {
 		d.log.Error("reload failed", "trigger", why, "err", err)
 		d.coll.RecordReload(err)
@@ -357,7 +347,6 @@ func (d *daemon) stop() error {
 		if err := d.g.Close(); err != nil {
 			errs = append(errs, err)
 		}
-		d.stopCluster()
 	}
 	d.stopBGP()
 	return errors.Join(errs...)

@@ -37,31 +37,42 @@ func SYNQueue(n int) int { return n - 1 }
 // steeringProgram returns the program for a device of queues queues (>= 2). It reads the packet
 // with LD_ABS/LD_IND, which end the program with 0 (a flow queue) on a short packet.
 func steeringProgram(queues int) asm.Instructions {
-	return append(asm.Instructions{
-		asm.Mov.Reg(asm.R6, asm.R1), // LD_ABS/LD_IND take the context from R6
+	p := append(asm.Instructions{asm.Mov.Reg(asm.R6, asm.R1)}, synClassifier("flow", "syn", "syn")...)
+	p = append(p, asm.Mov.Imm(asm.R0, int32(SYNQueue(queues))).WithSymbol("syn"), asm.Return())
+	return append(p, flowHash(queues-1)...)
+}
+
+// synClassifier tells a TCP connection attempt (SYN without ACK, RST or FIN; not a later
+// fragment; IPv6 without extension headers) from every other packet: it jumps to syn4 for an
+// IPv4 attempt (R7 then holds its IPv4 header length), to syn6 for an IPv6 one, and to other
+// for the rest. R6 must hold the context (LD_ABS/LD_IND; they end the program with 0 on a short
+// packet). The steering program and the SYN prefilter share it.
+func synClassifier(other, syn4, syn6 string) asm.Instructions {
+	return asm.Instructions{
 		asm.LoadAbs(0, asm.Byte),
 		asm.RSh.Imm(asm.R0, 4),
-		asm.JEq.Imm(asm.R0, 6, "ipv6"),
-		asm.JNE.Imm(asm.R0, 4, "flow"),
+		asm.JEq.Imm(asm.R0, 6, "cls_ipv6"),
+		asm.JNE.Imm(asm.R0, 4, other),
 		asm.LoadAbs(9, asm.Byte), // IPv4 protocol
-		asm.JNE.Imm(asm.R0, protoTCP, "flow"),
+		asm.JNE.Imm(asm.R0, protoTCP, other),
 		asm.LoadAbs(6, asm.Half), // flags and fragment offset
 		asm.And.Imm(asm.R0, 0x1fff),
-		asm.JNE.Imm(asm.R0, 0, "flow"), // a later fragment has no TCP header
+		asm.JNE.Imm(asm.R0, 0, other), // a later fragment has no TCP header
 		asm.LoadAbs(0, asm.Byte),
 		asm.And.Imm(asm.R0, 0x0f),
 		asm.LSh.Imm(asm.R0, 2),
 		asm.Mov.Reg(asm.R7, asm.R0),
 		asm.LoadInd(asm.R0, asm.R7, 13, asm.Byte), // TCP flags after the IPv4 header
-		asm.Ja.Label("flags"),
-		asm.LoadAbs(6, asm.Byte).WithSymbol("ipv6"), // next header (extension headers: flow queue)
-		asm.JNE.Imm(asm.R0, protoTCP, "flow"),
+		asm.And.Imm(asm.R0, tcpConnFlags),
+		asm.JNE.Imm(asm.R0, tcpSyn, other),
+		asm.Ja.Label(syn4),
+		asm.LoadAbs(6, asm.Byte).WithSymbol("cls_ipv6"), // next header (extension headers: other)
+		asm.JNE.Imm(asm.R0, protoTCP, other),
 		asm.LoadAbs(40+13, asm.Byte),
-		asm.And.Imm(asm.R0, tcpConnFlags).WithSymbol("flags"),
-		asm.JNE.Imm(asm.R0, tcpSyn, "flow"),
-		asm.Mov.Imm(asm.R0, int32(SYNQueue(queues))),
-		asm.Return(),
-	}, flowHash(queues-1)...)
+		asm.And.Imm(asm.R0, tcpConnFlags),
+		asm.JNE.Imm(asm.R0, tcpSyn, other),
+		asm.Ja.Label(syn6),
+	}
 }
 
 // flowHash continues the program at "flow": it returns a hash of the addresses and, for TCP and
