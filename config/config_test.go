@@ -143,6 +143,8 @@ func TestParseInvalid(t *testing.T) {
 		{"mtu too small for ipv6", "tun:\n  mtu: 1000\nnode_ports:\n  addresses: [2001:db8::1]\n", `t.yaml:2:8: tun.mtu: 1000 out of range 1280..65535 (IPv6 addresses are configured, so at least 1280)`},
 		{"queues", "tun: {queues: 65}\n", `t.yaml:1:15: tun.queues: 65 out of range 1..64`},
 		{"explicit zero queues", "tun: {queues: 0}\n", `t.yaml:1:15: tun.queues: 0 out of range 1..64`},
+		{"checkpoint path relative", "conntrack: {checkpoint: {path: cp.json}}\n", `t.yaml:1:32: conntrack.checkpoint.path: "cp.json" must be an absolute file path`},
+		{"checkpoint interval", "conntrack: {checkpoint: {path: /var/lib/edgegate/cp.json, interval: 100ms}}\n", `t.yaml:1:69: conntrack.checkpoint.interval: 100ms is below the minimum 1s`},
 		{"reserved route table", "tun: {route_table: 254}\n", `t.yaml:1:20: tun.route_table: 254 is a reserved table`},
 		{"long tun name", "tun: {name: abcdefghijklmnopq}\n", `t.yaml:1:13: tun.name: "abcdefghijklmnopq" is not a valid interface name`},
 		{"bad service name", strings.Replace(base, "name: web", "name: Web_1", 1), `t.yaml:4:11: services[0]: name "Web_1" must be a DNS label`},

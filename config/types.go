@@ -137,6 +137,15 @@ type Conntrack struct {
 	// TCPLoose picks up flows met in mid-stream after a restart (netfilter's
 	// nf_conntrack_tcp_loose) when their translation can be rebuilt; default true.
 	TCPLoose bool `yaml:"tcp_loose"`
+	// Checkpoint writes the flow table to a file periodically and reads it at start, so flows
+	// that cannot be picked up (round robin, affinity) survive a crash up to its interval.
+	Checkpoint *Checkpoint `yaml:"checkpoint"`
+}
+
+// Checkpoint configures conntrack.checkpoint.
+type Checkpoint struct {
+	Path     string   `yaml:"path"`     // required, absolute
+	Interval Duration `yaml:"interval"` // default DefaultCheckpointInterval, at least MinCheckpointInterval
 }
 
 // Timeouts are netfilter's defaults unless set.

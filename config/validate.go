@@ -39,6 +39,7 @@ const (
 	DefaultManageRoutes                   = true
 	DefaultPersist                        = true
 	DefaultTCPLoose                       = true
+	DefaultCheckpointInterval             = Duration(10 * time.Second)
 	DefaultAccessLog                      = true
 	SYNProxyAuto, SYNProxyOn, SYNProxyOff = "auto", "on", "off" // tun.syn_proxy
 )
@@ -84,9 +85,12 @@ const (
 	MinMTU, MinMTUIPv6, MaxMTU = 576, 1280, 65535
 	MaxQueues                  = 64
 	MinMaxEntries              = 16
-	MaxMaglevTableSize         = 1<<22 - 3 // largest prime below 4 Mi: bounds lookup table memory (lb allows 16 Mi)
-	MaxWeight                  = 65535     // lb allows 1<<20; a config never needs more
-	MaxBackends                = 1<<16 - 2 // lb.MaxBackends: lookup tables hold 16-bit indices
+	// MinCheckpointInterval bounds how often conntrack.checkpoint writes the table (each write
+	// walks every flow and writes a file).
+	MinCheckpointInterval = Duration(time.Second)
+	MaxMaglevTableSize    = 1<<22 - 3 // largest prime below 4 Mi: bounds lookup table memory (lb allows 16 Mi)
+	MaxWeight             = 65535     // lb allows 1<<20; a config never needs more
+	MaxBackends           = 1<<16 - 2 // lb.MaxBackends: lookup tables hold 16-bit indices
 )
 
 // validator applies defaults and checks one decoded Config; it reports through the decoder so
@@ -234,6 +238,9 @@ func (v *validator) conntrackDefaults() {
 	ct := &v.c.Conntrack
 	setDefault(v, &ct.MaxEntries, DefaultMaxEntries)
 	setDefault(v, &ct.TCPLoose, DefaultTCPLoose)
+	if cp := ct.Checkpoint; cp != nil {
+		setDefault(v, &cp.Interval, DefaultCheckpointInterval)
+	}
 	to, def := &ct.Timeouts, DefaultTimeouts
 	for _, f := range []struct{ p, d *Duration }{
 		{&to.TCPSynSent, &def.TCPSynSent}, {&to.TCPSynRecv, &def.TCPSynRecv},
@@ -728,6 +735,14 @@ func (v *validator) validateConntrack() {
 	ct := &v.c.Conntrack
 	if ct.MaxEntries < MinMaxEntries {
 		v.errorf(v.at(&ct.MaxEntries), "conntrack.max_entries: %d is below the minimum %d", ct.MaxEntries, MinMaxEntries)
+	}
+	if cp := ct.Checkpoint; cp != nil {
+		if !filepath.IsAbs(cp.Path) {
+			v.errorf(v.at(&cp.Path, cp), "conntrack.checkpoint.path: %q must be an absolute file path", cp.Path)
+		}
+		if cp.Interval < MinCheckpointInterval {
+			v.errorf(v.at(&cp.Interval), "conntrack.checkpoint.interval: %v is below the minimum %v", cp.Interval, MinCheckpointInterval)
+		}
 	}
 	to := &ct.Timeouts
 	for _, f := range []struct {

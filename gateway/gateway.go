@@ -51,6 +51,8 @@ type Gateway struct {
 	inherit   *inherited     // hand-over: what the predecessor passed, used by Start
 	frozen    *frozen        // hand-over in progress: what Freeze kept for Thaw
 	borrowed  bool           // inherited TUN and routes the predecessor still owns until Own
+	paused    atomic.Bool    // frozen for a hand-over: no checkpoint (checkpoint_linux.go)
+	started   bool           // Start completed: a clean Close removes the checkpoint
 	ready     atomic.Bool
 	guarded   bool           // the SYN guard table is installed
 	synFilter *tun.SYNFilter // the SYN prefilter attached to the device (nil: none)
@@ -167,15 +169,20 @@ func (g *Gateway) Start() error {
 	if err := g.restore(); err != nil {
 		g.log.Warn("restoring handed-over flows", "err", err)
 	}
+	if !handover {
+		g.loadCheckpoint(cfg)
+	}
 	devs := g.devs
 	g.startWorkers(devs)
 	if handover {
 		g.steer() // this build's programs, once serving (the predecessor's steer until then)
 		g.applySYNFilter(cfg)
 	}
-	g.wg.Add(1)
+	g.wg.Add(2)
 	go g.sweep()
+	go g.checkpointLoop()
 	g.scheduleDrain(cfg) // drain: true backends in the first configuration
+	g.started = true
 	g.ready.Store(true)
 	g.log.Info("gateway started", "tun", name, "queues", len(devs), "offload", devs[0].VnetHdr(), "services", len(cfg.Services), "node_addresses", g.nodeAddrs)
 	return nil
@@ -640,6 +647,9 @@ func (g *Gateway) Close() error {
 	g.closeDevs()
 	g.wwg.Wait()
 	g.wg.Wait()
+	if g.started && !g.borrowed { // a start that failed keeps the checkpoint for the next
+		g.removeCheckpoint()
+	}
 	return errors.Join(errs...)
 }
 

@@ -180,10 +180,17 @@ func (g *Gateway) restore() error {
 	if g.inherit == nil || g.inherit.state == nil {
 		return nil
 	}
-	flows, svcs := g.inherit.state.Flows, g.inherit.state.Services
+	h := g.inherit.state
 	g.inherit = nil
+	return g.restoreState(h, "flows handed over")
+}
+
+// restoreState inserts the flows of a snapshot (a hand-over's or a checkpoint's) and its
+// services' affinity entries; what logs the result.
+func (g *Gateway) restoreState(h *Handover, what string) error {
+	flows := h.Flows
 	now := time.Now().UnixNano()
-	defer g.restoreServices(svcs, now)
+	defer g.restoreServices(h.Services, now)
 	var errs []error
 	n := 0
 	for i := range flows {
@@ -195,7 +202,7 @@ func (g *Gateway) restore() error {
 		}
 		n++
 	}
-	g.log.Info("flows handed over", "restored", n, "received", len(flows))
+	g.log.Info(what, "restored", n, "received", len(flows))
 	return errors.Join(errs...)
 }
 
@@ -270,6 +277,7 @@ func (g *Gateway) Freeze() ([]int, *Handover, error) {
 	fr.lock = lf2
 	g.closeDevsKeep()
 	g.wwg.Wait()
+	g.paused.Store(true) // no checkpoint: the successor writes from now on
 	g.frozen = fr
 	h := &Handover{Version: HandoverVersion, TUN: fr.tun, Flows: g.saveFlows(), Services: g.saveServices(time.Now().UnixNano())}
 	return append(append([]int(nil), fr.queues...), fr.lock), h, nil
@@ -306,6 +314,7 @@ func (g *Gateway) Thaw() error {
 		return nil
 	}
 	g.frozen = nil
+	g.paused.Store(false)
 	unix.Close(fr.lock) // the running instance lock stays g.instance
 	for _, fd := range fr.queues {
 		d, err := tun.FromFD(fd, fr.tun.Name, fr.tun.VnetHdr, fr.tun.USO)

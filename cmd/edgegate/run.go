@@ -116,6 +116,9 @@ func cmdRun(args []string, stderr io.Writer) int {
 		d.stop()
 		return 1
 	}
+	if err := prepareCheckpointDir(cfg, d.sockOwner); err != nil { // before the drop, too
+		log.Warn("conntrack checkpoint directory", "err", err)
+	}
 	if *drop {
 		if err := dropPrivileges(ru, *path, cfg, log); err != nil {
 			log.Error("dropping privileges failed", "err", err)

@@ -262,3 +262,23 @@ func unhealthyOf(svcs []gateway.SavedService) []health.Key {
 	}
 	return out
 }
+
+// prepareCheckpointDir creates the directory of conntrack.checkpoint when it is missing (mode
+// 0700, owned by owner, the -user the process switches to, so that it can write there).
+func prepareCheckpointDir(cfg *config.Config, owner *[2]int) error {
+	cp := cfg.Conntrack.Checkpoint
+	if cp == nil {
+		return nil
+	}
+	dir := filepath.Dir(cp.Path)
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if owner != nil {
+		return os.Chown(dir, owner[0], owner[1])
+	}
+	return nil
+}
