@@ -30,6 +30,9 @@ type Entry struct {
 	next0 atomic.Pointer[byte]
 	Load  *atomic.Int64 // optional: decremented once when the entry is removed (least_conn counts)
 	Kind  uint8         // opaque label: service flow, egress flow, ...
+	// Origin is 0 for a flow this node created, else 1 + the cluster index of the node that
+	// did (a flow installed from a peer's flow-sync message, see Table.Install).
+	Origin uint8
 
 	Tuple   [2]Tuple // at offset 26: Tuple[Original] ends line 0, Tuple[Reply] starts line 1
 	Service uint32   // opaque label of the caller (service id), for filters and metrics
@@ -208,88 +211,130 @@ func (e *Entry) Track(d Dir, p *packet.Packet, now int64) Verdict {
 		e.shared().invalid.Add(1)
 		return Invalid
 	}
-	sh := e.shared()
 	kind := tcpKind(p.TCPFlags)
 	windowed := false // TCP: the window was checked (once, on the first pass of the loop)
 	for {
 		w := e.word.Load()
-		old := State(w & wState)
-		flags := w & (wAssured | wSeenReply | wDead | wNoOrig)
+		s := transition{st: State(w & wState), flags: w & (wAssured | wSeenReply | wDead | wNoOrig)}
 		if d == Original {
-			flags &^= wNoOrig
+			s.flags &^= wNoOrig
 		}
-		var st State
-		kill := false
+		v, done := Accept, false
 		switch proto {
 		case packet.ProtoTCP:
-			st = tcpTransitions[d][kind][old]
-			switch st {
-			case sIV:
-				sh.invalid.Add(1)
-				return Invalid
-			case sIG:
-				return Accept
-			}
-			if !windowed {
-				windowed = true
-				v, keep := e.window(d, p, old, flags&wAssured != 0)
-				if v != Accept {
-					sh.invalidWindow.Add(1)
-					if v == OutOfWindow {
-						return OutOfWindow
-					}
-					return Accept // out of window, not an RST: forward, state unchanged
-				}
-				if keep {
-					return Accept // an in-window but inexact RST: forward, state kept
-				}
-			}
-			switch {
-			case reopens(d, p.TCPFlags, old): // see Reopens; the flow starts over unassured
-				flags &^= wAssured | wSeenReply
-			case flags&wSeenReply == 0 && p.TCPFlags&packet.TCPRst != 0:
-				// RST before any reply (e.g. connection refused): netfilter kills the
-				// flow at once rather than keeping it for the CLOSE timeout.
-				kill = true
-			case flags&(wSeenReply|wNoOrig) == wSeenReply && st == StateEstablished &&
-				(old == StateSynRecv || old == StateEstablished):
-				flags |= wAssured
-			}
+			s, v, done = e.tcpStep(d, p, kind, s, &windowed)
 		case packet.ProtoUDP:
-			st = old
-			if d == Reply {
-				st = StateReplied
-			}
-			// netfilter: traffic again after the stream delay, a reply having been seen
-			// before this packet, makes the flow a stream.
-			if flags&wSeenReply != 0 && e.streamDue(now) {
-				flags |= wAssured
-			}
-		default: // ICMP echo: requests one way, replies the other
-			if (d == Original && !p.IsEchoRequest()) || (d == Reply && !p.IsEchoReply()) {
-				sh.invalid.Add(1)
-				return Invalid
-			}
-			st = old
-			if d == Reply {
-				st = StateReplied
-			}
+			s = e.udpStep(d, s, now)
+		default:
+			s, v, done = e.echoStep(d, p, s)
 		}
-		if d == Reply {
-			flags |= wSeenReply
+		if done {
+			return v
 		}
-		exp := now + sh.timeoutOf(proto, st, flags)
-		if kill {
-			exp = now
-		}
-		nw := pack(exp, st, flags)
-		if nw&wLowMask == w&wLowMask {
-			if delta := (nw &^ wLowMask) - (w &^ wLowMask); delta < refreshSlack {
-				return Accept // same state, expiry (nearly) current: no write
-			}
-		}
-		if e.word.CompareAndSwap(w, nw) {
+		if e.commit(w, d, s, proto, now) {
 			return Accept
 		}
 	}
+}
+
+// transition is a flow's next state and flags, and whether it ends at once.
+type transition struct {
+	st    State
+	flags int64
+	kill  bool
+}
+
+// tcpStep moves s (the flow's word as loaded) for a segment of kind in direction d. done says
+// the segment is answered with v and the word stays as it is: invalid, ignored, or out of the
+// sequence window (checked once per Track: *windowed).
+func (e *Entry) tcpStep(d Dir, p *packet.Packet, kind int, s transition, windowed *bool) (_ transition, v Verdict, done bool) {
+	sh := e.shared()
+	old := s.st
+	st := tcpTransitions[d][kind][old]
+	switch st {
+	case sIV:
+		sh.invalid.Add(1)
+		return s, Invalid, true
+	case sIG:
+		return s, Accept, true
+	}
+	if !*windowed {
+		*windowed = true
+		v, keep := e.window(d, p, old, s.flags&wAssured != 0)
+		if v != Accept {
+			sh.invalidWindow.Add(1)
+			if v == OutOfWindow {
+				return s, OutOfWindow, true
+			}
+			return s, Accept, true // out of window, not an RST: forward, state unchanged
+		}
+		if keep {
+			return s, Accept, true // an in-window but inexact RST: forward, state kept
+		}
+	}
+	s.st = st
+	switch {
+	case reopens(d, p.TCPFlags, old): // see Reopens; the flow starts over unassured
+		s.flags &^= wAssured | wSeenReply
+	case s.flags&wSeenReply == 0 && p.TCPFlags&packet.TCPRst != 0:
+		// RST before any reply (e.g. connection refused): netfilter kills the
+		// flow at once rather than keeping it for the CLOSE timeout.
+		s.kill = true
+	case s.flags&(wSeenReply|wNoOrig) == wSeenReply && st == StateEstablished &&
+		(old == StateSynRecv || old == StateEstablished):
+		s.flags |= wAssured
+	}
+	return s, Accept, false
+}
+
+// udpStep moves s for a datagram in direction d.
+func (e *Entry) udpStep(d Dir, s transition, now int64) transition {
+	if d == Reply {
+		s.st = StateReplied
+	}
+	// netfilter: traffic again after the stream delay, a reply having been seen
+	// before this packet, makes the flow a stream.
+	if s.flags&wSeenReply != 0 && e.streamDue(now) {
+		s.flags |= wAssured
+	}
+	return s
+}
+
+// echoStep moves s for an ICMP echo message: requests one way, replies the other (anything else
+// is invalid: done).
+func (e *Entry) echoStep(d Dir, p *packet.Packet, s transition) (_ transition, v Verdict, done bool) {
+	if (d == Original && !p.IsEchoRequest()) || (d == Reply && !p.IsEchoReply()) {
+		e.shared().invalid.Add(1)
+		return s, Invalid, true
+	}
+	if d == Reply {
+		s.st = StateReplied
+	}
+	return s, Accept, false
+}
+
+// commit stores s over w, the word it was computed from (a reply marks the flow replied, the
+// expiry restarts from now), unless nothing would change but an expiry within refreshSlack. It
+// reports false when another packet changed the word first (compute again).
+func (e *Entry) commit(w int64, d Dir, s transition, proto packet.Proto, now int64) bool {
+	if d == Reply {
+		s.flags |= wSeenReply
+	}
+	exp := now + e.shared().timeoutOf(proto, s.st, s.flags)
+	if s.kill {
+		exp = now
+	}
+	nw := pack(exp, s.st, s.flags)
+	if nw&wLowMask == w&wLowMask {
+		if delta := (nw &^ wLowMask) - (w &^ wLowMask); delta < refreshSlack {
+			return true // same state, expiry (nearly) current: no write
+		}
+	}
+	if !e.word.CompareAndSwap(w, nw) {
+		return false
+	}
+	if sh := e.shared(); sh.onEvent != nil && ((nw^w)&wState != 0 || (nw^w)&wAssured != 0) {
+		sh.onEvent(e, EventState)
+	}
+	return true
 }

@@ -1,5 +1,7 @@
 package conntrack
 
+import "errors"
+
 // Saved is the state of an entry as a snapshot carries it from one process to the next
 // (hand-over upgrade): the state word's parts. Tuples, Kind and Service are the Entry's own
 // exported fields. TCP window state is not carried: a restored flow learns its windows from its
@@ -34,6 +36,37 @@ func (t *Table) Restore(e *Entry, s Saved, now int64) (*Entry, error) {
 	if s.Expires <= now {
 		return nil, ErrExpired
 	}
+	e.word.Store(pack(s.Expires, s.State, s.flags()))
+	e.streamAt = streamTick(now) // a restored UDP flow may become a stream by its next packet
+	return t.insert(e, now, true)
+}
+
+// Install puts a flow another node created (flow sync; e.Origin, tuples, Kind, Service and Load
+// set by the caller) into the table in state s (Expires ignored: now + this table's timeout for
+// the state), or, when the entry holding e's original tuple is already there with the same
+// tuples and origin, moves that entry to s (state, flags, expiry) and returns it. A flow of
+// another origin, or of this node, holding either tuple is left alone: ErrExists or
+// ErrReplyTaken. The same peer's entry with another reply tuple (the port reused for a new
+// connection) is replaced.
+func (t *Table) Install(e *Entry, s Saved, now int64) (*Entry, error) {
+	proto := e.Tuple[Original].Proto
+	for try := 0; ; try++ {
+		s.Expires = now + t.sh.timeoutOf(proto, s.State, s.flags())
+		got, err := t.Restore(e, s, now)
+		if !errors.Is(err, ErrExists) || got.Origin != e.Origin || got.Tuple[Original] != e.Tuple[Original] {
+			return got, err
+		}
+		if got.Tuple[Reply] == e.Tuple[Reply] {
+			got.adopt(s)
+			return got, nil
+		}
+		if try > 0 || !t.Delete(got) {
+			return got, err
+		}
+	}
+}
+
+func (s Saved) flags() int64 {
 	var f int64
 	if s.Assured {
 		f |= wAssured
@@ -44,7 +77,15 @@ func (t *Table) Restore(e *Entry, s Saved, now int64) (*Entry, error) {
 	if s.NoOrig {
 		f |= wNoOrig
 	}
-	e.word.Store(pack(s.Expires, s.State, f))
-	e.streamAt = streamTick(now) // a restored UDP flow may become a stream by its next packet
-	return t.insert(e, now, true)
+	return f
+}
+
+// adopt moves a live entry to state s with expiry s.Expires (no-op on a removed entry).
+func (e *Entry) adopt(s Saved) {
+	for {
+		w := e.word.Load()
+		if w&wDead != 0 || e.word.CompareAndSwap(w, pack(s.Expires, s.State, s.flags())) {
+			return
+		}
+	}
 }

@@ -100,6 +100,7 @@ type shared struct {
 	invalid   paddedCounter
 	// invalidWindow counts TCP segments outside their flow's window (dropped RSTs included).
 	invalidWindow paddedCounter
+	onEvent       func(*Entry, Event) // Config.OnEvent
 }
 
 func newShared(t Timeouts) *shared {

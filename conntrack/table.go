@@ -42,7 +42,23 @@ type Config struct {
 	// OnDelete is called once per entry removed (expiry, eviction, delete), after it left the
 	// table and outside any lock; from Sweep's, Insert's or Delete's goroutine.
 	OnDelete func(*Entry)
+	// OnEvent, when set, is told of what a cluster's flow sync needs: an entry inserted (Insert,
+	// Restore, Install), its state or assured flag changed (Track), removed by Delete or
+	// DeleteMatching (EventDeleted) or otherwise, by expiry or eviction (EventGone). It runs on the packet path (after the change, outside any lock): it must not block,
+	// allocate or lock.
+	OnEvent func(*Entry, Event)
 }
+
+// Event is what Config.OnEvent reports.
+type Event uint8
+
+// Events.
+const (
+	EventInserted Event = iota + 1
+	EventState
+	EventDeleted
+	EventGone
+)
 
 // Stats are cumulative counters of a Table.
 type Stats struct {
@@ -121,6 +137,7 @@ func New(cfg Config) *Table {
 		max:     int64(max),
 		onDel:   cfg.OnDelete,
 	}
+	t.sh.onEvent = cfg.OnEvent
 	for i := range t.key {
 		t.key[i] = rand.Uint64()
 	}
@@ -234,18 +251,16 @@ func (t *Table) insert(e *Entry, now int64, keep bool) (*Entry, error) {
 			x = t.find(b1, k1)
 		}
 		if x == nil {
-			e.sh = t.sh
 			exp := now + t.sh.timeoutOf(k0.Proto, st, w)
 			if keep {
 				exp = w &^ wLowMask
 			}
-			e.word.Store(pack(exp, st, w&(wAssured|wSeenReply|wNoOrig)))
-			e.next(Original).Store(t.buckets[b0].Load())
-			t.buckets[b0].Store(link(e, Original))
-			e.next(Reply).Store(t.buckets[b1].Load())
-			t.buckets[b1].Store(link(e, Reply))
+			t.publish(e, b0, b1, exp)
 			t.unlock2(b0, b1)
 			t.inserted.Add(1)
+			if t.sh.onEvent != nil {
+				t.sh.onEvent(e, EventInserted)
+			}
 			return e, nil
 		}
 		t.unlock2(b0, b1)
@@ -263,6 +278,18 @@ func (t *Table) insert(e *Entry, now int64, keep bool) (*Entry, error) {
 		t.replyTaken.Add(1)
 		return nil, ErrReplyTaken
 	}
+}
+
+// publish makes e (word as Init set it) visible in buckets b0 and b1, whose stripes the caller
+// holds, expiring at exp.
+func (t *Table) publish(e *Entry, b0, b1 uint64, exp int64) {
+	e.sh = t.sh
+	w := e.word.Load()
+	e.word.Store(pack(exp, State(w&wState), w&(wAssured|wSeenReply|wNoOrig)))
+	e.next(Original).Store(t.buckets[b0].Load())
+	t.buckets[b0].Store(link(e, Original))
+	e.next(Reply).Store(t.buckets[b1].Load())
+	t.buckets[b1].Store(link(e, Reply))
 }
 
 // reserveEvictions bounds the entries one Insert into a full table may evict (each eviction
@@ -347,6 +374,13 @@ func (t *Table) remove(e *Entry, c *paddedCounter) bool {
 	}
 	if t.onDel != nil {
 		t.onDel(e)
+	}
+	if t.sh.onEvent != nil {
+		ev := EventGone
+		if c == &t.deleted {
+			ev = EventDeleted
+		}
+		t.sh.onEvent(e, ev)
 	}
 	return true
 }

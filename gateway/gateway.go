@@ -39,6 +39,7 @@ type Gateway struct {
 	builder *ruleBuilder
 	health  atomic.Pointer[HealthView]
 	tap     atomic.Pointer[Tap]
+	sync    atomic.Pointer[FlowSync] // cluster flow sync (cluster.go); nil: none
 
 	mu        sync.Mutex // serialises Start, Reload and Close
 	devs      []tun.Device
@@ -80,6 +81,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 		MaxEntries: cfg.Conntrack.MaxEntries,
 		Timeouts:   timeouts(cfg.Conntrack.Timeouts),
 		OnDelete:   g.flowEnded,
+		OnEvent:    g.flowEvent,
 	})
 	g.tr.CT = g.CT
 	g.tr.Proxy = synproxy.NewSecret()

@@ -56,8 +56,8 @@ func (t *Translator) pickUp(p *packet.Packet, k *conntrack.Tuple, r *Rules, now 
 	e := &conntrack.Entry{Kind: KindService, Service: tg.Svc.ID, Load: b.Active}
 	e.InitPickUp(conntrack.Original, p, now)
 	b.Active.Add(1)
-	// newPort false: one try with the client's port; taken means another flow holds it now.
-	v, why, inserted := t.insertAndApply(p, k, e, src, b.Addr, tg.Port.TargetPort, false, false, r, now)
+	// One try with the client's port; taken means another flow holds it now.
+	v, why, inserted := t.insertAndApply(p, k, e, mapping{src: src, dst: b.Addr, dport: tg.Port.TargetPort, ports: portKeep}, r, now)
 	if !inserted {
 		b.Active.Add(-1)
 	}

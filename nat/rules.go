@@ -160,6 +160,12 @@ func (r *Rules) allocRange() (lo, hi uint16) {
 // Services returns the services the rules were built from (read-only).
 func (r *Rules) Services() []Service { return r.services }
 
+// ServiceAt is the service port a new flow of proto to dst:dport opens (a service address or a
+// node port), as the packet path resolves it.
+func (r *Rules) ServiceAt(proto packet.Proto, dst netip.Addr, dport uint16) (Target, bool) {
+	return r.lookupService(proto, dst, dport)
+}
+
 // lookupService finds the service port a new flow to dst:dport is for.
 func (r *Rules) lookupService(proto packet.Proto, dst netip.Addr, dport uint16) (Target, bool) {
 	if t, ok := r.svc[svcKey{dst, dport, proto}]; ok {

@@ -190,7 +190,7 @@ func (t *Translator) newFlow(p *packet.Packet, k *conntrack.Tuple, r *Rules, now
 		}
 		e := &conntrack.Entry{Kind: KindEgress}
 		e.Init(p, now)
-		v, why, _ := t.insertAndApply(p, k, e, pool, p.Dst, p.DstPort, true, true, r, now)
+		v, why, _ := t.insertAndApply(p, k, e, mapping{src: pool, dst: p.Dst, dport: p.DstPort, ports: portRandom}, r, now)
 		return v, why
 	}
 	return Drop, NoRule
@@ -234,30 +234,19 @@ func (t *Translator) newServiceFlow(p *packet.Packet, k *conntrack.Tuple, r *Rul
 	if !ok {
 		return t.refuse(p, tg.Svc, now)
 	}
+	m, ok := r.serviceMapping(p, tg, b.Addr)
+	if !ok {
+		return Drop, NoMasquerade
+	}
 	e := &conntrack.Entry{Kind: KindService, Service: tg.Svc.ID, Load: b.Active}
 	e.Init(p, now)
-	tport := tg.Port.TargetPort
-	if p.Proto == packet.ProtoICMP || p.Proto == packet.ProtoICMPv6 {
-		tport = 0
-	}
-	// Hairpin: a backend reaching its own service must be masqueraded, or it would answer itself.
-	masq := tg.Svc.Masquerade || b.Addr == p.Src
-	var src netip.Addr
-	if masq {
-		src, ok = r.masqFor(p.Src, lb.FlowHash(0, p.Src, netip.Addr{}, 0, 0))
-		if !ok {
-			return Drop, NoMasquerade
-		}
-	} else {
-		src = p.Src
-	}
 	// Count the flow before it becomes visible: the table decrements Load when it deletes the entry,
 	// which may happen as soon as it is inserted.
 	b.Active.Add(1)
 	if px != nil {
 		t.proxy.attach(e, px)
 	}
-	v, why, inserted := t.insertAndApply(p, k, e, src, b.Addr, tport, masq, false, r, now)
+	v, why, inserted := t.insertAndApply(p, k, e, m, r, now)
 	if !inserted {
 		b.Active.Add(-1)
 		if px != nil {
@@ -270,22 +259,57 @@ func (t *Translator) newServiceFlow(p *packet.Packet, k *conntrack.Tuple, r *Rul
 	return v, why
 }
 
-// insertAndApply completes e (original tuple k, reply tuple from dst:dport back to src:port; its
-// state already set from p) and inserts it. inserted reports whether e itself went into the table.
+// portPolicy says how a new flow's source port (ICMP echo: identifier) is chosen.
+type portPolicy uint8
+
+const (
+	portKeep         portPolicy = iota // the client's port, one try (no source NAT, pick-up)
+	portPreferClient                   // the client's port first, then random ones (masquerade)
+	portRandom                         // random ports only (egress)
+)
+
+// mapping is the translation of a new flow: its reply tuple runs from dst:dport back to src and
+// the source port ports chooses.
+type mapping struct {
+	src, dst netip.Addr
+	dport    uint16
+	ports    portPolicy
+}
+
+// serviceMapping is the translation of p's new flow to backend of tg: to the target port (echo
+// identifiers stay) and, when the service masquerades or the backend reaches its own service
+// (hairpin: it would answer itself), from a masquerade address; false when none is configured.
+func (r *Rules) serviceMapping(p *packet.Packet, tg Target, backend netip.Addr) (mapping, bool) {
+	m := mapping{src: p.Src, dst: backend, dport: tg.Port.TargetPort, ports: portKeep}
+	if p.Proto == packet.ProtoICMP || p.Proto == packet.ProtoICMPv6 {
+		m.dport = 0
+	}
+	if tg.Svc.Masquerade || backend == p.Src {
+		src, ok := r.masqFor(p.Src, lb.FlowHash(0, p.Src, netip.Addr{}, 0, 0))
+		if !ok {
+			return m, false
+		}
+		m.src, m.ports = src, portPreferClient
+	}
+	return m, true
+}
+
+// insertAndApply completes e (original tuple k, reply tuple from m; its state already set from p)
+// and inserts it. inserted reports whether e itself went into the table.
 //
-// Source ports (ICMP echo: identifiers) with newPort: a service flow first tries to keep the
-// client's port, as netfilter's MASQUERADE does without --random-fully: a backend that still holds
+// Source ports (ICMP echo: identifiers) other than portKeep: a service flow first tries to keep
+// the client's port, as netfilter's MASQUERADE does without --random-fully: a backend that still holds
 // TIME_WAIT for (masquerade address, port) then sees the same client's sequence numbers and
 // timestamps and accepts the reuse, where a port taken over from another client would be refused
 // until the backend's TIME_WAIT ends. Ports come from the node's slice of the range (Spec.SliceLo):
-// a client port outside it is replaced like a collision. Egress flows (random=true) and collisions draw random ports
+// a client port outside it is replaced like a collision. Egress flows and collisions draw random ports
 // (RFC 6056 algorithm 1), at most portTries of them. The second half of the tries may take a port
 // from a flow that never saw a reply or is already closing (TIME_WAIT, CLOSE), at most
 // portEvictions of them: under pressure those go before a new flow is refused.
-func (t *Translator) insertAndApply(p *packet.Packet, k *conntrack.Tuple, e *conntrack.Entry, src, dst netip.Addr, dport uint16, newPort, random bool, r *Rules, now int64) (v Verdict, why Reason, inserted bool) {
+func (t *Translator) insertAndApply(p *packet.Packet, k *conntrack.Tuple, e *conntrack.Entry, m mapping, r *Rules, now int64) (v Verdict, why Reason, inserted bool) {
 	e.Tuple[conntrack.Original] = *k
 	tries := 1
-	if newPort {
+	if m.ports != portKeep {
 		tries = portTries
 	}
 	alo, ahi := r.allocRange()
@@ -295,11 +319,11 @@ func (t *Translator) insertAndApply(p *packet.Packet, k *conntrack.Tuple, e *con
 	// its DstPort, exactly like a source port (dport is 0 for echo).
 	sport := p.SrcPort
 	for i := 0; i < tries; i++ {
-		if newPort && !retry && (i > 0 || random || uint32(sport)-lo >= span) {
+		if m.ports != portKeep && !retry && (i > 0 || m.ports == portRandom || uint32(sport)-lo >= span) {
 			sport = uint16(lo + rand.Uint32N(span))
 		}
 		retry = false
-		e.Tuple[conntrack.Reply] = conntrack.MakeTuple(p.Proto, dst, src, dport, sport)
+		e.Tuple[conntrack.Reply] = conntrack.MakeTuple(p.Proto, m.dst, m.src, m.dport, sport)
 		got, err := t.CT.Insert(e, now)
 		switch {
 		case err == nil:

@@ -58,21 +58,12 @@ func Checksum(b []byte, initial uint32) uint16 {
 // Pass it as initial to Checksum; src and dst must be of the same family. Code holding the IP
 // header uses its view's PseudoHeaderSum.
 func PseudoHeaderSum(proto Proto, src, dst netip.Addr, length int) uint32 {
-	var s uint32
 	if src.Is4() {
 		a, b := src.As4(), dst.As4()
-		s = uint32(a[0])<<8 | uint32(a[1])
-		s += uint32(a[2])<<8 | uint32(a[3])
-		s += uint32(b[0])<<8 | uint32(b[1])
-		s += uint32(b[2])<<8 | uint32(b[3])
-	} else {
-		a, b := src.As16(), dst.As16()
-		for i := 0; i < 16; i += 2 {
-			s += uint32(a[i])<<8 | uint32(a[i+1])
-			s += uint32(b[i])<<8 | uint32(b[i+1])
-		}
+		return sumWords(a[:]) + sumWords(b[:]) + pseudoTail(proto, length)
 	}
-	return s + pseudoTail(proto, length)
+	a, b := src.As16(), dst.As16()
+	return sumWords(a[:]) + sumWords(b[:]) + pseudoTail(proto, length)
 }
 
 // pseudoTail is the part of a pseudo-header sum after the addresses: protocol and length.

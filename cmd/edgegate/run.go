@@ -19,6 +19,7 @@ import (
 	"github.com/edgegate/edgegate/admin"
 	"github.com/edgegate/edgegate/bgp"
 	"github.com/edgegate/edgegate/config"
+	"github.com/edgegate/edgegate/flowsync"
 	"github.com/edgegate/edgegate/gateway"
 	"github.com/edgegate/edgegate/health"
 	"github.com/edgegate/edgegate/ingress"
@@ -43,6 +44,7 @@ type daemon struct {
 	started atomic.Bool
 	bgpMu   sync.Mutex // guards bgp, which reloads start and stop (bgp.go)
 	bgp     *bgp.Speaker
+	flows   *flowsync.Node // cluster flow sync (cluster.go); nil: none
 
 	// Hand-over upgrade (takeover.go).
 	dropped    bool                         // privileges dropped: SIGUSR2 cannot start a successor
@@ -208,6 +210,10 @@ func (d *daemon) start(cfg *config.Config) error {
 	if err := g.SetHealth(d.checker.Healthy); err != nil {
 		return err
 	}
+	key, err := clusterKey(cfg) // before touching the system: no cluster without its key
+	if err != nil {
+		return err
+	}
 	if err := g.Start(); err != nil {
 		d.g = nil
 		return err
@@ -222,6 +228,9 @@ func (d *daemon) start(cfg *config.Config) error {
 		}
 	}
 	if err := d.finishHandover(); err != nil {
+		return err
+	}
+	if err := d.startCluster(cfg, key); err != nil {
 		return err
 	}
 	if cfg.Admin.Enabled() || cfg.Admin.SocketEnabled() {
@@ -284,6 +293,7 @@ func (d *daemon) reload(why string) {
 		d.coll.RecordReload(err)
 		return
 	}
+	d.clusterReloaded(next)
 	if err := d.g.Reload(next); err != nil {
 		d.log.Error("reload failed", "trigger", why, "err", err)
 		d.coll.RecordReload(err)
@@ -350,6 +360,7 @@ func (d *daemon) stop() error {
 		if err := d.g.Close(); err != nil {
 			errs = append(errs, err)
 		}
+		d.stopCluster()
 	}
 	d.stopBGP()
 	return errors.Join(errs...)
