@@ -110,11 +110,18 @@ func setWord(b []byte, v uint16) SumDelta {
 	return d
 }
 
-// setWords writes n (even length) over b word by word and returns the change.
+// setWord32 writes v at b[0:4] and returns the change of its two words.
+func setWord32(b []byte, v uint32) SumDelta {
+	old := binary.BigEndian.Uint32(b)
+	binary.BigEndian.PutUint32(b, v)
+	return SumDelta(wordDelta(uint16(old>>16), uint16(v>>16)) + wordDelta(uint16(old), uint16(v)))
+}
+
+// setWords writes n (a multiple of 4 bytes: an address) over b and returns the change.
 func setWords(b, n []byte) SumDelta {
 	var d SumDelta
-	for i := 0; i+1 < len(n); i += 2 {
-		d += setWord(b[i:], binary.BigEndian.Uint16(n[i:]))
+	for i := 0; i+3 < len(n); i += 4 {
+		d += setWord32(b[i:], binary.BigEndian.Uint32(n[i:]))
 	}
 	return d
 }

@@ -222,7 +222,7 @@ func (h IPv4) SetSrcWithChecksumUpdate(a [4]byte) SumDelta { return h.setAddr(ip
 func (h IPv4) SetDstWithChecksumUpdate(a [4]byte) SumDelta { return h.setAddr(ipv4DstOff, a) }
 
 func (h IPv4) setAddr(off int, a [4]byte) SumDelta {
-	d := setWords(h[off:], a[:])
+	d := setWord32(h[off:], binary.BigEndian.Uint32(a[:]))
 	h.setChecksum(d.applyInverted(h.Checksum()))
 	return d
 }

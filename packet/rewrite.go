@@ -68,37 +68,33 @@ func (p *Packet) portSide() side {
 }
 
 // rewrite changes the address and port of end e of the parsed packet p and the checksums that
-// cover them. For a quoted packet p.B may end inside the L4 header: only quoted fields are
-// touched. It reports false, touching nothing, for an unparsed packet or an address of the
-// other family.
+// cover them: the address (the IPv4 header checksum fixed) gives the pseudo-header change that
+// setL4 folds into the L4 checksum. For a quoted packet p.B may end inside the L4 header: only
+// quoted fields are touched. It reports false, touching nothing, for an unparsed packet or an
+// address of the other family.
 func (p *Packet) rewrite(e end, a netip.Addr, port uint16) bool {
 	if p.L4Off < IPv4MinLen || p.L4Off+8 > len(p.B) || p.Version == 6 && p.L4Off < IPv6Len {
 		return false // not a parsed packet: touch nothing
 	}
-	pseudo, ok := p.setAddr(e, a)
-	if !ok {
+	var pseudo SumDelta
+	switch a = a.Unmap(); {
+	case p.Version == 4 && a.Is4():
+		if e == endDst {
+			pseudo = IPv4(p.B).SetDstWithChecksumUpdate(a.As4())
+		} else {
+			pseudo = IPv4(p.B).SetSrcWithChecksumUpdate(a.As4())
+		}
+	case p.Version == 6 && a.Is6():
+		if e == endDst {
+			pseudo = IPv6(p.B).SetDst(a.As16())
+		} else {
+			pseudo = IPv6(p.B).SetSrc(a.As16())
+		}
+	default:
 		return false
 	}
 	p.setL4(e, port, pseudo)
 	return true
-}
-
-// setAddr writes a at end e of the IP header (the IPv4 header checksum fixed) and returns the
-// change to the pseudo-header sum; false when a is of the other family.
-func (p *Packet) setAddr(e end, a netip.Addr) (SumDelta, bool) {
-	switch {
-	case p.Version == 4 && a.Unmap().Is4():
-		if e == endDst {
-			return IPv4(p.B).SetDstWithChecksumUpdate(a.Unmap().As4()), true
-		}
-		return IPv4(p.B).SetSrcWithChecksumUpdate(a.Unmap().As4()), true
-	case p.Version == 6 && a.Is6() && !a.Is4In6():
-		if e == endDst {
-			return IPv6(p.B).SetDst(a.As16()), true
-		}
-		return IPv6(p.B).SetSrc(a.As16()), true
-	}
-	return 0, false
 }
 
 // setL4 writes the port (ICMP echo: the identifier, on the end that carries it) of end e and
