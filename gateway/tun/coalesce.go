@@ -73,7 +73,8 @@ func sameFlowHeaders(a, q []byte, l4 int) bool {
 // coalesce returns the frames to write for bufs (packets with Offset headroom): runs of same-flow
 // datagrams merged in place into the first buffer of the run. A run ends at a datagram of another
 // flow, one longer than the first, or right after a shorter one (only the last segment of a
-// super-packet may be short). The first buffer of a run must have room for the whole run.
+// super-packet may be short). An empty datagram is written alone: the kernel cuts segments from
+// the payload, and an empty one would vanish. The first buffer of a run must have room for the whole run.
 func (c *coalescer) coalesce(bufs [][]byte) [][]byte {
 	c.frames, c.counts = c.frames[:0], c.counts[:0]
 	for i := 0; i < len(bufs); {
@@ -99,7 +100,7 @@ func (c *coalescer) train(bufs [][]byte, i, l4 int) ([]byte, int) {
 	for k < len(bufs) && k-i < maxTrain && udpL4(bufs[k]) == l4 {
 		q := bufs[k][Offset:]
 		qseg := len(q) - l4 - packet.UDPLen
-		if qseg > seg || seg == 0 || total+qseg > MaxPacket || Offset+total+qseg > cap(head) || !sameFlowHeaders(hp, q, l4) {
+		if qseg > seg || seg == 0 || qseg == 0 || total+qseg > MaxPacket || Offset+total+qseg > cap(head) || !sameFlowHeaders(hp, q, l4) {
 			break
 		}
 		copy(head[Offset+total:cap(head)], q[l4+packet.UDPLen:])
