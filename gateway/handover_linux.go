@@ -81,6 +81,9 @@ type SavedFlow struct {
 	SeenReply bool           `json:"seen_reply"`
 	NoOrig    bool           `json:"no_orig,omitempty"`
 	Expires   int64          `json:"expires_unix_ns"`
+	// Origin is conntrack.Entry.Origin: 0 for this node's flows, 1 + the creating node's index
+	// for flows a cluster peer sent (flowsync); omitted (0) in snapshots of older versions.
+	Origin uint8 `json:"origin,omitempty"`
 }
 
 // inherited is a hand-over Start performs: fetch asks the predecessor (takeover.Request) for
@@ -211,7 +214,7 @@ func (g *Gateway) restoreFlow(f *SavedFlow, now int64) error {
 	if !ok {
 		return fmt.Errorf("flow %v: unknown state %q", f.OrigSrc, f.State)
 	}
-	e := &conntrack.Entry{Kind: f.Kind}
+	e := &conntrack.Entry{Kind: f.Kind, Origin: f.Origin}
 	e.Tuple[conntrack.Original] = conntrack.MakeTuple(f.Proto, f.OrigSrc.Addr(), f.OrigDst.Addr(), f.OrigSrc.Port(), f.OrigDst.Port())
 	e.Tuple[conntrack.Reply] = conntrack.MakeTuple(f.Proto, f.ReplySrc.Addr(), f.ReplyDst.Addr(), f.ReplySrc.Port(), f.ReplyDst.Port())
 	if f.Kind == nat.KindService {
@@ -290,7 +293,7 @@ func (g *Gateway) saveFlows() []SavedFlow {
 		s := e.Save()
 		o, r := &e.Tuple[conntrack.Original], &e.Tuple[conntrack.Reply]
 		f := SavedFlow{
-			Kind: e.Kind, Proto: o.Proto,
+			Kind: e.Kind, Proto: o.Proto, Origin: e.Origin,
 			OrigSrc: netip.AddrPortFrom(o.SrcAddr(), o.SrcPort), OrigDst: netip.AddrPortFrom(o.DstAddr(), o.DstPort),
 			ReplySrc: netip.AddrPortFrom(r.SrcAddr(), r.SrcPort), ReplyDst: netip.AddrPortFrom(r.DstAddr(), r.DstPort),
 			State: s.State.String(), Assured: s.Assured, SeenReply: s.SeenReply, NoOrig: s.NoOrig, Expires: s.Expires,
