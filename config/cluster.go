@@ -84,7 +84,10 @@ func (v *validator) validateCluster() {
 	if c.NodeIndex < 0 || c.NodeIndex >= n {
 		v.errorf(v.at(&c.NodeIndex, c), "cluster.node_index: want 0..%d (one per node: the peers and this one), got %d", n-1, c.NodeIndex)
 	}
-	v.syncAddr(&c.Listen, "cluster.listen", c)
+	if v.syncAddr(&c.Listen, "cluster.listen", c) && c.Listen.Addr().IsUnspecified() {
+		// Peers accept datagrams only from the addresses they list: the node sends from this one.
+		v.errorf(v.at(&c.Listen), "cluster.listen: want this node's own address (its peers list it), not %s", c.Listen.Addr())
+	}
 	seen := map[netip.AddrPort]*yaml.Node{c.Listen: v.at(&c.Listen, c)}
 	for i := range c.Peers {
 		p := &c.Peers[i]
@@ -94,6 +97,9 @@ func (v *validator) validateCluster() {
 		}
 		if p.Addr().IsUnspecified() {
 			v.errorf(v.at(p), "%s: want a peer's address, got %s", what, *p)
+		}
+		if c.Listen.IsValid() && p.Addr().Is4() != c.Listen.Addr().Is4() {
+			v.errorf(v.at(p), "%s: %s is not of cluster.listen's address family", what, *p)
 		}
 		if first, dup := seen[*p]; dup {
 			v.errorf(v.at(p), "%s: %s listed twice (first at line %d)", what, *p, first.Line)

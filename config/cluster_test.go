@@ -12,7 +12,7 @@ const clusterBase = base + `cluster:
   hash_seed: 12345678901234
   node_index: 1
   listen: 198.18.30.2:4790
-  peers: [198.18.30.1:4790, "[2001:db8::3]:4790"]
+  peers: [198.18.30.1:4790, 198.18.30.3:4790]
   key_file: /etc/edgegate/cluster.key
 `
 
@@ -23,7 +23,7 @@ func TestClusterValid(t *testing.T) {
 	}
 	cl := c.Cluster
 	if cl.HashSeed != 12345678901234 || cl.NodeIndex != 1 || cl.Listen != netip.MustParseAddrPort("198.18.30.2:4790") ||
-		len(cl.Peers) != 2 || cl.Peers[1] != netip.MustParseAddrPort("[2001:db8::3]:4790") || cl.KeyFile != "/etc/edgegate/cluster.key" {
+		len(cl.Peers) != 2 || cl.Peers[1] != netip.MustParseAddrPort("198.18.30.3:4790") || cl.KeyFile != "/etc/edgegate/cluster.key" {
 		t.Errorf("cluster = %+v", cl)
 	}
 	if c.HashSeed() != 12345678901234 || cl.Nodes() != 3 {
@@ -91,6 +91,8 @@ func TestClusterInvalid(t *testing.T) {
 		{"slices too small", strings.Replace(head, "nat:\n", "nat:\n  port_range: 1024-1500\n", 1) + "  peers: [198.18.30.1:4790]\n",
 			"nat.port_range: 1024-1500 leaves fewer than 256 ports to each of the 2 cluster nodes"},
 		{"unknown key", head + "  hash-seed: 1\n", `unknown key "hash-seed" (did you mean "hash_seed"?)`},
+		{"listen unspecified", base + "cluster:\n  listen: 0.0.0.0:4790\n  key_file: k\n", "cluster.listen: want this node's own address (its peers list it), not 0.0.0.0"},
+		{"peer of another family", head + "  peers: [\"[2001:db8::3]:4790\"]\n", "cluster.peers[0]: [2001:db8::3]:4790 is not of cluster.listen's address family"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
