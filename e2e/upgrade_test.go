@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -138,6 +140,65 @@ func stopWrk(t *testing.T, ns *netns.NS, cmd *exec.Cmd) wrkResult {
 	return r
 }
 
+// h2Load sends requests one after another over HTTP/2 without TLS (h2c with prior knowledge)
+// from ns, on one connection while it lasts: a process that drains with GOAWAY lets the
+// transport move to a new connection with no request lost, an abrupt close fails the requests in
+// flight (the transport retries only those a GOAWAY says were not processed).
+type h2Load struct {
+	ok, errs, non2xx atomic.Int64
+	firstErr         atomic.Value
+	stop, done       chan struct{}
+}
+
+func startH2Load(ns *netns.NS, url string) *h2Load {
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var c net.Conn
+		err := ns.Do(func() (err error) {
+			d := net.Dialer{Timeout: 5 * time.Second}
+			c, err = d.DialContext(ctx, network, addr)
+			return
+		})
+		return c, err
+	}
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{DialContext: dial, Protocols: &p}
+	c := &http.Client{Timeout: 5 * time.Second, Transport: tr}
+	l := &h2Load{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		defer tr.CloseIdleConnections()
+		for {
+			select {
+			case <-l.stop:
+				return
+			default:
+			}
+			resp, err := c.Get(url)
+			if err == nil {
+				_, err = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			switch {
+			case err != nil:
+				l.errs.Add(1)
+				l.firstErr.CompareAndSwap(nil, err.Error())
+			case resp.StatusCode/100 != 2 || resp.ProtoMajor != 2:
+				l.non2xx.Add(1)
+				l.firstErr.CompareAndSwap(nil, resp.Proto+" "+resp.Status)
+			default:
+				l.ok.Add(1)
+			}
+		}
+	}()
+	return l
+}
+
+func (l *h2Load) finish() {
+	close(l.stop)
+	<-l.done
+}
+
 // upgradeConfig adds a UDP service (maglev over three backends), a round-robin service with
 // client_ip affinity and an ingress route to restartConfig.
 func upgradeConfig() string {
@@ -226,6 +287,7 @@ func TestUpgradeUnderLoad(t *testing.T) {
 		return len(tp.flows(t, "port=5201&state=established&service=bulk")) >= 2
 	})
 	wrk := startWrk(t, tp.c1, "http://198.18.1.1:8088/")
+	h2 := startH2Load(tp.c1, "http://198.18.1.1:8088/")
 	const upgrades = 5
 	for i := range upgrades {
 		time.Sleep(3 * time.Second) // load between upgrades, not a measurement
@@ -235,6 +297,12 @@ func TestUpgradeUnderLoad(t *testing.T) {
 	}
 	time.Sleep(time.Second) // load on the last successor alone, not a measurement
 	w := stopWrk(t, tp.c1, wrk)
+	h2.finish()
+	t.Logf("h2c client through the ingress during the upgrades: %d ok, %d errors, %d not 2xx over HTTP/2", h2.ok.Load(), h2.errs.Load(), h2.non2xx.Load())
+	if h2.ok.Load() == 0 || h2.errs.Load() != 0 || h2.non2xx.Load() != 0 {
+		t.Errorf("h2c across %d upgrades: %d ok, %d errors, %d not 2xx over HTTP/2 (first: %v); want no error",
+			upgrades, h2.ok.Load(), h2.errs.Load(), h2.non2xx.Load(), h2.firstErr.Load())
+	}
 	t.Logf("wrk through the ingress during the upgrades: %+v", w)
 	if w.requests == 0 || w.connect+w.read+w.write+w.timeout != 0 || w.non2xx != 0 {
 		t.Errorf("wrk across %d upgrades: %d requests, socket errors connect %d read %d write %d timeout %d, %d not 2xx/3xx; want 0 errors",
