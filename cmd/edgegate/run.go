@@ -42,9 +42,12 @@ type daemon struct {
 	// started is set once the whole start is done (listeners, hand-over socket, privilege drop)
 	// and signals reach the reload loop: /readyz and edgegate_ready wait for it (startedSource).
 	started atomic.Bool
-	bgpMu   sync.Mutex // guards bgp, which reloads start and stop (bgp.go)
-	bgp     *bgp.Speaker
-	flows   *flowsync.Node // cluster flow sync (cluster.go); nil: none
+	// mu serialises reloads and the shutdown with the hand-over's Freeze, Thaw and Release,
+	// which run on the takeover goroutine and read or replace ing.
+	mu    sync.Mutex
+	bgpMu sync.Mutex // guards bgp, which reloads start and stop (bgp.go)
+	bgp   *bgp.Speaker
+	flows *flowsync.Node // cluster flow sync (cluster.go); nil: none
 
 	// Hand-over upgrade (takeover.go).
 	dropped    bool                         // privileges dropped: SIGUSR2 cannot start a successor
@@ -280,6 +283,8 @@ func (d *daemon) startIngress(cfg *config.Config, reg prometheus.Registerer) err
 
 // reload reads and validates the file completely, then applies it; a bad file changes nothing.
 func (d *daemon) reload(why string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	next, err := config.Load(d.path)
 	if err != nil {
 		var es config.Errors
@@ -334,6 +339,8 @@ func (d *daemon) stopIngress() error {
 // new flows, L7 drained within its bound, checks and API stopped, then routes, rules and the
 // TUN removed, BGP sessions closed.
 func (d *daemon) stop() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	var errs []error
 	if err := d.withdrawBGP(); err != nil {
 		errs = append(errs, err)

@@ -135,6 +135,8 @@ type handoverSource struct{ d *daemon }
 // Freeze freezes the data path and adds the ingress listening sockets: the successor serves
 // them before it reports ready, so no connection is refused while this process drains.
 func (s handoverSource) Freeze() ([]int, any, error) {
+	s.d.mu.Lock()
+	defer s.d.mu.Unlock()
 	fds, h, err := s.d.g.Freeze()
 	if err != nil {
 		return nil, nil, err
@@ -147,7 +149,7 @@ func (s handoverSource) Freeze() ([]int, any, error) {
 			fds, err = appendRawFDs(fds, files)
 		}
 		if err != nil {
-			return nil, nil, errors.Join(err, s.Thaw())
+			return nil, nil, errors.Join(err, s.thaw())
 		}
 		st.IngressListeners = addrs
 	}
@@ -169,6 +171,12 @@ func appendRawFDs(fds []int, files []*os.File) ([]int, error) {
 
 // Thaw serves again after a failed hand-over; the duplicates passed are closed.
 func (s handoverSource) Thaw() error {
+	s.d.mu.Lock()
+	defer s.d.mu.Unlock()
+	return s.thaw()
+}
+
+func (s handoverSource) thaw() error {
 	s.d.closePassed()
 	return s.d.g.Thaw()
 }
@@ -184,6 +192,8 @@ func (d *daemon) closePassed() {
 // opens itself (its BGP sessions start afresh: no graceful restart yet).
 func (s handoverSource) Release() {
 	d := s.d
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	d.closePassed()
 	d.stopBGP()
 	if d.api != nil {
