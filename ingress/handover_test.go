@@ -3,6 +3,8 @@ package ingress
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"log/slog"
 	"net"
@@ -28,10 +30,10 @@ type keepAliveLoad struct {
 	wg               sync.WaitGroup
 }
 
-func startKeepAliveLoad(addr string, workers int) *keepAliveLoad {
+func startKeepAliveLoad(dial func() (net.Conn, error), workers int) *keepAliveLoad {
 	l := &keepAliveLoad{stop: make(chan struct{})}
 	for range workers {
-		l.wg.Go(func() { l.worker(addr) })
+		l.wg.Go(func() { l.worker(dial) })
 	}
 	return l
 }
@@ -41,14 +43,14 @@ func (l *keepAliveLoad) fail(err error) {
 	l.firstErr.CompareAndSwap(nil, err.Error())
 }
 
-func (l *keepAliveLoad) worker(addr string) {
+func (l *keepAliveLoad) worker(dial func() (net.Conn, error)) {
 	for {
 		select {
 		case <-l.stop:
 			return
 		default:
 		}
-		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		c, err := dial()
 		if err != nil {
 			l.fail(err)
 			continue
@@ -105,12 +107,35 @@ func (l *keepAliveLoad) finish() {
 // shared socket's queue for whichever server accepts. Before idleGrace, a connection idle for
 // microseconds (between a response and the client's next request) was closed under that request.
 func TestAdoptUnderLoad(t *testing.T) {
+	pki := newPKI(t)
+	cert := pki.leaf(t, "a.test", "a.test")
+	pool := x509.NewCertPool()
+	pool.AddCert(pki.caCert)
+	for _, tc := range []struct {
+		name string
+		l    config.Listener
+		dial func(addr string) (net.Conn, error)
+	}{
+		{"plain", plainListener()[0], func(addr string) (net.Conn, error) { return net.DialTimeout("tcp", addr, 5*time.Second) }},
+		// net/http serves TLS listeners: their drain (tlsDrain) has the same grace.
+		{"tls", config.Listener{Name: "main", Address: "127.0.0.1:0", Protocol: "https", TLS: []config.Certificate{cert}},
+			func(addr string) (net.Conn, error) {
+				d := &net.Dialer{Timeout: 5 * time.Second}
+				return tls.DialWithDialer(d, "tcp", addr, &tls.Config{RootCAs: pool, ServerName: "a.test"})
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { adoptUnderLoad(t, tc.l, tc.dial) })
+	}
+}
+
+func adoptUnderLoad(t *testing.T, ln config.Listener, dial func(addr string) (net.Conn, error)) {
 	web := startBackend(t, "web", nil)
 	ups := newFixed().add("web", 80, web.addr)
 	cfg := &config.Config{Ingress: oneRoute("web", config.Rule{})}
+	cfg.Ingress.Listeners = []config.Listener{ln}
 	cur := startIngress(t, cfg.Ingress, ups, Options{})
 	addr := addrOf(t, cur, "main")
-	load := startKeepAliveLoad(addr, 8)
+	load := startKeepAliveLoad(func() (net.Conn, error) { return dial(addr) }, 8)
 	for i := range 3 {
 		waitServed(t, load, 200)
 		addrs, files, err := cur.ListenerFiles()

@@ -259,6 +259,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rw := recorderPool.Get().(*recorder)
 	*rw = recorder{w: w, lim: &h.l.lim}
 	if _, own := w.(*h1Response); !own {
+		if r.ProtoMajor == 1 && h.l.draining.Load() && !isUpgrade(r.Header) {
+			w.Header().Set("Connection", "close") // TLS listener draining (tlsDrain)
+		}
 		rw.ctl = http.NewResponseController(w)
 		if r.Body != nil && r.Body != http.NoBody {
 			r.Body = &bodyTimeout{rc: r.Body, ctl: rw.ctl, idle: h.l.lim.body}

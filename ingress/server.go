@@ -101,6 +101,18 @@ type listener struct {
 	serving    sync.WaitGroup // the accept loops (h1, net/http) until they have returned
 	baseCtx    context.Context
 	baseCancel context.CancelFunc // cancels every request context (ends tunnels) after the drain
+
+	// TLS listeners (net/http): while draining, HTTP/1 responses say Connection: close, and
+	// idle connections get idleGrace before net/http's Shutdown closes them (see tlsDrain).
+	draining atomic.Bool
+	connMu   sync.Mutex
+	h1conns  map[net.Conn]h1mark // HTTP/1 connections after their first request
+}
+
+// h1mark is a TLS listener's HTTP/1 connection as tlsDrain sees it.
+type h1mark struct {
+	active bool      // serving a request
+	idleAt time.Time // when it last became idle
 }
 
 // lstate is the immutable per-listener snapshot the request path reads.
@@ -332,6 +344,8 @@ func (s *Server) listen(l *listener) error {
 		HTTP2:             &http.HTTP2Config{MaxReadFrameSize: h2MaxReadFrameSize}, // h2c (TLS: configureH2)
 	}
 	if l.tls {
+		l.h1conns = map[net.Conn]h1mark{}
+		l.srv.ConnState = l.trackH1
 		l.srv.TLSConfig = &tls.Config{
 			MinVersion: tls.VersionTLS12,
 			GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
@@ -425,6 +439,9 @@ func (s *Server) serveListener(l *listener) {
 // have (so nothing they log comes after it). Safe to call more than once.
 func (l *listener) shutdown(ctx context.Context) error {
 	lnErr := l.ln.Close()
+	if l.tls {
+		l.tlsDrain(ctx)
+	}
 	var h1err error
 	var wg sync.WaitGroup
 	if l.h1 != nil {
@@ -438,6 +455,53 @@ func (l *listener) shutdown(ctx context.Context) error {
 	wg.Wait()
 	l.serving.Wait()
 	return errors.Join(lnErr, err, h1err)
+}
+
+// trackH1 follows a TLS listener's HTTP/1 connections (http.Server.ConnState); HTTP/2 ones end
+// with GOAWAY in Shutdown and need no tracking.
+func (l *listener) trackH1(c net.Conn, st http.ConnState) {
+	l.connMu.Lock()
+	defer l.connMu.Unlock()
+	switch st {
+	case http.StateActive, http.StateIdle:
+		if tc, ok := c.(*tls.Conn); ok && tc.ConnectionState().NegotiatedProtocol == "h2" {
+			return
+		}
+		m := h1mark{active: st == http.StateActive}
+		if !m.active {
+			m.idleAt = time.Now()
+		}
+		l.h1conns[c] = m
+	case http.StateClosed, http.StateHijacked:
+		delete(l.h1conns, c)
+	}
+}
+
+// tlsDrain is the drain's first step on a TLS listener: net/http's Shutdown closes idle HTTP/1
+// connections at once, under a busy keep-alive client's next request, and a response begun
+// before it without Connection: close. From now on responses say Connection: close (handler),
+// and it waits until every HTTP/1 connection left has been idle for idleGrace (a request arriving
+// meanwhile is served and its connection closed), or ctx ends; Shutdown then closes the rest.
+func (l *listener) tlsDrain(ctx context.Context) {
+	l.draining.Store(true)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		busy := false
+		l.connMu.Lock()
+		for _, m := range l.h1conns {
+			busy = busy || m.active || time.Since(m.idleAt) < idleGrace
+		}
+		l.connMu.Unlock()
+		if !busy {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // Addrs returns the actual listening addresses (port 0 resolved), in no particular order; empty
