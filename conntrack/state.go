@@ -40,6 +40,10 @@ func (s State) String() string {
 	return "invalid"
 }
 
+// Closing reports a TCP connection past its end (TIME_WAIT or CLOSE): a new SYN may reopen its
+// tuple (Reopens), and under port pressure its port goes first.
+func (s State) Closing() bool { return s == StateTimeWait || s == StateClose }
+
 // Timeouts are the idle timeouts per state; a zero field takes netfilter's default (see
 // DefaultTimeouts). SYN_SENT2 (simultaneous open) uses TCPSynSent, as in netfilter.
 type Timeouts struct {
@@ -255,5 +259,5 @@ func (e *Entry) Reopens(d Dir, p *packet.Packet) bool {
 }
 
 func reopens(d Dir, flags packet.TCPFlags, old State) bool {
-	return d == Original && flags.Attempt() && (old == StateTimeWait || old == StateClose)
+	return d == Original && flags.Attempt() && old.Closing()
 }

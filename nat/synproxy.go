@@ -57,7 +57,7 @@ func (t *Translator) SYNProxyEngaged(now int64) bool { return t.proxy.gauge.Enga
 // cookie when the mode says so; an ACK whose cookie checks opens the proxied connection (its
 // SYN to the backend). done is false for segments the proxy leaves to the normal path.
 func (t *Translator) synProxy(p *packet.Packet, k *conntrack.Tuple, r *Rules, now int64) (v Verdict, why Reason, done bool) {
-	flags := p.TCPFlags & (packet.TCPSyn | packet.TCPAck | packet.TCPRst | packet.TCPFin)
+	flags := p.TCPFlags & packet.TCPConnFlags
 	if flags != packet.TCPSyn && flags != packet.TCPAck {
 		return Drop, OK, false
 	}
@@ -131,7 +131,7 @@ func (t *Translator) translateProxied(p *packet.Packet, e *conntrack.Entry, d co
 		return Drop, Invalid
 	}
 	if d == conntrack.Reply {
-		if !c.Established() && p.TCPFlags&(packet.TCPSyn|packet.TCPAck|packet.TCPRst|packet.TCPFin) == packet.TCPSyn|packet.TCPAck {
+		if !c.Established() && p.TCPFlags&packet.TCPConnFlags == packet.TCPSyn|packet.TCPAck {
 			return t.splice(p, e, c, now)
 		}
 		if v, why := track(e, d, p, now); v != Forward {

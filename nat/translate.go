@@ -357,7 +357,7 @@ func (t *Translator) evictHolder(k *conntrack.Tuple, now int64) bool {
 	if h == nil {
 		return true // gone meanwhile
 	}
-	if st := h.State(); h.Assured() && st != conntrack.StateTimeWait && st != conntrack.StateClose {
+	if h.Assured() && !h.State().Closing() {
 		return false
 	}
 	return t.CT.Delete(h)

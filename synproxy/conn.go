@@ -111,7 +111,7 @@ const ExtraRoom = packet.IPv6Len + packet.TCPMinLen + 12
 // handles it.
 func (c *Conn) ServerSYNACK(p *packet.Packet, extra []byte) int {
 	h := p.TCP()
-	if p.TCPFlags&(packet.TCPSyn|packet.TCPAck|packet.TCPRst|packet.TCPFin) != packet.TCPSyn|packet.TCPAck ||
+	if p.TCPFlags&packet.TCPConnFlags != packet.TCPSyn|packet.TCPAck ||
 		h.Ack() != c.clientISN+1 || len(extra) < max(ExtraRoom, p.L4Off+packet.TCPMinLen) {
 		return 0
 	}

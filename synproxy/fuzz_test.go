@@ -43,7 +43,7 @@ func FuzzAnswerSYN(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var p packet.Packet
 		buf := append(make([]byte, 0, len(b)+64), b...)
-		if p.Parse(buf) != packet.OK || p.Proto != packet.ProtoTCP || p.TCPFlags&(packet.TCPSyn|packet.TCPAck|packet.TCPRst|packet.TCPFin) != packet.TCPSyn {
+		if p.Parse(buf) != packet.OK || p.Proto != packet.ProtoTCP || !p.TCPFlags.Attempt() {
 			return
 		}
 		if !testSecret.AnswerSYN(&p, t0, 1460) {
