@@ -222,3 +222,33 @@ func TestAdoptUnusedSocketClosed(t *testing.T) {
 		t.Errorf("Start with a pipe adopted: %v, want an adopted-socket error", err)
 	}
 }
+
+// TestTrackH1: a TLS listener's drain waits for HTTP/1 connections only: HTTP/2 ones (wrapped by
+// configureH2) end with GOAWAY and are not tracked; an HTTP/1 connection is tracked while active
+// and idle, and forgotten when closed or hijacked.
+func TestTrackH1(t *testing.T) {
+	l := &listener{h1conns: map[net.Conn]h1mark{}}
+	h2 := &h2Guard{}
+	l.trackH1(h2, http.StateActive)
+	l.trackH1(h2, http.StateIdle)
+	if len(l.h1conns) != 0 {
+		t.Fatal("an HTTP/2 connection is tracked")
+	}
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	for _, tc := range []struct {
+		st      http.ConnState
+		tracked bool
+		active  bool
+	}{
+		{http.StateNew, false, false}, {http.StateActive, true, true}, {http.StateIdle, true, false},
+		{http.StateHijacked, false, false}, {http.StateActive, true, true}, {http.StateClosed, false, false},
+	} {
+		l.trackH1(a, tc.st)
+		m, ok := l.h1conns[a]
+		if ok != tc.tracked || m.active != tc.active {
+			t.Errorf("after %v: tracked %v active %v, want %v %v", tc.st, ok, m.active, tc.tracked, tc.active)
+		}
+	}
+}

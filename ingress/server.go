@@ -464,6 +464,9 @@ func (l *listener) trackH1(c net.Conn, st http.ConnState) {
 	defer l.connMu.Unlock()
 	switch st {
 	case http.StateActive, http.StateIdle:
+		if _, h2 := c.(*h2Guard); h2 { // HTTP/2 (configureH2 wraps its connections)
+			return
+		}
 		if tc, ok := c.(*tls.Conn); ok && tc.ConnectionState().NegotiatedProtocol == "h2" {
 			return
 		}
