@@ -242,3 +242,50 @@ func TestOpsDrainTimeout(t *testing.T) {
 		t.Error("drain deletion not counted")
 	}
 }
+
+// TestOpsReloadRollback: a reload is one transaction across L4 and L7. The new file adds a
+// service (L4: rules, routes) and an ingress whose listener address is taken, so the L7 step
+// fails after the L4 one succeeded: the L4 change is rolled back (the new service does not
+// answer, the running one still does), the failure is counted, and the same file reloads once
+// the address is free.
+func TestOpsReloadRollback(t *testing.T) {
+	tp := newTopo(t)
+	for i := range tp.b {
+		tp.serveBackend(t, i)
+	}
+	web := svcSpec{name: "web", vip: "198.18.200.10", backends: []int{0, 1}}
+	api := svcSpec{name: "api", vip: "198.18.200.20", backends: []int{2}}
+	path := tp.writeConfig("edgegate.yaml", opsConfig("", web))
+	tp.startEdgegate(path)
+	tp.waitReady(t)
+
+	const taken = "198.18.1.1:9000"
+	var ln net.Listener
+	must(t, tp.gw.Do(func() (err error) { ln, err = net.Listen("tcp", taken); return }))
+	next := opsConfig("", web, api) + `ingress:
+  listeners: [{name: main, address: "` + taken + `"}]
+  routes: [{name: r, rules: [{backends: [{service: web, port: 80}]}]}]
+`
+	failures := tp.scrape(t).get("edgegate_config_reloads_total", "result=failure")
+	tp.reload(t, path, next)
+	m := tp.scrape(t)
+	if m.get("edgegate_config_reloads_total", "result=failure") != failures+1 || m.get("edgegate_config_last_reload_successful") != 0 {
+		t.Fatalf("the reload with a taken ingress address was not counted as failed:\n%s", tp.egLog.String())
+	}
+	c := nsClient(tp.c1, time.Second)
+	if body, err := get(c, "http://198.18.200.20/"); err == nil {
+		t.Errorf("the failed reload's service answers %q: its L4 part was not rolled back", body)
+	}
+	if got := answers(c, "http://198.18.200.10/", 4); !maps.Equal(got, map[string]int{backendNames[0]: 2, backendNames[1]: 2}) {
+		t.Errorf("the running service answered %v after the failed reload", got)
+	}
+
+	ln.Close()
+	tp.reload(t, path, next)
+	if m := tp.scrape(t); m.get("edgegate_config_last_reload_successful") != 1 {
+		t.Fatalf("the same file with the address free did not reload:\n%s", tp.egLog.String())
+	}
+	if got := answers(c, "http://198.18.200.20/", 2); got[backendNames[2]] != 2 {
+		t.Errorf("after the successful reload the new service answered %v", got)
+	}
+}

@@ -65,8 +65,10 @@ func protoNum(p config.ServicePort) packet.Proto {
 	return packet.ProtoTCP
 }
 
-// build makes the rules for cfg; nodeAddrs are the addresses node ports are served on.
-func (rb *ruleBuilder) build(cfg *config.Config, nodeAddrs []netip.Addr, health HealthView) (*nat.Rules, error) {
+// build makes the rules for cfg; nodeAddrs are the addresses node ports are served on. The
+// builder remembers the new lb sets (the next build's carry-over) only when the caller commits
+// (the rules are swapped in): a reload that fails later leaves it as it was.
+func (rb *ruleBuilder) build(cfg *config.Config, nodeAddrs []netip.Addr, health HealthView) (*nat.Rules, func(), error) {
 	rb.mu.Lock()
 	defer rb.mu.Unlock()
 	spec := nat.Spec{
@@ -81,7 +83,7 @@ func (rb *ruleBuilder) build(cfg *config.Config, nodeAddrs []netip.Addr, health 
 	}
 	var err error
 	if spec.SYNProxy, err = synproxy.ParseMode(cfg.TUN.SYNProxy); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	sets := make(map[string]*lb.Set)
 	seen := make(map[activeKey]bool)
@@ -107,7 +109,7 @@ func (rb *ruleBuilder) build(cfg *config.Config, nodeAddrs []netip.Addr, health 
 			key := fmt.Sprintf("%s/%d", s.Name, fam)
 			set, err := lb.Build(spec, rb.sets[key])
 			if err != nil {
-				return nil, fmt.Errorf("service %s: %w", s.Name, err)
+				return nil, nil, fmt.Errorf("service %s: %w", s.Name, err)
 			}
 			sets[key] = set
 			if fam == 4 {
@@ -121,13 +123,17 @@ func (rb *ruleBuilder) build(cfg *config.Config, nodeAddrs []netip.Addr, health 
 	for _, e := range cfg.Egress {
 		spec.Egress = append(spec.Egress, nat.Egress{Name: e.Name, Sources: e.Sources, Destinations: e.Destinations, Pool: e.Addresses})
 	}
-	rb.sets = sets
-	for k, act := range rb.active {
-		if !seen[k] && act.Load() <= 0 {
-			delete(rb.active, k) // gone from the config and no flow left using it
+	commit := func() {
+		rb.mu.Lock()
+		defer rb.mu.Unlock()
+		rb.sets = sets
+		for k, act := range rb.active {
+			if !seen[k] && act.Load() <= 0 {
+				delete(rb.active, k) // gone from the config and no flow left using it
+			}
 		}
 	}
-	return nat.NewRules(spec), nil
+	return nat.NewRules(spec), commit, nil
 }
 
 // attach marks the backends of s that health reports down as unhealthy (unless every one that

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/edgegate/edgegate/config"
+	"github.com/edgegate/edgegate/nat"
 )
 
 func cfgWith(t *testing.T, backends ...string) *config.Config {
@@ -26,7 +27,7 @@ func cfgWith(t *testing.T, backends ...string) *config.Config {
 func TestActiveCountersSurviveRemoveAndReadd(t *testing.T) {
 	rb := newRuleBuilder()
 	b2 := netip.MustParseAddr("198.19.2.2")
-	r, err := rb.build(cfgWith(t, "198.19.1.2", "198.19.2.2"), nil, nil)
+	r, err := buildCommit(rb, cfgWith(t, "198.19.1.2", "198.19.2.2"), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,10 +36,10 @@ func TestActiveCountersSurviveRemoveAndReadd(t *testing.T) {
 		t.Fatalf("backend order: %v", first.Addr)
 	}
 	first.Active.Add(3) // three live flows on b2
-	if _, err := rb.build(cfgWith(t, "198.19.1.2"), nil, nil); err != nil {
+	if _, err := buildCommit(rb, cfgWith(t, "198.19.1.2"), nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	r, err = rb.build(cfgWith(t, "198.19.1.2", "198.19.2.2"), nil, nil)
+	r, err = buildCommit(rb, cfgWith(t, "198.19.1.2", "198.19.2.2"), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,8 +48,17 @@ func TestActiveCountersSurviveRemoveAndReadd(t *testing.T) {
 		t.Fatalf("re-added backend got a new counter (%d live flows)", again.Active.Load())
 	}
 	again.Active.Add(-3)
-	rb.build(cfgWith(t, "198.19.1.2"), nil, nil)
+	buildCommit(rb, cfgWith(t, "198.19.1.2"), nil, nil)
 	if _, ok := rb.active[activeKey{"web", b2}]; ok {
 		t.Fatal("counter of a removed backend without flows kept")
 	}
+}
+
+// buildCommit builds and commits, as a successful start or reload does.
+func buildCommit(rb *ruleBuilder, cfg *config.Config, nodeAddrs []netip.Addr, h HealthView) (*nat.Rules, error) {
+	r, commit, err := rb.build(cfg, nodeAddrs, h)
+	if err == nil {
+		commit()
+	}
+	return r, err
 }

@@ -5,8 +5,6 @@ package gateway
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
@@ -22,6 +20,7 @@ import (
 
 	"github.com/edgegate/edgegate/config"
 	"github.com/edgegate/edgegate/conntrack"
+	"github.com/edgegate/edgegate/gateway/node"
 	"github.com/edgegate/edgegate/gateway/tun"
 	"github.com/edgegate/edgegate/lb"
 	"github.com/edgegate/edgegate/nat"
@@ -42,27 +41,31 @@ type Gateway struct {
 	sync    atomic.Pointer[FlowSync] // cluster flow sync (cluster.go); nil: none
 
 	mu        sync.Mutex // serialises Start, Reload and Close
-	devs      []tun.Device
+	sys       *node.Node // the device, routes, rules, guard: the node's system side
+	live      system     // what Reload changes on the system (sys; a test injects failures)
 	workers   []*Worker
-	routing   *routing
 	nodeAddrs []netip.Addr
 	wg        sync.WaitGroup
 	stop      chan struct{}
 	wwg       sync.WaitGroup // the workers (wg: the sweeper)
 	inherit   *inherited     // hand-over: what the predecessor passed, used by Start
 	frozen    *frozen        // hand-over in progress: what Freeze kept for Thaw
-	borrowed  bool           // inherited TUN and routes the predecessor still owns until Own
 	paused    atomic.Bool    // frozen for a hand-over: no checkpoint (checkpoint_linux.go)
 	started   bool           // Start completed: a clean Close removes the checkpoint
 	ready     atomic.Bool
-	guarded   bool           // the SYN guard table is installed
-	synFilter *tun.SYNFilter // the SYN prefilter attached to the device (nil: none)
-	instance  io.Closer      // held while running: one edgegate per TUN and namespace
-	drainT    *time.Timer    // pending drain_timeout expiry of TCP flows to removed backends
+	drainT    *time.Timer // pending drain_timeout expiry of TCP flows to removed backends
 
 	// ended counts service flows that left the table per (service, backend); with the backends'
 	// Active gauges it gives selections per backend without touching the packet path's hot loop.
 	ended *xsync.Map[flowKey, *atomic.Uint64]
+}
+
+// system is the part of the node's system side a reload changes, each step undone by applying
+// the previous configuration again (node.Node).
+type system interface {
+	SetPersist(on bool) error
+	Reroute(cfg *config.Config, nodeAddrs []netip.Addr) error
+	Guard(t config.TUN) error
 }
 
 // flowKey names a service backend in ended.
@@ -77,6 +80,8 @@ func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 		log = slog.Default()
 	}
 	g := &Gateway{log: log, builder: newRuleBuilder(), stop: make(chan struct{}), ended: xsync.NewMap[flowKey, *atomic.Uint64]()}
+	g.sys = node.New(log)
+	g.live = g.sys
 	g.CT = conntrack.New(conntrack.Config{
 		MaxEntries: cfg.Conntrack.MaxEntries,
 		Timeouts:   timeouts(cfg.Conntrack.Timeouts),
@@ -110,75 +115,51 @@ func (g *Gateway) Ready() bool { return g.ready.Load() }
 // ServiceName maps a conntrack service label to the service's name.
 func (g *Gateway) ServiceName(id uint32) string { return g.builder.ServiceName(id) }
 
-// Start opens the device, sets routes and starts the workers and the expiry sweeper.
-func (g *Gateway) Start() error {
+// Start opens the device, sets routes and starts the workers and the expiry sweeper. A step
+// that fails unwinds the ones before it (node.Stack): nothing is left behind.
+func (g *Gateway) Start() (err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	cfg := g.cfg.Load()
-	manage := cfg.TUN.ManageRoutes
-	if manage {
-		if err := checkSysctls(cfg); err != nil {
-			return fmt.Errorf("refusing to start: %w", err)
+	var undo node.Stack
+	defer func() {
+		if err != nil {
+			if uerr := undo.Unwind(); uerr != nil {
+				g.log.Warn("undoing a failed start", "err", uerr)
+			}
 		}
+	}()
+	rules, err := g.setUp(cfg, &undo)
+	if err != nil {
+		return err
 	}
 	// A hand-over (Inherit) fetches the predecessor's queues only once everything else is set
 	// up, so the predecessor is frozen for the restore alone.
-	reattach, name, err := true, cfg.TUN.Name, error(nil)
-	if g.inherit == nil {
-		if reattach, err = g.openTUN(cfg); err != nil {
-			return err
-		}
-		name = g.devs[0].Name()
-		if reattach {
-			g.log.Info("reattached to the TUN left by an earlier process: picking up its flows", "tun", name)
-		}
-	}
-	_, v6 := usesFamilies(cfg)
-	if err := tuneTUN(name, v6); err != nil {
-		g.closeDevs()
-		return err
-	}
-	g.nodeAddrs = cfg.NodePorts.Addresses
-	if len(g.nodeAddrs) == 0 {
-		if g.nodeAddrs, err = nodeAddresses(name); err != nil {
-			g.closeDevs()
-			return err
-		}
-	}
-	rules, err := g.builder.build(cfg, g.nodeAddrs, g.healthView())
-	if err != nil {
-		g.closeDevs()
-		return err
-	}
-	g.rules.Store(rules)
-	if err := g.setupRouting(cfg, name, manage, reattach); err != nil {
-		g.closeDevs()
-		return err
-	}
 	handover := g.inherit != nil
 	if handover {
 		if err := g.openInherited(cfg); err != nil {
-			g.closeDevs()
 			return err
 		}
 		// Rebuilt with the health view as the fetch left it (the predecessor's verdicts).
-		if rules, err = g.builder.build(cfg, g.nodeAddrs, g.healthView()); err != nil {
-			g.closeDevs()
+		var commit func()
+		if rules, commit, err = g.builder.build(cfg, g.nodeAddrs, g.healthView()); err != nil {
 			return err
 		}
-		g.rules.Store(rules)
+		commit()
 	}
+	undo.Release()
+	g.rules.Store(rules)
 	if err := g.restore(); err != nil {
 		g.log.Warn("restoring handed-over flows", "err", err)
 	}
 	if !handover {
 		g.loadCheckpoint(cfg)
 	}
-	devs := g.devs
+	devs := g.sys.Devices()
 	g.startWorkers(devs)
 	if handover {
-		g.steer() // this build's programs, once serving (the predecessor's steer until then)
-		g.applySYNFilter(cfg)
+		g.sys.Steer() // this build's programs, once serving (the predecessor's steer until then)
+		g.sys.FilterSYNs(cfg.TUN)
 	}
 	g.wg.Add(2)
 	go g.sweep()
@@ -186,124 +167,46 @@ func (g *Gateway) Start() error {
 	g.scheduleDrain(cfg) // drain: true backends in the first configuration
 	g.started = true
 	g.ready.Store(true)
-	g.log.Info("gateway started", "tun", name, "queues", len(devs), "offload", devs[0].VnetHdr(), "services", len(cfg.Services), "node_addresses", g.nodeAddrs)
+	g.log.Info("gateway started", "tun", g.sys.Name(), "queues", len(devs), "offload", devs[0].VnetHdr(), "services", len(cfg.Services), "node_addresses", g.nodeAddrs)
 	return nil
 }
 
-// setupRouting installs routes and rules (manage), prunes what an earlier process left that cfg
-// does not need (reattach), and the SYN guard; on error it removes what it installed.
-func (g *Gateway) setupRouting(cfg *config.Config, name string, manage, reattach bool) error {
-	if manage {
-		var err error
-		g.routing, err = newRouting(name, cfg.TUN.RouteTable)
-		if err == nil {
-			err = g.routing.apply(cfg, g.nodeAddrs)
-		}
-		if err == nil && reattach {
-			err = g.routing.prune()
-		}
-		if err != nil {
-			if g.routing != nil && !g.borrowed {
-				g.routing.removeAll()
-			}
-			g.routing = nil
-			return err
+// setUp is Start's system side: sysctls checked, the device opened (unless handed over),
+// node addresses found, the rules built, routes, rules and the SYN guard installed; each step
+// that changed the system pushes its undo on undo.
+func (g *Gateway) setUp(cfg *config.Config, undo *node.Stack) (*nat.Rules, error) {
+	if cfg.TUN.ManageRoutes {
+		if err := node.CheckSysctls(cfg); err != nil {
+			return nil, err
 		}
 	}
-	if err := g.applySYNGuard(nil, cfg); err != nil {
-		if g.routing != nil && !g.borrowed {
-			g.routing.removeAll()
-			g.routing = nil
+	reattach, err := true, error(nil) // a hand-over keeps what the predecessor installed
+	if g.inherit == nil {
+		if reattach, err = g.sys.Open(&cfg.TUN); err != nil {
+			return nil, err
 		}
-		return err
+		if reattach {
+			g.log.Info("reattached to the TUN left by an earlier process: picking up its flows", "tun", g.sys.Name())
+		}
 	}
-	return nil
-}
-
-// openTUN takes the instance lock and opens the device's queues into g.devs, reattaching to a
-// persistent device an earlier process left (reattach). Called with g.mu held.
-func (g *Gateway) openTUN(cfg *config.Config) (reattach bool, err error) {
-	lock, err := lockInstance(cfg.TUN.Name)
+	undo.Push(g.sys.Close)
+	if g.nodeAddrs, err = g.sys.Prepare(cfg); err != nil {
+		return nil, err
+	}
+	rules, commit, err := g.builder.build(cfg, g.nodeAddrs, g.healthView())
 	if err != nil {
-		return false, err
+		return nil, err
 	}
-	g.instance = lock
-	reattach = tun.Exists(cfg.TUN.Name)
-	tcfg := tun.Config{
-		Name:       cfg.TUN.Name,
-		MTU:        cfg.TUN.MTU,
-		Queues:     cfg.TUN.Queues,
-		Offload:    cfg.TUN.Offload,
-		TxQueueLen: cfg.TUN.TxQueueLen,
-		Persist:    cfg.TUN.Persist,
+	if err := g.sys.Route(cfg, g.nodeAddrs, reattach); err != nil {
+		return nil, err
 	}
-	devs, err := tun.Open(tcfg)
-	if err != nil && reattach {
-		// Left by a process with other tun settings (queues, offload): the kernel refuses to
-		// attach; its flows cannot be kept, so start over with a new device.
-		g.log.Warn("the persistent TUN left by an earlier process does not match tun settings: replacing it", "tun", cfg.TUN.Name, "err", err)
-		if err = tun.Delete(cfg.TUN.Name); err == nil {
-			reattach = false
-			devs, err = tun.Open(tcfg)
-		}
+	undo.Push(g.sys.Unroute)
+	if err := g.sys.Guard(cfg.TUN); err != nil {
+		return nil, err
 	}
-	if err != nil {
-		g.closeDevs()
-		return false, err
-	}
-	g.devs = devs
-	g.steer()
-	g.applySYNFilter(cfg)
-	return reattach, nil
-}
-
-// steer isolates new flows on a multi-queue device: TCP connection attempts go to the last
-// queue, everything else to the others (tun.Steer). Without it (a kernel or privileges that
-// refuse the program) the device spreads packets by flow hash and a SYN flood shares every
-// queue's ring with established flows: warned, not fatal.
-func (g *Gateway) steer() {
-	if len(g.devs) < 2 {
-		return
-	}
-	if err := tun.Steer(g.devs[0], len(g.devs)); err != nil {
-		g.log.Warn("TUN queues not steered: a SYN flood shares the queues of established flows", "err", err)
-		return
-	}
-	g.log.Info("TUN queues steered", "new_flow_queue", tun.SYNQueue(len(g.devs)), "flow_queues", len(g.devs)-1)
-}
-
-// applySYNFilter attaches the SYN prefilter (tun.FilterSYNs) while tun.syn_proxy is not off and
-// detaches it when it is. Without it (a kernel that refuses the program) a flood's SYNs all
-// reach the new-flow worker: warned, not fatal. Called with g.mu held, once serving.
-func (g *Gateway) applySYNFilter(cfg *config.Config) {
-	want := cfg.TUN.SYNProxy != config.SYNProxyOff
-	if want == (g.synFilter != nil) || len(g.devs) == 0 {
-		return
-	}
-	if !want {
-		g.synFilter.Close()
-		g.synFilter = nil
-		if err := tun.Unfilter(g.devs[0]); err != nil {
-			g.log.Warn("SYN prefilter not detached", "err", err)
-		}
-		return
-	}
-	f, err := tun.FilterSYNs(g.devs[0])
-	if err != nil {
-		g.log.Warn("SYN prefilter not attached: every SYN of a flood reaches the new-flow worker", "err", err)
-		return
-	}
-	g.synFilter = f
-	g.log.Info("SYN prefilter attached", "rate", tun.SYNFilterRate, "retry_rate", tun.SYNFilterRetryRate)
-}
-
-// stopSYNFilter stops this process's part of the prefilter (the device keeps the program: a
-// successor replaces it). Called with g.mu held.
-func (g *Gateway) stopSYNFilter() {
-	if g.synFilter != nil {
-		g.synFilter.Close()
-		g.synFilter = nil
-	}
+	undo.Push(g.sys.Unguard)
+	commit()
+	return rules, nil
 }
 
 // startWorkers runs one worker per queue. Called with g.mu held.
@@ -347,32 +250,13 @@ func (g *Gateway) dropFloodHandshakes(now int64) {
 	}
 }
 
-// closeDevs removes the device (persistent or not) and releases the instance lock: a failed
-// start and the clean exit leave nothing behind.
-func (g *Gateway) closeDevs() {
-	if g.borrowed {
-		g.closeDevsKeep() // the predecessor still serves on them
-		g.releaseInstance()
-		return
-	}
-	if err := tun.Remove(g.devs); err != nil {
-		g.log.Warn("removing the TUN", "err", err)
-	}
-	g.devs = nil
-	g.releaseInstance()
-}
-
-func (g *Gateway) releaseInstance() {
-	if g.instance != nil {
-		g.instance.Close()
-		g.instance = nil
-	}
-}
-
-// Reload swaps in a new validated configuration: rules are rebuilt and swapped atomically (the
-// workers pick them up at their next batch), routes and rules are brought in line. Established
-// flows keep their entries and so their backends. Settings that need a new device (tun.*) or a
-// new table (conntrack.max_entries) are reported and keep their running values.
+// Reload swaps in a new validated configuration as one transaction: the rules are built and
+// checked first, then the system is brought in line (tun.persist, routes and rules, the SYN
+// guard), and only then are configuration and rules swapped (the workers pick them up at their
+// next batch). A step that fails undoes the ones before it by applying the running
+// configuration again, so the running configuration keeps serving. Established flows keep
+// their entries and so their backends. Settings that need a new device (tun.*) or a new table
+// (conntrack.max_entries) are reported and keep their running values.
 func (g *Gateway) Reload(cfg *config.Config) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -380,50 +264,36 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 	if !tunEqual(old.TUN, cfg.TUN) {
 		g.log.Warn("tun settings changed: they take effect on restart")
 	}
-	if p := cfg.TUN.Persist; p != old.TUN.Persist && len(g.devs) > 0 {
-		if err := tun.SetPersist(g.devs[0], p); err != nil {
-			return err
-		}
-	}
-	rules, err := g.builder.build(cfg, g.nodeAddrs, g.healthView())
+	rules, commit, err := g.builder.build(cfg, g.nodeAddrs, g.healthView())
 	if err != nil {
 		return err
 	}
+	var undo node.Stack
+	steps := []struct {
+		do, back func() error
+	}{
+		{func() error { return g.live.SetPersist(cfg.TUN.Persist) }, func() error { return g.live.SetPersist(old.TUN.Persist) }},
+		{func() error { return g.live.Reroute(cfg, g.nodeAddrs) }, func() error { return g.live.Reroute(old, g.nodeAddrs) }},
+		{func() error { return g.live.Guard(cfg.TUN) }, func() error { return g.live.Guard(old.TUN) }},
+	}
+	if cfg.TUN.Persist == old.TUN.Persist {
+		steps = steps[1:]
+	}
+	for _, st := range steps {
+		undo.Push(st.back) // a step that fails half-way is undone too
+		if err := st.do(); err != nil {
+			if uerr := undo.Unwind(); uerr != nil {
+				g.log.Error("reload failed and rolling back failed too", "err", uerr)
+			}
+			return err
+		}
+	}
+	commit()
 	g.cfg.Store(cfg)
 	g.rules.Store(rules)
-	g.applySYNFilter(cfg)
+	g.sys.FilterSYNs(cfg.TUN) // never fails: without the prefilter the proxy still answers
 	g.dropStale(old, cfg)
 	g.scheduleDrain(cfg)
-	if g.routing != nil && cfg.TUN.ManageRoutes {
-		if err := g.routing.apply(cfg, g.nodeAddrs); err != nil {
-			return fmt.Errorf("apply routes: %w", err)
-		}
-	}
-	return g.applySYNGuard(old, cfg)
-}
-
-// applySYNGuard installs, changes or removes the SYN guard (tun.syn_rate_limit) when cfg differs
-// from old (nil: nothing installed yet).
-func (g *Gateway) applySYNGuard(old, cfg *config.Config) error {
-	t := cfg.TUN
-	if old != nil && old.TUN.SYNRateLimit == t.SYNRateLimit && old.TUN.SYNBurst == t.SYNBurst {
-		return nil
-	}
-	if t.SYNRateLimit <= 0 {
-		if g.guarded {
-			if err := removeSYNGuard(); err != nil {
-				return err
-			}
-			g.guarded = false
-			g.log.Info("SYN guard removed")
-		}
-		return nil
-	}
-	if err := installSYNGuard(g.devs[0].Name(), t.SYNRateLimit, t.SYNBurst); err != nil {
-		return err
-	}
-	g.guarded = true
-	g.log.Info("SYN guard installed", "rate", t.SYNRateLimit, "burst", t.SYNBurst)
 	return nil
 }
 
@@ -545,10 +415,11 @@ func (g *Gateway) SetHealth(h HealthView) error {
 	g.health.Store(&h)
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	rules, err := g.builder.build(g.cfg.Load(), g.nodeAddrs, h)
+	rules, commit, err := g.builder.build(g.cfg.Load(), g.nodeAddrs, h)
 	if err != nil {
 		return err
 	}
+	commit()
 	g.rules.Store(rules)
 	if h != nil {
 		g.dropUnhealthy(h)
@@ -589,10 +460,7 @@ func (g *Gateway) Counters() Snapshot {
 	var s Snapshot
 	g.mu.Lock()
 	ws := g.workers
-	name := ""
-	if len(g.devs) > 0 {
-		name = g.devs[0].Name()
-	}
+	name := g.sys.Name()
 	g.mu.Unlock()
 	for _, w := range ws {
 		s.add(&w.C)
@@ -601,9 +469,7 @@ func (g *Gateway) Counters() Snapshot {
 		s.RingDrops = ringDrops(name)
 	}
 	g.mu.Lock()
-	if g.synFilter != nil {
-		s.SYNFilter = g.synFilter.Stats()
-	}
+	s.SYNFilter = g.sys.SYNFilterStats()
 	g.mu.Unlock()
 	return s
 }
@@ -627,29 +493,18 @@ func (g *Gateway) Close() error {
 	if g.drainT != nil {
 		g.drainT.Stop()
 	}
-	var errs []error
-	if g.guarded && !g.borrowed {
-		if err := removeSYNGuard(); err != nil {
-			errs = append(errs, err)
-		}
-		g.guarded = false
-	}
-	if g.routing != nil && !g.borrowed {
-		if err := g.routing.removeAll(); err != nil {
-			errs = append(errs, err)
-		}
-		g.routing = nil
-	}
+	errs := []error{g.sys.Unguard(), g.sys.Unroute()}
 	select {
 	case <-g.stop:
 	default:
 		close(g.stop)
 	}
-	g.stopSYNFilter()
-	g.closeDevs()
+	if err := g.sys.Close(); err != nil {
+		g.log.Warn("closing the TUN", "err", err)
+	}
 	g.wwg.Wait()
 	g.wg.Wait()
-	if g.started && !g.borrowed { // a start that failed keeps the checkpoint for the next
+	if g.started && !g.sys.Borrowed { // a start that failed keeps the checkpoint for the next
 		g.removeCheckpoint()
 	}
 	return errors.Join(errs...)

@@ -107,14 +107,14 @@ type frozen struct {
 // Start or Close removes none of them.
 func (g *Gateway) Inherit(fetch func() (queues []int, lock int, h *Handover, err error)) {
 	g.inherit = &inherited{fetch: fetch}
-	g.borrowed = true
+	g.sys.Borrow(g.cfg.Load().TUN.Name)
 }
 
 // Own ends the borrowing after the predecessor let go (hand-over complete): from now on a clean
 // exit removes the TUN, its routes and rules as usual.
 func (g *Gateway) Own() {
 	g.mu.Lock()
-	g.borrowed = false
+	g.sys.Own()
 	g.mu.Unlock()
 }
 
@@ -147,7 +147,7 @@ func (g *Gateway) openInherited(cfg *config.Config) error {
 		closeAll()
 		return fmt.Errorf("hand-over: instance lock: %w", err)
 	}
-	g.instance = ln
+	g.sys.Adopt(nil, ln)
 	for i, fd := range queues {
 		d, err := tun.FromFD(fd, st.Name, st.VnetHdr, st.USO)
 		if err != nil {
@@ -156,7 +156,7 @@ func (g *Gateway) openInherited(cfg *config.Config) error {
 			}
 			return err
 		}
-		g.devs = append(g.devs, d)
+		g.sys.Adopt([]tun.Device{d}, nil)
 	}
 	return nil
 }
@@ -249,10 +249,11 @@ func parseState(s string) (conntrack.State, bool) {
 func (g *Gateway) Freeze() ([]int, *Handover, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.frozen != nil || len(g.devs) == 0 {
+	devs := g.sys.Devices()
+	if g.frozen != nil || len(devs) == 0 {
 		return nil, nil, errors.New("hand-over: gateway not running or already frozen")
 	}
-	fr := &frozen{lock: -1, tun: TUNState{Name: g.devs[0].Name(), Queues: len(g.devs), VnetHdr: g.devs[0].VnetHdr(), USO: tun.USO(g.devs[0])}}
+	fr := &frozen{lock: -1, tun: TUNState{Name: devs[0].Name(), Queues: len(devs), VnetHdr: devs[0].VnetHdr(), USO: tun.USO(devs[0])}}
 	closeFr := func() {
 		for _, fd := range fr.queues {
 			unix.Close(fd)
@@ -261,7 +262,7 @@ func (g *Gateway) Freeze() ([]int, *Handover, error) {
 			unix.Close(fr.lock)
 		}
 	}
-	for _, d := range g.devs {
+	for _, d := range devs {
 		fd, err := tun.Dup(d)
 		if err != nil {
 			closeFr()
@@ -269,7 +270,7 @@ func (g *Gateway) Freeze() ([]int, *Handover, error) {
 		}
 		fr.queues = append(fr.queues, fd)
 	}
-	lf, err := g.instance.(*net.UnixListener).File()
+	lf, err := g.sys.Instance().(*net.UnixListener).File()
 	if err != nil {
 		closeFr()
 		return nil, nil, fmt.Errorf("hand-over: instance lock: %w", err)
@@ -278,7 +279,7 @@ func (g *Gateway) Freeze() ([]int, *Handover, error) {
 	lf2, _ := unix.Dup(fr.lock) // lf owns its descriptor; keep an independent one
 	lf.Close()
 	fr.lock = lf2
-	g.closeDevsKeep()
+	g.sys.CloseQueues()
 	g.wwg.Wait()
 	g.paused.Store(true) // no checkpoint: the successor writes from now on
 	g.frozen = fr
@@ -318,15 +319,15 @@ func (g *Gateway) Thaw() error {
 	}
 	g.frozen = nil
 	g.paused.Store(false)
-	unix.Close(fr.lock) // the running instance lock stays g.instance
+	unix.Close(fr.lock) // the running instance lock stays the node's
 	for _, fd := range fr.queues {
 		d, err := tun.FromFD(fd, fr.tun.Name, fr.tun.VnetHdr, fr.tun.USO)
 		if err != nil {
 			return err
 		}
-		g.devs = append(g.devs, d)
+		g.sys.Adopt([]tun.Device{d}, nil)
 	}
-	g.startWorkers(g.devs)
+	g.startWorkers(g.sys.Devices())
 	g.log.Info("hand-over failed: serving again")
 	return nil
 }
@@ -340,9 +341,7 @@ func (g *Gateway) Detach() {
 	if g.drainT != nil {
 		g.drainT.Stop()
 	}
-	g.routing = nil
-	g.guarded = false
-	g.stopSYNFilter()
+	g.sys.Detach()
 	if fr := g.frozen; fr != nil {
 		for _, fd := range fr.queues {
 			unix.Close(fd)
@@ -350,21 +349,12 @@ func (g *Gateway) Detach() {
 		unix.Close(fr.lock)
 		g.frozen = nil
 	}
-	g.releaseInstance()
 	select {
 	case <-g.stop:
 	default:
 		close(g.stop)
 	}
 	g.wg.Wait()
-}
-
-// closeDevsKeep closes this process's queue descriptors without removing the device.
-func (g *Gateway) closeDevsKeep() {
-	for _, d := range g.devs {
-		d.Close()
-	}
-	g.devs = nil
 }
 
 // saveServices snapshots each service's backends (live flows, health) and affinity entries.

@@ -1,6 +1,7 @@
 package ingress
 
 import (
+	"errors"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -53,12 +54,32 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"route", "reason"}),
 		routes: map[string]*routeMetrics{},
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.errors} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
+	// An ingress started again in the same process (a reload that removed and re-added it, or
+	// retried a failed start) counts on in the collectors registered the first time.
+	if err := register(reg, &m.requests); err != nil {
+		return nil, err
+	}
+	if err := register(reg, &m.duration); err != nil {
+		return nil, err
+	}
+	if err := register(reg, &m.errors); err != nil {
+		return nil, err
 	}
 	return m, nil
+}
+
+// register registers *c, or points *c at the collector of the same description already
+// registered.
+func register[C prometheus.Collector](reg prometheus.Registerer, c *C) error {
+	err := reg.Register(*c)
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			*c = existing
+			return nil
+		}
+	}
+	return err
 }
 
 // route returns the cached children for a route name (nil when metrics are off).

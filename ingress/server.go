@@ -532,6 +532,19 @@ func (s *Server) Addr(name string) (net.Addr, bool) {
 	return l.ln.Addr(), true
 }
 
+// Check compiles cfg's ingress (routes, filters, certificates) without applying it: Reload
+// would fail with this error before changing anything. A reload spanning L4 and L7 checks
+// first, so a bad ingress changes nothing anywhere.
+func (s *Server) Check(cfg *config.Config, ups Upstreams) error {
+	if cfg == nil || cfg.Ingress == nil {
+		return errors.New("ingress: config has no ingress section")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, err := s.compile(cfg, ups)
+	return err
+}
+
 // Reload swaps every listener's route table, certificates and upstreams atomically (requests in
 // flight finish on the snapshot they started with). Listeners that are new or whose address or
 // protocol changed are opened; removed or changed ones stop accepting at once and drain in the

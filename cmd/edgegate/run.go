@@ -281,7 +281,8 @@ func (d *daemon) startIngress(cfg *config.Config, reg prometheus.Registerer) err
 	return nil
 }
 
-// reload reads and validates the file completely, then applies it; a bad file changes nothing.
+// reload reads and validates the file completely, then applies it (apply); a bad file changes
+// nothing.
 func (d *daemon) reload(why string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -299,32 +300,46 @@ func (d *daemon) reload(why string) {
 		return
 	}
 	d.clusterReloaded(next)
-	if err := d.g.Reload(next); err != nil {
-		d.log.Error("reload failed", "trigger", why, "err", err)
-		d.coll.RecordReload(err)
-		return
-	}
-	d.checker.Update(next)
-	if err := d.reloadBGP(next); err != nil {
-		d.log.Error("bgp reload failed", "trigger", why, "err", err)
-		d.coll.RecordReload(err)
-		return
-	}
-	switch {
-	case next.Ingress != nil && d.ing != nil:
-		err = d.ing.Reload(next, d.g)
-	case next.Ingress != nil:
-		err = d.startIngress(next, d.reg)
-	case d.ing != nil:
-		err = d.stopIngress()
-	}
-	if err != nil {
-		d.log.Error("ingress reload failed", "trigger", why, "err", err)
+	if err := d.apply(next); err != nil {
+		d.log.Error("reload failed: running configuration kept", "trigger", why, "err", err)
 		d.coll.RecordReload(err)
 		return
 	}
 	d.coll.RecordReload(nil)
 	d.log.Info("configuration reloaded", "trigger", why, "file", d.path, "services", len(next.Services))
+}
+
+// apply makes next the running configuration as one transaction across L4 and L7, as Caddy's
+// config load does: the ingress routes are compiled and checked first, then the data path (rules,
+// routes, guard), health checks, BGP and the ingress are switched in that order, and when a step
+// fails the ones before it (and what the failing one did) are switched back to the running
+// configuration, in reverse order: the running configuration keeps serving.
+func (d *daemon) apply(next *config.Config) error {
+	prev := d.g.Config()
+	if next.Ingress != nil && d.ing != nil {
+		if err := d.ing.Check(next, d.g); err != nil {
+			return err
+		}
+	}
+	return transact([]step{
+		{name: "gateway", do: func() error { return d.g.Reload(next) }, undo: func() error { return d.g.Reload(prev) }, atomic: true},
+		{name: "health checks", do: func() error { d.checker.Update(next); return nil }, undo: func() error { d.checker.Update(prev); return nil }},
+		{name: "bgp", do: func() error { return d.reloadBGP(next) }, undo: func() error { return d.reloadBGP(prev) }},
+		{name: "ingress", do: func() error { return d.reloadIngress(next) }, undo: func() error { return d.reloadIngress(prev) }},
+	}, d.log)
+}
+
+// reloadIngress starts, reloads or stops the ingress to match cfg.
+func (d *daemon) reloadIngress(cfg *config.Config) error {
+	switch {
+	case cfg.Ingress != nil && d.ing != nil:
+		return d.ing.Reload(cfg, d.g)
+	case cfg.Ingress != nil:
+		return d.startIngress(cfg, d.reg)
+	case d.ing != nil:
+		return d.stopIngress()
+	}
+	return nil
 }
 
 func (d *daemon) stopIngress() error {
