@@ -28,6 +28,9 @@ type ruleBuilder struct {
 	// so a backend removed and added back keeps counting the flows it still has: live plus
 	// ended flows (backend_selections_total) never goes down.
 	active map[activeKey]*atomic.Int64
+	// requests holds each (service, backend)'s L7 requests in flight (lb.Backend.Requests), kept
+	// like active while requests may use it.
+	requests map[activeKey]*atomic.Int64
 }
 
 type activeKey struct {
@@ -36,7 +39,7 @@ type activeKey struct {
 }
 
 func newRuleBuilder() *ruleBuilder {
-	return &ruleBuilder{ids: make(map[string]uint32), names: make(map[uint32]string), nextID: 1, sets: make(map[string]*lb.Set), active: make(map[activeKey]*atomic.Int64)}
+	return &ruleBuilder{ids: make(map[string]uint32), names: make(map[uint32]string), nextID: 1, sets: make(map[string]*lb.Set), active: make(map[activeKey]*atomic.Int64), requests: make(map[activeKey]*atomic.Int64)}
 }
 
 // serviceID returns the stable id of a service name.
@@ -127,9 +130,11 @@ func (rb *ruleBuilder) build(cfg *config.Config, nodeAddrs []netip.Addr, health 
 		rb.mu.Lock()
 		defer rb.mu.Unlock()
 		rb.sets = sets
-		for k, act := range rb.active {
-			if !seen[k] && act.Load() <= 0 {
-				delete(rb.active, k) // gone from the config and no flow left using it
+		for _, m := range []map[activeKey]*atomic.Int64{rb.active, rb.requests} {
+			for k, n := range m {
+				if !seen[k] && n.Load() <= 0 {
+					delete(m, k) // gone from the config and no flow or request left using it
+				}
 			}
 		}
 	}
@@ -146,13 +151,8 @@ func (rb *ruleBuilder) attach(s *config.Service, bs []lb.Backend, health HealthV
 			b.State = lb.Unhealthy
 		}
 		k := activeKey{s.Name, b.Addr}
-		act := rb.active[k]
-		if act == nil {
-			act = new(atomic.Int64)
-			rb.active[k] = act
-		}
 		seen[k] = true
-		b.Active = act
+		b.Active, b.Requests = counterOf(rb.active, k), counterOf(rb.requests, k)
 	}
 	if failOpen(s, bs) {
 		for j := range bs {
@@ -161,6 +161,16 @@ func (rb *ruleBuilder) attach(s *config.Service, bs []lb.Backend, health HealthV
 			}
 		}
 	}
+}
+
+// counterOf returns m's counter for k, created when missing.
+func counterOf(m map[activeKey]*atomic.Int64, k activeKey) *atomic.Int64 {
+	c := m[k]
+	if c == nil {
+		c = new(atomic.Int64)
+		m[k] = c
+	}
+	return c
 }
 
 // failOpen reports whether every backend that would otherwise serve is unhealthy and the service's

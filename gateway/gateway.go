@@ -527,9 +527,18 @@ func (g *Gateway) Table() *conntrack.Table { return g.CT }
 // a service name, port one of its TCP service ports; the answer is backend:target_port, from the
 // client's address family when the service has eligible backends of it, else from the other.
 func (g *Gateway) Pick(service string, port uint16, client netip.Addr) (netip.AddrPort, bool) {
+	addr, _, ok := g.PickActive(service, port, client)
+	return addr, ok
+}
+
+// PickActive is Pick that also returns the backend's L7 request counter (ingress.ActiveUpstreams,
+// lb.Backend.Requests): the proxy counts each request in flight on it, so least_conn and
+// two_choices weigh L7 requests with the data path's flows, while the flow metrics (live and
+// ended flows per backend) stay flows alone.
+func (g *Gateway) PickActive(service string, port uint16, client netip.Addr) (netip.AddrPort, *atomic.Int64, bool) {
 	r := g.rules.Load()
 	if r == nil {
-		return netip.AddrPort{}, false
+		return netip.AddrPort{}, nil, false
 	}
 	svcs := r.Services()
 	for i := range svcs {
@@ -551,11 +560,11 @@ func (g *Gateway) Pick(service string, port uint16, client netip.Addr) (netip.Ad
 					continue
 				}
 				if b, ok := set.Pick(client, rand.Uint64(), now); ok {
-					return netip.AddrPortFrom(b.Addr, p.TargetPort), true
+					return netip.AddrPortFrom(b.Addr, p.TargetPort), b.Requests, true
 				}
 			}
-			return netip.AddrPort{}, false
+			return netip.AddrPort{}, nil, false
 		}
 	}
-	return netip.AddrPort{}, false
+	return netip.AddrPort{}, nil, false
 }

@@ -44,12 +44,15 @@ func (s State) String() string {
 
 // Backend is one endpoint of a service. Weight 0 means no new flows. Active counts the
 // backend's live flows: the caller increments it when it commits a flow chosen by Pick and
-// decrements it when the flow ends (conntrack.Entry.Load); least_conn and two_choices read it.
+// decrements it when the flow ends (conntrack.Entry.Load). Requests counts L7 requests in flight
+// to the backend (the ingress adds one while it proxies a request). least_conn and two_choices
+// weigh both; flow metrics read Active alone.
 type Backend struct {
-	Addr   netip.Addr
-	Weight int
-	State  State
-	Active *atomic.Int64
+	Addr     netip.Addr
+	Weight   int
+	State    State
+	Active   *atomic.Int64
+	Requests *atomic.Int64
 }
 
 // eligible reports whether the backend may receive new flows.
@@ -178,11 +181,12 @@ func Build(spec Spec, prev *Set) (*Set, error) {
 		return nil, fmt.Errorf("lb: %w: timeout %v, capacity %d", ErrBadAffinity, spec.Affinity, spec.AffinityCapacity)
 	}
 
-	var prevActive map[netip.Addr]*atomic.Int64
+	var prevActive, prevRequests map[netip.Addr]*atomic.Int64
 	if prev != nil {
 		prevActive = make(map[netip.Addr]*atomic.Int64, len(prev.backends))
+		prevRequests = make(map[netip.Addr]*atomic.Int64, len(prev.backends))
 		for _, b := range prev.backends {
-			prevActive[b.Addr] = b.Active
+			prevActive[b.Addr], prevRequests[b.Addr] = b.Active, b.Requests
 		}
 		s.ctr.Store(prev.ctr.Load())
 	}
@@ -215,6 +219,11 @@ func Build(spec Spec, prev *Set) (*Set, error) {
 			b.Active = prevActive[b.Addr]
 			if b.Active == nil {
 				b.Active, fresh = &fresh[0], fresh[1:]
+			}
+		}
+		if b.Requests == nil {
+			if b.Requests = prevRequests[b.Addr]; b.Requests == nil {
+				b.Requests = new(atomic.Int64)
 			}
 		}
 		if b.eligible() {
@@ -357,7 +366,10 @@ func (s *Set) weightedPos(r uint64) int {
 }
 
 // load reads a backend's live flow count (negative counts from caller bugs count as 0).
-func (s *Set) load(i int32) int64 { return max(0, s.backends[i].Active.Load()) }
+func (s *Set) load(i int32) int64 {
+	b := &s.backends[i]
+	return max(0, b.Active.Load()) + max(0, b.Requests.Load())
+}
 
 // leastConn returns the eligible backend with the lowest Active/Weight. The scan starts at a
 // position taken from the flow hash so ties (e.g. an idle service) spread over backends
