@@ -165,22 +165,44 @@ func Build(spec Spec, prev *Set) (*Set, error) {
 	if i < 0 {
 		return nil, fmt.Errorf("lb: %w %q (want one of %v)", ErrUnknownScheduler, name, Schedulers)
 	}
-	s := &Set{sched: sched(i), name: name, seed: spec.HashSeed}
-	if len(spec.Backends) > MaxBackends {
-		return nil, fmt.Errorf("lb: %w: %d backends, at most %d", ErrBadBackend, len(spec.Backends), MaxBackends)
+	size, err := checkSpec(&spec)
+	if err != nil {
+		return nil, err
 	}
-	size := spec.MaglevSize
+	s := &Set{sched: sched(i), name: name, seed: spec.HashSeed}
+	if err := s.addBackends(spec.Backends, prev); err != nil {
+		return nil, err
+	}
+	s.buildTables(size)
+	if spec.Affinity > 0 {
+		s.buildAffinity(&spec, prev)
+	}
+	return s, nil
+}
+
+// checkSpec validates the sizes in spec and returns the Maglev table size to use.
+func checkSpec(spec *Spec) (size int, err error) {
+	if len(spec.Backends) > MaxBackends {
+		return 0, fmt.Errorf("lb: %w: %d backends, at most %d", ErrBadBackend, len(spec.Backends), MaxBackends)
+	}
+	size = spec.MaglevSize
 	if size == 0 {
 		size = DefaultMaglevSize
 	}
 	if size > MaxMaglevSize || !isPrime(size) || size < len(spec.Backends) {
-		return nil, fmt.Errorf("lb: %w %d: must be a prime in [%d, %d]", ErrBadMaglevSize, size,
+		return 0, fmt.Errorf("lb: %w %d: must be a prime in [%d, %d]", ErrBadMaglevSize, size,
 			max(2, len(spec.Backends)), MaxMaglevSize)
 	}
 	if spec.Affinity < 0 || spec.AffinityCapacity < 0 || spec.AffinityCapacity > MaxAffinityCapacity {
-		return nil, fmt.Errorf("lb: %w: timeout %v, capacity %d", ErrBadAffinity, spec.Affinity, spec.AffinityCapacity)
+		return 0, fmt.Errorf("lb: %w: timeout %v, capacity %d", ErrBadAffinity, spec.Affinity, spec.AffinityCapacity)
 	}
 
+	return size, nil
+}
+
+// addBackends copies backends into s, validating each, and gives each without counters prev's
+// counters for the same address or fresh ones; prev's round robin position carries over.
+func (s *Set) addBackends(backends []Backend, prev *Set) error {
 	var prevActive, prevRequests map[netip.Addr]*atomic.Int64
 	if prev != nil {
 		prevActive = make(map[netip.Addr]*atomic.Int64, len(prev.backends))
@@ -190,7 +212,7 @@ func Build(spec Spec, prev *Set) (*Set, error) {
 		}
 		s.ctr.Store(prev.ctr.Load())
 	}
-	s.backends = slices.Clone(spec.Backends)
+	s.backends = slices.Clone(backends)
 	s.elig = make([]bool, len(s.backends))
 	nfresh := 0
 	for _, b := range s.backends {
@@ -205,14 +227,14 @@ func Build(spec Spec, prev *Set) (*Set, error) {
 		b := &s.backends[i]
 		switch {
 		case !b.Addr.IsValid():
-			return nil, fmt.Errorf("lb: %w %d: no address", ErrBadBackend, i)
+			return fmt.Errorf("lb: %w %d: no address", ErrBadBackend, i)
 		case b.Weight < 0 || b.Weight > MaxWeight:
-			return nil, fmt.Errorf("lb: %w %v: weight %d not in [0, %d]", ErrBadBackend, b.Addr, b.Weight, MaxWeight)
+			return fmt.Errorf("lb: %w %v: weight %d not in [0, %d]", ErrBadBackend, b.Addr, b.Weight, MaxWeight)
 		case b.State >= numStates:
-			return nil, fmt.Errorf("lb: %w %v: %v", ErrBadBackend, b.Addr, b.State)
+			return fmt.Errorf("lb: %w %v: %v", ErrBadBackend, b.Addr, b.State)
 		}
 		if j, dup := seen[b.Addr.As16()]; dup {
-			return nil, fmt.Errorf("lb: %w %v: same address as backend %d", ErrBadBackend, b.Addr, j)
+			return fmt.Errorf("lb: %w %v: same address as backend %d", ErrBadBackend, b.Addr, j)
 		}
 		seen[b.Addr.As16()] = i
 		if b.Active == nil {
@@ -233,7 +255,11 @@ func Build(spec Spec, prev *Set) (*Set, error) {
 			s.cum = append(s.cum, total)
 		}
 	}
+	return nil
+}
 
+// buildTables builds the scheduler's lookup structure over the eligible backends.
+func (s *Set) buildTables(size int) {
 	if len(s.eligible) > 0 {
 		switch s.sched {
 		case schedWRR:
@@ -246,36 +272,37 @@ func Build(spec Spec, prev *Set) (*Set, error) {
 			s.table = buildMaglev(s.backends, order, size, s.seed)
 		}
 	}
+}
 
-	if spec.Affinity > 0 {
-		s.affTTL = int64(spec.Affinity)
-		s.affSlack = min(s.affTTL/64, int64(time.Second))
-		capacity := spec.AffinityCapacity
-		if capacity == 0 {
-			capacity = DefaultAffinityCapacity
-		}
-		if prev != nil && prev.aff != nil && prev.aff.capacity() == affinitySlots(capacity) {
-			s.aff = prev.aff
-		} else {
-			s.aff = newAffinityTable(capacity)
-			if prev != nil && prev.aff != nil {
-				s.aff.copyFrom(prev.aff)
-			}
-		}
-		s.backHash = make([]uint64, len(s.backends))
-		s.idHash = make([]uint64, len(s.backends))
-		s.idIndex = make([]uint16, len(s.backends))
-		order := make([]int, len(s.backends))
-		for i := range s.backends {
-			s.backHash[i] = addrHash(s.backends[i].Addr, seedBackend)
-			order[i] = i
-		}
-		slices.SortFunc(order, func(a, b int) int { return cmp.Compare(s.backHash[a], s.backHash[b]) })
-		for k, i := range order {
-			s.idHash[k], s.idIndex[k] = s.backHash[i], uint16(i)
+// buildAffinity sets up client affinity, sharing (or copying) prev's table so clients keep
+// their backend across rebuilds.
+func (s *Set) buildAffinity(spec *Spec, prev *Set) {
+	s.affTTL = int64(spec.Affinity)
+	s.affSlack = min(s.affTTL/64, int64(time.Second))
+	capacity := spec.AffinityCapacity
+	if capacity == 0 {
+		capacity = DefaultAffinityCapacity
+	}
+	if prev != nil && prev.aff != nil && prev.aff.capacity() == affinitySlots(capacity) {
+		s.aff = prev.aff
+	} else {
+		s.aff = newAffinityTable(capacity)
+		if prev != nil && prev.aff != nil {
+			s.aff.copyFrom(prev.aff)
 		}
 	}
-	return s, nil
+	s.backHash = make([]uint64, len(s.backends))
+	s.idHash = make([]uint64, len(s.backends))
+	s.idIndex = make([]uint16, len(s.backends))
+	order := make([]int, len(s.backends))
+	for i := range s.backends {
+		s.backHash[i] = addrHash(s.backends[i].Addr, seedBackend)
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(s.backHash[a], s.backHash[b]) })
+	for k, i := range order {
+		s.idHash[k], s.idIndex[k] = s.backHash[i], uint16(i)
+	}
 }
 
 // Backends returns a copy of the Set's backends in configuration order, with their Active
