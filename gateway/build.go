@@ -91,35 +91,9 @@ func (rb *ruleBuilder) build(cfg *config.Config, nodeAddrs []netip.Addr, health 
 	sets := make(map[string]*lb.Set)
 	seen := make(map[activeKey]bool)
 	for i := range cfg.Services {
-		s := &cfg.Services[i]
-		svc := nat.Service{
-			ID:              rb.serviceID(s.Name),
-			Name:            s.Name,
-			Addrs:           s.Addresses,
-			Masquerade:      s.Masquerade(),
-			RefuseWhenEmpty: s.RefuseWhenEmpty(),
-		}
-		for _, p := range s.Ports {
-			svc.Ports = append(svc.Ports, nat.Port{Name: p.Name, Proto: protoNum(p), Port: p.Port, TargetPort: p.TargetPort, NodePort: p.NodePort})
-		}
-		for _, fam := range []int{4, 6} {
-			spec := s.LBSpec(func(b config.Backend) bool { return b.Address.Is4() == (fam == 4) })
-			spec.HashSeed = cfg.HashSeed()
-			if len(spec.Backends) == 0 {
-				continue
-			}
-			rb.attach(s, spec.Backends, health, seen)
-			key := fmt.Sprintf("%s/%d", s.Name, fam)
-			set, err := lb.Build(spec, rb.sets[key])
-			if err != nil {
-				return nil, nil, fmt.Errorf("service %s: %w", s.Name, err)
-			}
-			sets[key] = set
-			if fam == 4 {
-				svc.Set4 = set
-			} else {
-				svc.Set6 = set
-			}
+		svc, err := rb.service(cfg, &cfg.Services[i], health, sets, seen)
+		if err != nil {
+			return nil, nil, err
 		}
 		spec.Services = append(spec.Services, svc)
 	}
@@ -139,6 +113,41 @@ func (rb *ruleBuilder) build(cfg *config.Config, nodeAddrs []netip.Addr, health 
 		}
 	}
 	return nat.NewRules(spec), commit, nil
+}
+
+// service makes the translation of one service: its ports and an lb set per address family
+// with backends (recorded in sets under "name/4", "name/6", the next build's carry-over).
+func (rb *ruleBuilder) service(cfg *config.Config, s *config.Service, health HealthView, sets map[string]*lb.Set, seen map[activeKey]bool) (nat.Service, error) {
+	svc := nat.Service{
+		ID:              rb.serviceID(s.Name),
+		Name:            s.Name,
+		Addrs:           s.Addresses,
+		Masquerade:      s.Masquerade(),
+		RefuseWhenEmpty: s.RefuseWhenEmpty(),
+	}
+	for _, p := range s.Ports {
+		svc.Ports = append(svc.Ports, nat.Port{Name: p.Name, Proto: protoNum(p), Port: p.Port, TargetPort: p.TargetPort, NodePort: p.NodePort})
+	}
+	for _, fam := range []int{4, 6} {
+		spec := s.LBSpec(func(b config.Backend) bool { return b.Address.Is4() == (fam == 4) })
+		spec.HashSeed = cfg.HashSeed()
+		if len(spec.Backends) == 0 {
+			continue
+		}
+		rb.attach(s, spec.Backends, health, seen)
+		key := fmt.Sprintf("%s/%d", s.Name, fam)
+		set, err := lb.Build(spec, rb.sets[key])
+		if err != nil {
+			return nat.Service{}, fmt.Errorf("service %s: %w", s.Name, err)
+		}
+		sets[key] = set
+		if fam == 4 {
+			svc.Set4 = set
+		} else {
+			svc.Set6 = set
+		}
+	}
+	return svc, nil
 }
 
 // attach marks the backends of s that health reports down as unhealthy (unless every one that
