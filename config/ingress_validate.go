@@ -155,48 +155,53 @@ func (v *validator) ingressDefaults() {
 	for i := range in.Routes {
 		r := &in.Routes[i]
 		for j := range r.Rules {
-			ru := &r.Rules[j]
-			if len(ru.Matches) == 0 {
-				ru.Matches = []Match{{}}
-			}
-			for k := range ru.Matches {
-				m := &ru.Matches[k]
-				if m.Path == nil {
-					m.Path = &PathMatch{}
-				}
-				if m.Path.Type == "" {
-					m.Path.Type = PathPrefix
-				}
-				if m.Path.Value == "" && m.Path.Type != PathRegex {
-					m.Path.Value = "/"
-				}
-				for x := range m.Headers {
-					if m.Headers[x].Type == "" {
-						m.Headers[x].Type = ValueExact
-					}
-				}
-				for x := range m.QueryParams {
-					if m.QueryParams[x].Type == "" {
-						m.QueryParams[x].Type = ValueExact
-					}
-				}
-			}
-			if !v.set(&ru.Retries) {
-				ru.Retries = DefaultRetries
-			}
-			for k := range ru.Filters {
-				f := &ru.Filters[k]
-				if f.Redirect != nil && !v.set(&f.Redirect.StatusCode) {
-					f.Redirect.StatusCode = DefaultRedirectStatus
-				}
-				if f.Mirror != nil {
-					v.backendRefDefaults(f.Mirror)
-				}
-			}
-			for k := range ru.Backends {
-				v.backendRefDefaults(&ru.Backends[k])
+			v.ruleDefaults(&r.Rules[j])
+		}
+	}
+}
+
+// ruleDefaults fills a route rule's matches (a prefix "/" match when none), retries, redirect
+// status and backend references.
+func (v *validator) ruleDefaults(ru *Rule) {
+	if len(ru.Matches) == 0 {
+		ru.Matches = []Match{{}}
+	}
+	for k := range ru.Matches {
+		m := &ru.Matches[k]
+		if m.Path == nil {
+			m.Path = &PathMatch{}
+		}
+		if m.Path.Type == "" {
+			m.Path.Type = PathPrefix
+		}
+		if m.Path.Value == "" && m.Path.Type != PathRegex {
+			m.Path.Value = "/"
+		}
+		for x := range m.Headers {
+			if m.Headers[x].Type == "" {
+				m.Headers[x].Type = ValueExact
 			}
 		}
+		for x := range m.QueryParams {
+			if m.QueryParams[x].Type == "" {
+				m.QueryParams[x].Type = ValueExact
+			}
+		}
+	}
+	if !v.set(&ru.Retries) {
+		ru.Retries = DefaultRetries
+	}
+	for k := range ru.Filters {
+		f := &ru.Filters[k]
+		if f.Redirect != nil && !v.set(&f.Redirect.StatusCode) {
+			f.Redirect.StatusCode = DefaultRedirectStatus
+		}
+		if f.Mirror != nil {
+			v.backendRefDefaults(f.Mirror)
+		}
+	}
+	for k := range ru.Backends {
+		v.backendRefDefaults(&ru.Backends[k])
 	}
 }
 
