@@ -222,7 +222,8 @@ func (e *Entry) Track(d Dir, p *packet.Packet, now int64) Verdict {
 		v, done := Accept, false
 		switch proto {
 		case packet.ProtoTCP:
-			s, v, done = e.tcpStep(d, p, kind, s, &windowed)
+			s, v, done = e.tcpStep(d, p, kind, s, !windowed)
+			windowed = true
 		case packet.ProtoUDP:
 			s = e.udpStep(d, s, now)
 		default:
@@ -246,8 +247,8 @@ type transition struct {
 
 // tcpStep moves s (the flow's word as loaded) for a segment of kind in direction d. done says
 // the segment is answered with v and the word stays as it is: invalid, ignored, or out of the
-// sequence window (checked once per Track: *windowed).
-func (e *Entry) tcpStep(d Dir, p *packet.Packet, kind int, s transition, windowed *bool) (_ transition, v Verdict, done bool) {
+// sequence window (checked when checkWindow: once per Track).
+func (e *Entry) tcpStep(d Dir, p *packet.Packet, kind int, s transition, checkWindow bool) (_ transition, v Verdict, done bool) {
 	sh := e.shared()
 	old := s.st
 	st := tcpTransitions[d][kind][old]
@@ -258,8 +259,7 @@ func (e *Entry) tcpStep(d Dir, p *packet.Packet, kind int, s transition, windowe
 	case sIG:
 		return s, Accept, true
 	}
-	if !*windowed {
-		*windowed = true
+	if checkWindow {
 		v, keep := e.window(d, p, old, s.flags&wAssured != 0)
 		if v != Accept {
 			sh.invalidWindow.Add(1)
