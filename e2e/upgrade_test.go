@@ -281,7 +281,9 @@ func TestUpgradeUnderLoad(t *testing.T) {
 	udp := startUDPStream(t, tp.c1, "198.18.200.50:53")
 	// The JSON report of 30 s outgrows the kept command output: into a file.
 	report := filepath.Join(tp.dir, "iperf3.json")
-	iperf, err := tp.c1.Start(context.Background(), "iperf3", "-c", "198.18.200.30", "-p", "5201", "-t", "30", "-J", "--get-server-output", "--logfile", report)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second) // a transfer that hangs fails
+	defer cancel()
+	iperf, err := tp.c1.Start(ctx, "iperf3", "-c", "198.18.200.30", "-p", "5201", "-t", "30", "-J", "--get-server-output", "--logfile", report)
 	must(t, err)
 	waitFor(t, 5*time.Second, "iperf3 transfer running", func() bool {
 		return len(tp.flows(t, "port=5201&state=established&service=bulk")) >= 2
@@ -311,7 +313,7 @@ func TestUpgradeUnderLoad(t *testing.T) {
 	err = tp.c1.Wait(iperf)
 	out, _ := os.ReadFile(report)
 	if err != nil {
-		t.Fatalf("iperf3 did not complete: %v\n%s", err, out)
+		t.Fatalf("iperf3 did not complete: %v\n%s\nits flows now: %+v", err, out, tp.flows(t, "port=5201"))
 	}
 	sent, lost := udp.finish()
 	// Each successor bound the ingress listener its predecessor released.
