@@ -367,8 +367,8 @@ func (s *Server) serve(rw *recorder, r *http.Request, e *matchEntry, st *lstate,
 		return s.proxyUpgrade(rw, r, ru, st, clientIP, host, path, rawPath, &fwd)
 	}
 
-	// Outbound headers: the inbound map edited in place (see the note at the top of the file).
-	h := r.Header
+	// Outbound headers: the inbound map edited in place (see the note at the top of the file;
+	// outbound).
 	bodyless := r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0
 	fastOK := bodyless && idempotent(r.Method)
 
@@ -400,24 +400,7 @@ func (s *Server) serve(rw *recorder, r *http.Request, e *matchEntry, st *lstate,
 			resp, err = s.up.roundTrip(ctx, &a.x, addr, r, host, path, rawPath, &fwd, ru.backendTimeout)
 		} else {
 			if out == nil {
-				fwd.set(h)
-				if _, ok := h["User-Agent"]; !ok {
-					h["User-Agent"] = emptyUA
-				}
-				out = new(http.Request)
-				*out = *r // shallow copy keeps the context and the (edited) header map
-				if ctx != r.Context() {
-					out = out.WithContext(ctx)
-				}
-				out.URL = &url.URL{Scheme: "http", Path: path, RawPath: rawPath, RawQuery: r.URL.RawQuery}
-				out.Host = host
-				out.RequestURI = ""
-				out.Close = false
-				out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/1.1", 1, 1
-				out.Body = nil
-				if guard != nil {
-					out.Body = guard
-				}
+				out = outbound(ctx, r, &fwd, guard, host, path, rawPath)
 			}
 			out.URL.Host = addr.String()
 			req := out
@@ -434,28 +417,9 @@ func (s *Server) serve(rw *recorder, r *http.Request, e *matchEntry, st *lstate,
 		}
 		if err != nil {
 			a.end(false)
-			switch {
-			case guard != nil && guard.err != nil && isTimeout(guard.err):
-				http.Error(rw, "408 request body timeout", http.StatusRequestTimeout)
-				return addr
-			case r.Context().Err() != nil:
-				rw.status = statusClientClosed
-				return addr
-			case ctx.Err() == context.DeadlineExceeded || isTimeout(err) || errors.Is(err, context.DeadlineExceeded):
-				ru.m.upstreamError("timeout")
-				http.Error(rw, "504 upstream timeout", http.StatusGatewayTimeout)
-				return addr
-			case isDialError(err):
-				ru.m.upstreamError("connect")
-				if attempt < ru.retries && replayable() {
-					s.log.Debug("ingress retry after connect error", "upstream", addr, "err", err)
-					continue
-				}
-			default:
-				ru.m.upstreamError("protocol")
+			if s.attemptFailed(ctx, rw, r, ru, guard, addr, err, attempt < ru.retries && replayable()) {
+				continue
 			}
-			s.log.Warn("ingress upstream error", "route", ru.route, "upstream", addr, "err", err)
-			http.Error(rw, "502 bad gateway", http.StatusBadGateway)
 			return addr
 		}
 		if (resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusServiceUnavailable) &&
@@ -470,6 +434,60 @@ func (s *Server) serve(rw *recorder, r *http.Request, e *matchEntry, st *lstate,
 		finish(&a, resp, complete && !resp.Close)
 		return addr
 	}
+}
+
+// outbound builds the request the Transport path sends upstream (on the first attempt that takes
+// that path): the inbound request shallow-copied with its (edited) header map, addressed to the
+// rewritten host and path, its body behind guard.
+func outbound(ctx context.Context, r *http.Request, fwd *forwarded, guard *guardBody, host, path, rawPath string) *http.Request {
+	h := r.Header
+	fwd.set(h)
+	if _, ok := h["User-Agent"]; !ok {
+		h["User-Agent"] = emptyUA
+	}
+	out := new(http.Request)
+	*out = *r // shallow copy keeps the context and the (edited) header map
+	if ctx != r.Context() {
+		out = out.WithContext(ctx)
+	}
+	out.URL = &url.URL{Scheme: "http", Path: path, RawPath: rawPath, RawQuery: r.URL.RawQuery}
+	out.Host = host
+	out.RequestURI = ""
+	out.Close = false
+	out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/1.1", 1, 1
+	out.Body = nil
+	if guard != nil {
+		out.Body = guard
+	}
+	return out
+}
+
+// attemptFailed answers the client for an attempt that got no response (err), or reports that
+// the attempt is retried (a connect error while retry allows it).
+func (s *Server) attemptFailed(ctx context.Context, rw *recorder, r *http.Request, ru *rule, guard *guardBody, addr netip.AddrPort, err error, retry bool) bool {
+	switch {
+	case guard != nil && guard.err != nil && isTimeout(guard.err):
+		http.Error(rw, "408 request body timeout", http.StatusRequestTimeout)
+		return false
+	case r.Context().Err() != nil:
+		rw.status = statusClientClosed
+		return false
+	case ctx.Err() == context.DeadlineExceeded || isTimeout(err) || errors.Is(err, context.DeadlineExceeded):
+		ru.m.upstreamError("timeout")
+		http.Error(rw, "504 upstream timeout", http.StatusGatewayTimeout)
+		return false
+	case isDialError(err):
+		ru.m.upstreamError("connect")
+		if retry {
+			s.log.Debug("ingress retry after connect error", "upstream", addr, "err", err)
+			return true
+		}
+	default:
+		ru.m.upstreamError("protocol")
+	}
+	s.log.Warn("ingress upstream error", "route", ru.route, "upstream", addr, "err", err)
+	http.Error(rw, "502 bad gateway", http.StatusBadGateway)
+	return false
 }
 
 // finish releases an attempt after its response. The connection is released (closed unless
