@@ -122,8 +122,11 @@ type heldConn struct {
 }
 
 // ask sends one request on the connection and returns the answer's body.
-func (h *heldConn) ask() (string, error) {
-	h.c.SetDeadline(time.Now().Add(10 * time.Second))
+func (h *heldConn) ask() (string, error) { return h.askWithin(10 * time.Second) }
+
+// askWithin is ask with its own time limit.
+func (h *heldConn) askWithin(limit time.Duration) (string, error) {
+	h.c.SetDeadline(time.Now().Add(limit))
 	if _, err := io.WriteString(h.c, "GET / HTTP/1.1\r\nHost: web\r\n\r\n"); err != nil {
 		return "", err
 	}
