@@ -250,12 +250,14 @@ const (
 	// at 51k SYN/s), about 90 ms at load average 13 with it (303 flows created).
 	engageSlack = 150 * time.Millisecond
 	// minFlowShareDefault is the share of its undisturbed rate the established flow keeps during
-	// the flood, as asserted. Issue 12 asks 0.8 (goal 0.9) and this code does not reach it: 45-57 %
-	// on a quiet machine (the runs in TestOpsSYNFloodDefault's comment), so the test holds the
-	// ground gained instead of failing every run: before the SYN proxy and the steered queues the
-	// flow stalled (0 %) under this flood with the default configuration. The issue stays open
-	// until this constant can be 0.8.
-	minFlowShareDefault = 0.35
+	// the flood, as asserted. Issue 12 asks 0.8 (goal 0.9). Measured on the quiet 2-vCPU VM
+	// (21:22-21:27 UTC, 11 runs, 104.8-105.0k SYN/s): with the SYN prefilter at 20000/s, 72, 76,
+	// 77, 77, 80, 84 % (edgegate as CI builds it; 8.6-9.6 Gbit/s undisturbed) and 77, 79, 84, 84,
+	// 85 % (race-built edgegate); with the prefilter at 10000/s (not adopted: it would hold new
+	// connections above 10k/s to one retransmission), 64, 73, 80, 87, 89 %. Before the prefilter
+	// 45-55 %, before the proxy and the steered queues 0 %. The floor keeps 12 points below the
+	// lowest run; the issue stays open until this can be 0.8.
+	minFlowShareDefault = 0.6
 	// maxFloodFlows bounds the flood SYNs that get a flow: the gauge passes AutoBurst attempts,
 	// plus its refill at AutoRate while the flood drains them (it reaches the gauge at the
 	// prefilter's tun.SYNFilterRate: AutoBurst / (SYNFilterRate - AutoRate) s, 11 ms: 11
@@ -268,25 +270,26 @@ const (
 
 // TestOpsSYNFloodDefault is issue 12's scenario with the default configuration (no tun.syn_rate_limit;
 // tun.syn_proxy auto): a flood of >= 100k SYN/s from random sources for 10 s at port 80 of a
-// service while an iperf3 flow runs through port 5201 of the same service. The SYN proxy engages
-// and answers the flood with cookies: the established flow keeps at least minFlowShareDefault of
-// its undisturbed rate (the issue's 80 % is not reached yet), the flood leaves no flows (at most the AutoBurst SYNs before the proxy
-// engaged), at least 27 of 30 legitimate new connections (3 at a time, 3 s timeout) complete
-// during the flood, a new connection right after it succeeds at once, and memory stays bounded.
+// service while an iperf3 flow runs through port 5201 of the same service. The SYN prefilter
+// drops most of the flood in front of the TUN, the SYN proxy answers the rest with cookies: the
+// established flow keeps at least minFlowShareDefault of its undisturbed rate (the issue's 80 %
+// is reached in about half the runs), at most maxFloodFlows flood SYNs get a flow (before the
+// proxy engaged) and none is left in the table after the flood, at least 27 of 30 legitimate
+// new connections (3 at a time, 3 s timeout) complete during the flood, a new connection right
+// after it succeeds at once, and memory stays bounded.
 //
 // The configuration leaves tun.queues out: the default (one queue per CPU, at least two) steers
 // connection attempts to the last queue and everything else to the others, so the flood's
 // packets never share the iperf3 flow's ring.
 //
-// Runs with the default queues (two on the 2-vCPU VM) and the batched generator, 18:20-18:24 UTC
-// on a quiet machine (load average 3-7): 104.9-105.0k SYN/s, 30 of 30 legitimate connections,
-// the connection after the flood at once, 205-214 flood flows (bound 253), cookies for 92-100 %
-// of the flood; the established flow at 55, 54, 52, 47, 54, 55, 45, 55, 53 % of its rate
-// (9.5-11.5 Gbit/s undisturbed): the 80 % criterion fails, the new-flow worker answering 105k
-// SYN/s takes one of the two CPUs (docs/operations.md, "SYN floods"). Under load average
-// 7.5-14: 70-105k SYN/s, 28-30 of 30, 210-220 flood flows, 37-87 %. Earlier, with a generator of
-// one sendto per packet (load 14-23): 18-33k SYN/s, 212-311 flood flows (311: the proxy
-// disengaged after AutoHold while the flood went on, fixed since).
+// Runs on the quiet VM: see minFlowShareDefault; every run 104.8-105.0k SYN/s, 30 of 30
+// legitimate connections, the connection after the flood at once, 235-250 flows created during
+// the flood (the legitimate 30 and the flood's burst before the proxy engaged), 0 flood flows
+// left, 201-204k SYNs passed by the prefilter and 833-836k dropped, 12.4-12.8k repetitions
+// (hash collisions and the clients' retransmissions) passed. Under load average 8-13 the
+// generator reaches 53-100k SYN/s and the flow keeps 45-103 %: the verdict counts only on an
+// otherwise idle machine. Before the prefilter (18:20 UTC, quiet): the flow at 45-55 %, 205-214
+// flood flows left in the table.
 func TestOpsSYNFloodDefault(t *testing.T) {
 	tp := newTopo(t)
 	for i := range tp.b {
