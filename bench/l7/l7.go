@@ -372,7 +372,7 @@ func startEdgegate(bport int, log *slog.Logger) (string, func(), error) {
 			AccessLog: false,
 			Listeners: []config.Listener{{Name: "bench", Address: "127.0.0.1:0"}},
 			Routes: []config.HTTPRoute{{Name: "bench", Rules: []config.Rule{{
-				Backends: []config.BackendRef{{Service: "backend", Port: 80}}, Retries: 1}}}},
+				Backends: []config.BackendRef{{Service: "backend", Port: 80, Weight: config.DefaultWeight}}, Retries: 1}}}},
 		},
 	}
 	ups, err := ingress.StaticUpstreams(cfg)
