@@ -102,16 +102,21 @@ func TestBGPInvalid(t *testing.T) {
 		{"unknown key", head + peer + "      bfd: {enable: true}\n", `unknown key "enable" (did you mean "enabled"?)`},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse([]byte(tt.yaml), "t.yaml")
-			var es Errors
-			if !errors.As(err, &es) {
-				t.Fatalf("want Errors, got %v", err)
-			}
-			if !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("errors:\n%v\nwant a line containing:\n%s", err, tt.want)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { wantParseError(t, tt.yaml, tt.want) })
+	}
+}
+
+// wantParseError parses yaml and fails unless it is refused with validation Errors, one of
+// whose lines contains want.
+func wantParseError(t *testing.T, yaml, want string) {
+	t.Helper()
+	_, err := Parse([]byte(yaml), "t.yaml")
+	var es Errors
+	if !errors.As(err, &es) {
+		t.Fatalf("want Errors, got %v", err)
+	}
+	if !strings.Contains(err.Error(), want) {
+		t.Fatalf("errors:\n%v\nwant a line containing:\n%s", err, want)
 	}
 }
 

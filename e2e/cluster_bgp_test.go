@@ -64,6 +64,25 @@ type bgpCluster struct {
 }
 
 // requireFRR fails under CI (scripts/deps.sh installs frr) and skips elsewhere when FRR is missing.
+// linkClusterNode enables forwarding in node n and links it to the router rtr (on rtrNet.0/24:
+// the router .1, the node .2, the node's default route) and to the backends' namespace be (on
+// beNet.0/24: the node .1, be .2; the node reaches the backends' 198.19.0.0/24 through it).
+func linkClusterNode(t *testing.T, rtr, be *netns.NS, n *clusterNode, rtrNet, beNet string) {
+	t.Helper()
+	for _, kv := range [][2]string{{"net.ipv4.ip_forward", "1"}, {"net.ipv6.conf.all.forwarding", "1"}, {"net.ipv4.conf.all.rp_filter", "0"}} {
+		must(t, n.ns.Sysctl(kv[0], kv[1]))
+	}
+	up, down := fmt.Sprintf("r-n%d", n.i), fmt.Sprintf("n%d", n.i)
+	must(t, netns.Link(rtr, up, n.ns, "eth0", 1500))
+	must(t, rtr.Addr(up, rtrNet+".1/24"))
+	must(t, n.ns.Addr("eth0", rtrNet+".2/24"))
+	must(t, n.ns.Route("default", "via", rtrNet+".1"))
+	must(t, netns.Link(n.ns, "eth1", be, down, 1500))
+	must(t, n.ns.Addr("eth1", beNet+".1/24"))
+	must(t, be.Addr(down, beNet+".2/24"))
+	must(t, n.ns.Route("198.19.0.0/24", "via", beNet+".2"))
+}
+
 func requireFRR(t *testing.T) {
 	t.Helper()
 	for _, d := range []string{"zebra", "bgpd", "bfdd"} {
@@ -99,17 +118,7 @@ func newBGPCluster(t *testing.T) *bgpCluster {
 	for i := 1; i <= 3; i++ {
 		n := &clusterNode{i: i, ns: netns.ForTest(t, fmt.Sprintf("eg-bn%d", i))}
 		c.nodes[i-1] = n
-		for _, kv := range [][2]string{{"net.ipv4.ip_forward", "1"}, {"net.ipv6.conf.all.forwarding", "1"}, {"net.ipv4.conf.all.rp_filter", "0"}} {
-			must(t, n.ns.Sysctl(kv[0], kv[1]))
-		}
-		must(t, netns.Link(c.rtr, fmt.Sprintf("r-n%d", i), n.ns, "eth0", 1500))
-		must(t, c.rtr.Addr(fmt.Sprintf("r-n%d", i), fmt.Sprintf("198.18.2%d.1/24", i)))
-		must(t, n.ns.Addr("eth0", fmt.Sprintf("198.18.2%d.2/24", i)))
-		must(t, n.ns.Route("default", "via", fmt.Sprintf("198.18.2%d.1", i)))
-		must(t, netns.Link(n.ns, "eth1", c.be, fmt.Sprintf("n%d", i), 1500))
-		must(t, n.ns.Addr("eth1", fmt.Sprintf("198.19.%d.1/24", i)))
-		must(t, c.be.Addr(fmt.Sprintf("n%d", i), fmt.Sprintf("198.19.%d.2/24", i)))
-		must(t, n.ns.Route("198.19.0.0/24", "via", fmt.Sprintf("198.19.%d.2", i)))
+		linkClusterNode(t, c.rtr, c.be, n, fmt.Sprintf("198.18.2%d", i), fmt.Sprintf("198.19.%d", i))
 		must(t, c.be.Route(fmt.Sprintf("198.18.250.%d/32", i), "via", fmt.Sprintf("198.19.%d.1", i)))
 	}
 	dir, err := os.MkdirTemp("", "eg-bgp-")

@@ -69,17 +69,7 @@ func newSyncCluster(t *testing.T) *syncCluster {
 	for i := 1; i <= 2; i++ {
 		n := &clusterNode{i: i, ns: netns.ForTest(t, fmt.Sprintf("eg-sn%d", i))}
 		c.nodes[i-1] = n
-		for _, kv := range [][2]string{{"net.ipv4.ip_forward", "1"}, {"net.ipv4.conf.all.rp_filter", "0"}} {
-			must(t, n.ns.Sysctl(kv[0], kv[1]))
-		}
-		must(t, netns.Link(c.rtr, fmt.Sprintf("r-n%d", i), n.ns, "eth0", 1500))
-		must(t, c.rtr.Addr(fmt.Sprintf("r-n%d", i), fmt.Sprintf("198.18.4%d.1/24", i)))
-		must(t, n.ns.Addr("eth0", fmt.Sprintf("198.18.4%d.2/24", i)))
-		must(t, n.ns.Route("default", "via", fmt.Sprintf("198.18.4%d.1", i)))
-		must(t, netns.Link(n.ns, "eth1", c.be, fmt.Sprintf("n%d", i), 1500))
-		must(t, n.ns.Addr("eth1", fmt.Sprintf("198.19.4%d.1/24", i)))
-		must(t, c.be.Addr(fmt.Sprintf("n%d", i), fmt.Sprintf("198.19.4%d.2/24", i)))
-		must(t, n.ns.Route("198.19.0.0/24", "via", fmt.Sprintf("198.19.4%d.2", i)))
+		linkClusterNode(t, c.rtr, c.be, n, fmt.Sprintf("198.18.4%d", i), fmt.Sprintf("198.19.4%d", i))
 	}
 	c.moveTo(1)
 	dir, err := os.MkdirTemp("", "eg-sync-")

@@ -42,7 +42,10 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func TestTCPCheck(t *testing.T) {
+// acceptingListener listens on a loopback port and accepts (and closes) connections until the
+// listener is closed: a backend that passes TCP checks.
+func acceptingListener(t *testing.T) (net.Listener, uint16) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +59,11 @@ func TestTCPCheck(t *testing.T) {
 			c.Close()
 		}
 	}()
-	port := uint16(ln.Addr().(*net.TCPAddr).Port)
+	return ln, uint16(ln.Addr().(*net.TCPAddr).Port)
+}
+
+func TestTCPCheck(t *testing.T) {
+	ln, port := acceptingListener(t)
 	var changes atomic.Int32
 	c := New(nil, func() { changes.Add(1) })
 	defer c.Close()
@@ -171,21 +178,8 @@ func TestUpdateKeepsState(t *testing.T) {
 // after the first Update), not healthy as after a restart, and becomes healthy once its checks
 // pass; a seeded backend the configuration does not check counts as healthy after Update.
 func TestSeed(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln, port := acceptingListener(t)
 	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	port := uint16(ln.Addr().(*net.TCPAddr).Port)
 	var changes atomic.Int32
 	c := New(nil, func() { changes.Add(1) })
 	defer c.Close()
