@@ -189,9 +189,12 @@ func TestSeed(t *testing.T) {
 		t.Fatal("seeded unhealthy backends count as healthy before Update")
 	}
 	hc := fast(config.HealthTCP)
-	hc.Interval = config.Duration(time.Second) // the verdict below is read well before the second probe
+	hc.Interval = config.Duration(time.Second)
+	start := time.Now()
 	c.Update(svcConfig(port, hc))
-	if c.Healthy("web", lo) {
+	// Within one interval of Update at most one probe ran, short of HealthyThreshold (2): the
+	// backend must still be unhealthy then. (A test descheduled for longer proves nothing.)
+	if c.Healthy("web", lo) && time.Since(start) < time.Duration(hc.Interval) {
 		t.Fatal("a seeded unhealthy backend starts healthy")
 	}
 	if !c.Healthy("web", other) {
